@@ -1,0 +1,1 @@
+"""Numba CPU tier: ``@njit(cache=True)`` kernels with the reference's names and contracts."""

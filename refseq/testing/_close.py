@@ -1,0 +1,117 @@
+"""The derived tolerance (style.md #9).
+
+The float64 reference is the oracle ``desired``. A result of dtype ``dtype`` passes elementwise
+when
+
+.. math:: |x - d| \\le f \\cdot \\max_j |r_j - d_j| \\cdot \\frac{\\epsilon_{dtype}}{\\epsilon_{f32}}
+          + atol + \\epsilon_{dtype} |d|
+
+where ``r`` is the reference itself run in float32 on the same (rounded) inputs, ``f`` is 2 for a
+forward pass and 4 for a backward pass, and ``epsilon`` comes from ``np.finfo``. The first term is
+the error that the problem's conditioning forces on any float32 implementation, measured rather
+than guessed; for a float64 result it is scaled down by the ratio of machine epsilons. The
+``atol + eps |d|`` guard covers exact results (where the reference error is zero) and entries near
+zero. Non-finite entries must match in position and sign.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FACTORS = {"forward": 2.0, "backward": 4.0}
+
+
+def leaves(x) -> list[np.ndarray]:
+    """Flatten an array or a (nested) tuple/list of arrays, skipping None, into a list."""
+    if x is None:
+        return []
+    if isinstance(x, (tuple, list)):
+        return [leaf for item in x for leaf in leaves(item)]
+    return [np.asarray(x)]
+
+
+def tolerance(desired, reference=None, *, dtype, kind="forward", atol=0.0) -> np.ndarray:
+    """Elementwise bound on ``|actual - desired|`` for a result of ``dtype`` (see module doc)."""
+    if kind not in FACTORS:
+        raise ValueError(f"kind must be one of {sorted(FACTORS)}, got {kind!r}")
+    d = np.asarray(desired, np.float64)
+    eps = float(np.finfo(dtype).eps)
+    ref_err = 0.0
+    if reference is not None:
+        r = np.asarray(reference, np.float64)
+        if r.shape != d.shape:
+            raise ValueError(f"reference has shape {r.shape}, desired {d.shape}")
+        both = np.isfinite(r) & np.isfinite(d)
+        if both.any():
+            ref_err = float(np.max(np.abs(r[both] - d[both])))
+        ref_err *= eps / float(np.finfo(np.float32).eps)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return FACTORS[kind] * ref_err + atol + eps * np.abs(d)
+
+
+def check_close(actual, desired, reference=None, *, kind="forward", atol=0.0):
+    """Compare pytrees leaf by leaf; return ``(ok, max_abs_err, bound_at_worst, message)``.
+
+    ``ok`` is False on any non-finite mismatch or bound violation; ``max_abs_err`` is over finite
+    entries; ``bound_at_worst`` is the bound at the entry with the largest ``err / bound``.
+    """
+    xs, ds = leaves(actual), leaves(desired)
+    rs = leaves(reference) if reference is not None else [None] * len(ds)
+    if len(xs) != len(ds) or len(rs) != len(ds):
+        return False, np.inf, 0.0, f"structure differs: {len(xs)} leaves vs {len(ds)} desired"
+    ok, worst_err, worst_bound, worst_ratio, msgs = True, 0.0, 0.0, -1.0, []
+    for i, (x, d, r) in enumerate(zip(xs, ds, rs)):
+        if x.shape != d.shape:
+            return False, np.inf, 0.0, f"leaf {i}: shape {x.shape} != desired {d.shape}"
+        if x.dtype.kind != "f":
+            if not np.array_equal(x, d):
+                ok = False
+                msgs.append(f"leaf {i}: discrete values differ")
+            continue
+        xf, df = x.astype(np.float64), d.astype(np.float64)
+        for test, what in ((np.isnan, "NaN"), (np.isposinf, "+inf"), (np.isneginf, "-inf")):
+            if not np.array_equal(test(xf), test(df)):
+                ok = False
+                msgs.append(f"leaf {i}: {what} positions differ")
+        fin = np.isfinite(xf) & np.isfinite(df)
+        if not fin.any():
+            continue
+        bound = tolerance(df, r, dtype=x.dtype, kind=kind, atol=atol)
+        err = np.abs(xf - df)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(fin, err / np.where(bound > 0, bound, np.inf), 0.0)
+            ratio = np.where(fin & (bound == 0) & (err > 0), np.inf, ratio)
+        j = tuple(int(k) for k in np.unravel_index(int(np.argmax(ratio)), ratio.shape))
+        worst_err = max(worst_err, float(err[fin].max()))
+        if ratio[j] > worst_ratio:
+            worst_ratio, worst_bound = float(ratio[j]), float(bound[j])
+        bad = int(np.count_nonzero(ratio > 1))
+        if bad:
+            ok = False
+            msgs.append(
+                f"leaf {i}: {bad}/{ratio.size} entries over the bound; worst at {j}: "
+                f"actual {xf[j]!r}, desired {df[j]!r}, |err| {err[j]:.3g} > bound {bound[j]:.3g}"
+            )
+    return ok, worst_err, worst_bound, "; ".join(msgs)
+
+
+def assert_close(actual, desired, reference=None, *, kind="forward", atol=0.0, err_msg=""):
+    """Assert ``actual`` matches the float64 oracle ``desired`` under the derived tolerance.
+
+    Parameters
+    ----------
+    actual : array or (nested) tuple of arrays — the result under test (float32 or float64).
+    desired : same structure — the float64 reference output.
+    reference : same structure, optional — the reference run in float32 on the same inputs; it
+        measures the error the problem forces on float32 arithmetic. Without it only the
+        ``atol + eps |desired|`` guard applies.
+    kind : "forward" (factor 2) or "backward" (factor 4).
+    atol : absolute floor, for documented approximations only (e.g. an exp-based tanh).
+
+    Raises
+    ------
+    AssertionError naming the worst entry.
+    """
+    ok, err, bound, msg = check_close(actual, desired, reference, kind=kind, atol=atol)
+    if not ok:
+        raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{msg} (max |err| {err:.3g})")

@@ -1,0 +1,77 @@
+"""Shared test set-up: hypothesis profiles, the CUDA simulator switch, the backend fixture.
+
+The cuda tier runs on a real GPU when one is visible and under the Numba CUDA simulator
+otherwise; ``REFSEQ_CUDA=sim`` or ``REFSEQ_CUDA=gpu`` forces either. The switch must happen
+before numba is imported, which is why it sits at the top of this file.
+
+Hypothesis profiles: ``dev`` (default), ``ci`` (selected by ``CI=true``: derandomized, bounded),
+``cudasim`` (tiny budgets for simulated kernels; tests use it through ``CUDA_SETTINGS``) and
+``deep`` (``HYPOTHESIS_PROFILE=deep`` for long local runs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+
+def _gpu_visible() -> bool:
+    return os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
+
+
+_mode = os.environ.get("REFSEQ_CUDA", "auto")
+if _mode == "sim" or (_mode == "auto" and "NUMBA_ENABLE_CUDASIM" not in os.environ
+                      and not _gpu_visible()):
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+elif _mode == "gpu":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from refseq.registry import REGISTRY, TIERS, tier_available  # noqa: E402
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=40, **_common)
+settings.register_profile("ci", max_examples=20, derandomize=True, print_blob=True, **_common)
+settings.register_profile("deep", max_examples=1000, **_common)
+settings.register_profile("cudasim", max_examples=6, derandomize=True, **_common)
+settings.register_profile("gpu", max_examples=40, **_common)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
+
+
+def cuda_settings():
+    """Hypothesis settings for cuda-tier tests: tiny budgets under the simulator."""
+    from refseq.cuda import simulating
+
+    return settings.get_profile("cudasim" if simulating() else "gpu")
+
+
+@pytest.fixture(params=TIERS)
+def backend(request):
+    """Every tier; unavailable ones are skipped with the reason."""
+    ok, why = tier_available(request.param)
+    if not ok:
+        pytest.skip(f"{request.param} tier unavailable: {why}")
+    return request.param
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _jit_warmup():
+    """Compile (or load from cache) every jit kernel once, outside hypothesis' timing."""
+    if not tier_available("jit")[0]:
+        return
+    rng = np.random.default_rng(0)
+    for entry in REGISTRY.values():
+        if entry.impls.get("jit") is None:
+            continue
+        dims = dict(entry.cudasim_dims[0])
+        for dtype in (np.float32, np.float64):
+            args, kwargs = entry.make_inputs(rng, dims, dtype)
+            try:
+                entry.call("jit", *args, **kwargs)
+            except ImportError:  # the jit module is not written yet
+                return

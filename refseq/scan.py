@@ -69,7 +69,7 @@ def check_linear_scan_args(a, b, h0, check_finite=True):
 
 def check_softmax_scan_args(s, v, mask, state, check_finite=True):
     """Validate ``softmax_scan`` arguments; return ``(s, v, mask, state)`` in ``v``'s dtype."""
-    v = _checks.float_array(v, "v", ndim_min=4)
+    v = _checks.float_array(v, "v")
     if v.ndim != 4:
         raise ValueError(f"v must have shape (B, T, H, D), got {v.shape}")
     s = _checks.float_array(s, "s", dtype=v.dtype)
@@ -292,3 +292,19 @@ def softmax_scan_backward(s, v, grad_o, mask=None, state=None, *, backend="numpy
         grad_m0 = u0 * grad_u0 + np.einsum("bhd,bhd->bh", w0, grad_w0)
         grad_state = SoftmaxState(grad_m0, grad_u0, grad_w0)
     return grad_s.astype(v.dtype, copy=False), grad_v.astype(v.dtype, copy=False), grad_state
+
+
+def softmax_scan_textbook(s, v, mask=None):
+    """The textbook rolling form ``a^_t = a^_{t-1} + e^{s_t} v_t``, ``c^_t = c^_{t-1} + e^{s_t}``,
+    ``o_t = a^_t / c^_t`` (spec aaren.md, "Unstable rolling form").
+
+    Kept beside the stable scan only to show why the running max ``m`` exists: it overflows once
+    a score passes ~709 (float64) or ~88 (float32), where ``softmax_scan`` stays exact. Never use
+    it for real work.
+    """
+    s, v, mask, _ = check_softmax_scan_args(s, v, mask, None, check_finite=True)
+    e = np.exp(s) if mask is None else np.where(mask[..., None], np.exp(s), 0.0).astype(s.dtype)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        a_hat = np.cumsum(e[..., None] * v, axis=1)  # (B, T, H, D)
+        c_hat = np.cumsum(e, axis=1)  # (B, T, H)
+        return a_hat / c_hat[..., None]

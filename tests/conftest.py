@@ -50,7 +50,7 @@ def cuda_settings():
     return settings.get_profile("cudasim" if simulating() else "gpu")
 
 
-@pytest.fixture(params=TIERS)
+@pytest.fixture(scope="session", params=TIERS)
 def backend(request):
     """Every tier; unavailable ones are skipped with the reason."""
     ok, why = tier_available(request.param)

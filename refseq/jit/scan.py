@@ -85,7 +85,7 @@ def _as_blocks(a, b):
     if tail[:k] == S[:k]:
         rep = int(np.prod(S[k:], dtype=np.int64))
         return np.ascontiguousarray(a_full.reshape(lead + (-1,))), rep
-    return np.ascontiguousarray(np.broadcast_to(a, b.shape).reshape(B, T, -1)), 1
+    return np.ascontiguousarray(np.broadcast_to(a, b.shape)).reshape(B, T, -1), 1
 
 
 def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, out=None):
@@ -96,8 +96,8 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, out=None):
     """
     a, b, h0 = check_linear_scan_args(a, b, h0, check_finite)
     B, T = b.shape[:2]
-    b3 = np.ascontiguousarray(b).reshape(B, T, -1)
-    C = b3.shape[2]
+    C = int(np.prod(b.shape[2:], dtype=np.int64))
+    b3 = np.ascontiguousarray(b).reshape(B, T, C)
     h0_2 = np.zeros((B, C), b.dtype) if h0 is None else np.ascontiguousarray(h0).reshape(B, C)
     if out is None:
         out = np.empty(b.shape, b.dtype)

@@ -50,19 +50,21 @@ def tolerance(desired, reference=None, *, dtype, kind="forward", atol=0.0) -> np
 
 
 def check_close(actual, desired, reference=None, *, kind="forward", atol=0.0):
-    """Compare pytrees leaf by leaf; return ``(ok, max_abs_err, bound_at_worst, message)``.
+    """Compare pytrees leaf by leaf; return ``(ok, max_abs_err, bound_there, worst_ratio, msg)``.
 
     ``ok`` is False on any non-finite mismatch or bound violation; ``max_abs_err`` is over finite
-    entries; ``bound_at_worst`` is the bound at the entry with the largest ``err / bound``.
+    entries, ``bound_there`` the bound at that entry, ``worst_ratio`` the largest
+    ``|err| / bound`` over all entries (at most 1 when ``ok``).
     """
     xs, ds = leaves(actual), leaves(desired)
     rs = leaves(reference) if reference is not None else [None] * len(ds)
     if len(xs) != len(ds) or len(rs) != len(ds):
-        return False, np.inf, 0.0, f"structure differs: {len(xs)} leaves vs {len(ds)} desired"
-    ok, worst_err, worst_bound, worst_ratio, msgs = True, 0.0, 0.0, -1.0, []
+        msg = f"structure differs: {len(xs)} leaves vs {len(ds)} desired"
+        return False, np.inf, 0.0, np.inf, msg
+    ok, max_err, bound_there, worst_ratio, msgs = True, 0.0, 0.0, 0.0, []
     for i, (x, d, r) in enumerate(zip(xs, ds, rs)):
         if x.shape != d.shape:
-            return False, np.inf, 0.0, f"leaf {i}: shape {x.shape} != desired {d.shape}"
+            return False, np.inf, 0.0, np.inf, f"leaf {i}: shape {x.shape} != desired {d.shape}"
         if x.dtype.kind != "f":
             if not np.array_equal(x, d):
                 ok = False
@@ -82,9 +84,11 @@ def check_close(actual, desired, reference=None, *, kind="forward", atol=0.0):
             ratio = np.where(fin, err / np.where(bound > 0, bound, np.inf), 0.0)
             ratio = np.where(fin & (bound == 0) & (err > 0), np.inf, ratio)
         j = tuple(int(k) for k in np.unravel_index(int(np.argmax(ratio)), ratio.shape))
-        worst_err = max(worst_err, float(err[fin].max()))
-        if ratio[j] > worst_ratio:
-            worst_ratio, worst_bound = float(ratio[j]), float(bound[j])
+        k = tuple(int(q) for q in np.unravel_index(int(np.argmax(np.where(fin, err, -1.0))),
+                                                     err.shape))
+        if err[k] > max_err:
+            max_err, bound_there = float(err[k]), float(bound[k])
+        worst_ratio = max(worst_ratio, float(ratio[j]))
         bad = int(np.count_nonzero(ratio > 1))
         if bad:
             ok = False
@@ -92,7 +96,7 @@ def check_close(actual, desired, reference=None, *, kind="forward", atol=0.0):
                 f"leaf {i}: {bad}/{ratio.size} entries over the bound; worst at {j}: "
                 f"actual {xf[j]!r}, desired {df[j]!r}, |err| {err[j]:.3g} > bound {bound[j]:.3g}"
             )
-    return ok, worst_err, worst_bound, "; ".join(msgs)
+    return ok, max_err, bound_there, worst_ratio, "; ".join(msgs)
 
 
 def assert_close(actual, desired, reference=None, *, kind="forward", atol=0.0, err_msg=""):
@@ -112,6 +116,6 @@ def assert_close(actual, desired, reference=None, *, kind="forward", atol=0.0, e
     ------
     AssertionError naming the worst entry.
     """
-    ok, err, bound, msg = check_close(actual, desired, reference, kind=kind, atol=atol)
+    ok, err, _, _, msg = check_close(actual, desired, reference, kind=kind, atol=atol)
     if not ok:
         raise AssertionError(f"{err_msg + ': ' if err_msg else ''}{msg} (max |err| {err:.3g})")

@@ -1,0 +1,23 @@
+"""The command line: audit exits 0 when every check passes and prints the table."""
+
+import subprocess
+import sys
+
+from refseq.cli import main
+
+
+def test_audit_prints_a_table_and_passes(capsys):
+    assert main(["audit", "--tier", "numpy", "--tier", "jit", "--repeats", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "linear_scan" in out and "softmax_scan_backward" in out
+    assert "FAIL" not in out and out.rstrip().endswith("0 failed")
+
+
+def test_audit_rejects_unknown_hot_path(capsys):
+    assert main(["audit", "--only", "nope"]) == 2
+
+
+def test_papers_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "refseq", "papers"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "Attention as an RNN (Aaren)" in out and "implemented" in out

@@ -1,0 +1,34 @@
+"""The registry resolves tiers lazily, never falls back silently, and every entry is complete."""
+
+import numpy as np
+import pytest
+
+import refseq.registry as R
+from refseq.scan import linear_scan
+
+
+def test_every_entry_imports_and_generates_inputs():
+    for name, e in R.REGISTRY.items():
+        assert e.hot_path and e.public and e.audit_dims and e.cudasim_dims, name
+        assert callable(e.function())
+        assert e.uses in (None, *R.REGISTRY), name
+        for tier, path in e.impls.items():
+            if tier != "cuda":  # the cuda module may need numba-cuda; checked in test_scan_cuda
+                assert callable(R._load(path)), (name, tier)
+        args, kwargs = e.make_inputs(np.random.default_rng(0), e.cudasim_dims[0], np.float32)
+        assert all(not isinstance(a, np.ndarray) or a.dtype in (np.float32, bool) for a in args)
+
+
+def test_unknown_names_and_backends_are_errors():
+    with pytest.raises(KeyError, match="no hot path named"):
+        R.resolve("nope", "numpy")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        R.resolve("linear_scan", "gpu")
+    with pytest.raises(ValueError, match="registered twice"):
+        R.register(R.REGISTRY["linear_scan"])
+
+
+def test_unavailable_tier_raises_with_install_hint(monkeypatch):
+    monkeypatch.setattr(R, "tier_available", lambda b: (False, R.INSTALL_HINT["cuda"]))
+    with pytest.raises(R.BackendUnavailable, match=r"pip install 'refseq\[cuda\]'"):
+        linear_scan(np.ones(1), np.ones((1, 2, 1)), backend="cuda")

@@ -124,25 +124,26 @@ def _softmax_kernel(s, v, valid, m0, u0, w0, o, m_out, u_out, w_out):  # pragma:
         u = u0[ib, ih]
         w = w0[ib, ih].copy()  # (D,)
         for t in range(T):
+            o_t = o[ib, t, ih]  # (D,) contiguous row views keep the d-loops vectorisable
             if valid[ib, t]:
+                v_t = v[ib, t, ih]
                 s_t = s[ib, t, ih]
                 if s_t <= m:  # running max unchanged: e^{m - m} = 1
                     beta = np.exp(s_t - m)
                     u = u + beta
                     for d in range(D):
-                        w[d] = w[d] + v[ib, t, ih, d] * beta
+                        w[d] = w[d] + v_t[d] * beta
                 else:  # new max: rescale the old sums, the new token weighs e^0 = 1
                     alpha = np.exp(m - s_t) if m != -np.inf else zero
                     m = s_t
                     u = u * alpha + one
                     for d in range(D):
-                        w[d] = w[d] * alpha + v[ib, t, ih, d]
+                        w[d] = w[d] * alpha + v_t[d]
             if u > zero:
                 for d in range(D):
-                    o[ib, t, ih, d] = w[d] / u
+                    o_t[d] = w[d] / u
             else:
-                for d in range(D):
-                    o[ib, t, ih, d] = zero
+                o_t[:] = zero
         m_out[ib, ih] = m
         u_out[ib, ih] = u
         w_out[ib, ih, :] = w

@@ -22,7 +22,8 @@ The public hot-path functions built on these operators live in :mod:`refseq.scan
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -140,7 +141,9 @@ def _store(dst, t, elem):
 
 def _exclusive_from_inclusive(op, incl, first):
     """Shift an inclusive scan right by one, putting ``first`` (carry or identity) at t = 0."""
-    return tuple(np.concatenate([np.asarray(f, x.dtype)[None], x[:-1]]) for f, x in zip(first, incl))
+    return tuple(
+        np.concatenate([np.asarray(f, x.dtype)[None], x[:-1]]) for f, x in zip(first, incl)
+    )
 
 
 def _oriented(scan_forward):
@@ -274,7 +277,7 @@ def scan_chunked(op, elems, axis=1, reverse=False, exclusive=False, initial=None
     totals = tuple(np.stack([loc[i][-1] for loc in local]) for i in range(len(xs)))
     carries = scan_sequential(op, totals, axis=0, exclusive=True, initial=initial)
     pieces = []
-    for c, (s, loc) in enumerate(zip(starts, local)):
+    for c, loc in enumerate(local):
         carry = tuple(x[c] for x in carries)
         pieces.append(loc if (c == 0 and initial is None) else op.combine(carry, loc))
     incl = tuple(np.concatenate([p[i] for p in pieces]).astype(xs[i].dtype) for i in range(len(xs)))

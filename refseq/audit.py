@@ -73,8 +73,19 @@ def run_check(entry: HotPath, tier: str, dims: dict, dtype, seed: int = 0, repea
     if tier != "numpy" and repeats:
         _, numpy_seconds = _timed(lambda: entry.call("numpy", *args, **kw), max(1, repeats // 3))
     ok, err, bound, ratio, msg = check_close(actual, desired, reference32, kind=entry.kind)
-    return Check(entry.name, tier, dict(dims), np.dtype(dtype).name, ok, err, bound, ratio,
-                 seconds, numpy_seconds, msg)
+    return Check(
+        entry.name,
+        tier,
+        dict(dims),
+        np.dtype(dtype).name,
+        ok,
+        err,
+        bound,
+        ratio,
+        seconds,
+        numpy_seconds,
+        msg,
+    )
 
 
 def audit(tiers=None, names=None, seed=0, repeats=3, log=None):
@@ -112,21 +123,46 @@ def _fmt_dims(d):
 
 def format_table(checks, skipped=None) -> str:
     """A fixed-width table: one row per check, then a summary line."""
-    head = ("hot path", "function", "tier", "shape", "dtype", "max |err|", "tol there",
-            "worst err/tol", "", "time", "vs numpy")
+    head = (
+        "hot path",
+        "function",
+        "tier",
+        "shape",
+        "dtype",
+        "max |err|",
+        "tol there",
+        "worst err/tol",
+        "",
+        "time",
+        "vs numpy",
+    )
     rows = []
     for c in checks:
         t = "-" if not np.isfinite(c.seconds) else f"{c.seconds * 1e3:.2f} ms"
         sp = "-" if c.tier == "numpy" or not np.isfinite(c.speedup) else f"{c.speedup:.1f}x"
-        rows.append((REGISTRY[c.name].hot_path, c.name, c.tier, _fmt_dims(c.dims), c.dtype,
-                     f"{c.max_err:.2e}", f"{c.bound:.2e}", f"{c.ratio:.2f}",
-                     "ok" if c.ok else "FAIL", t, sp))
+        rows.append(
+            (
+                REGISTRY[c.name].hot_path,
+                c.name,
+                c.tier,
+                _fmt_dims(c.dims),
+                c.dtype,
+                f"{c.max_err:.2e}",
+                f"{c.bound:.2e}",
+                f"{c.ratio:.2f}",
+                "ok" if c.ok else "FAIL",
+                t,
+                sp,
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     right = {5, 6, 7, 9, 10}
 
     def line(r):
-        return "  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)
-                         for i, (x, w) in enumerate(zip(r, widths))).rstrip()
+        return "  ".join(
+            str(x).rjust(w) if i in right else str(x).ljust(w)
+            for i, (x, w) in enumerate(zip(r, widths))
+        ).rstrip()
 
     out = [line(head), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in rows]

@@ -37,9 +37,15 @@ def copy_bandwidth(nbytes, repeats=5):
 
 def _row(name, case, nbytes, t, t_numpy, copy_bw):
     bw = nbytes / t
-    return {"kernel": name, "shape": " ".join(f"{k}={v}" for k, v in case.items()),
-            "ms": t * 1e3, "GB/s": bw / 1e9, "copy GB/s": copy_bw / 1e9, "of copy": bw / copy_bw,
-            "vs numpy": (t_numpy / t) if t_numpy else float("nan")}
+    return {
+        "kernel": name,
+        "shape": " ".join(f"{k}={v}" for k, v in case.items()),
+        "ms": t * 1e3,
+        "GB/s": bw / 1e9,
+        "copy GB/s": copy_bw / 1e9,
+        "of copy": bw / copy_bw,
+        "vs numpy": (t_numpy / t) if t_numpy else float("nan"),
+    }
 
 
 def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
@@ -57,7 +63,7 @@ def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
         nbytes = a.nbytes + b.nbytes + out.nbytes  # read a, b; write h
         copy_bw = copy_bandwidth(nbytes, repeats)
         t = best_time(lambda: J.linear_scan(a, b, out=out, check_finite=False), repeats)
-        t_np = (best_time(lambda: S._linear_scan_numpy(a, b), 1) if numpy_reference else None)
+        t_np = best_time(lambda: S._linear_scan_numpy(a, b), 1) if numpy_reference else None
         rows.append(_row("jit linear_scan", case, nbytes, t, t_np, copy_bw))
         log(rows[-1])
         # softmax scan at the same bytes per step: H heads of width D_h with H * D_h = D
@@ -67,7 +73,7 @@ def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
         nbytes = s.nbytes + 2 * v.nbytes  # read s, v; write o
         copy_bw = copy_bandwidth(nbytes, repeats)
         t = best_time(lambda: J.softmax_scan(s, v, check_finite=False), repeats)
-        t_np = (best_time(lambda: S._softmax_scan_numpy(s, v), 1) if numpy_reference else None)
+        t_np = best_time(lambda: S._softmax_scan_numpy(s, v), 1) if numpy_reference else None
         sm_case = {"B": B, "T": T, "H": H, "D": D // H}
         rows.append(_row("jit softmax_scan", sm_case, nbytes, t, t_np, copy_bw))
         log(rows[-1])
@@ -102,8 +108,11 @@ def bench_scan_cuda(repeats=20, cases=SCAN_CASES, log=print):
         dst = cuda.device_array_like(src)
         copy_bw = 2 * src.size * 4 / sync_time(lambda: dst.copy_to_device(src))
         for method in ("sequential", "parallel"):
-            t = sync_time(lambda m=method: CU.linear_scan(a, b, check_finite=False, method=m,
-                                                          return_device=True))
+            t = sync_time(
+                lambda m=method: CU.linear_scan(
+                    a, b, check_finite=False, method=m, return_device=True
+                )
+            )
             rows.append(_row(f"cuda linear_scan[{method}]", case, nbytes, t, None, copy_bw))
             log(rows[-1])
     return rows
@@ -111,13 +120,27 @@ def bench_scan_cuda(repeats=20, cases=SCAN_CASES, log=print):
 
 def format_rows(rows) -> str:
     head = ["kernel", "shape", "ms", "GB/s", "copy GB/s", "of copy", "vs numpy"]
-    fmt = {"ms": "{:.2f}", "GB/s": "{:.1f}", "copy GB/s": "{:.1f}", "of copy": "{:.2f}x",
-           "vs numpy": "{:.0f}x"}
-    table = [[fmt.get(k, "{}").format(r[k]) if not (isinstance(r[k], float) and np.isnan(r[k]))
-              else "-" for k in head] for r in rows]
+    fmt = {
+        "ms": "{:.2f}",
+        "GB/s": "{:.1f}",
+        "copy GB/s": "{:.1f}",
+        "of copy": "{:.2f}x",
+        "vs numpy": "{:.0f}x",
+    }
+    table = [
+        [
+            fmt.get(k, "{}").format(r[k])
+            if not (isinstance(r[k], float) and np.isnan(r[k]))
+            else "-"
+            for k in head
+        ]
+        for r in rows
+    ]
     widths = [max(len(x) for x in col) for col in zip(head, *table)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(x.rjust(w) if i >= 2 else x.ljust(w) for i, (x, w) in
-                        enumerate(zip(row, widths))) for row in table]
+    lines += [
+        "  ".join(x.rjust(w) if i >= 2 else x.ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
+        for row in table
+    ]
     return "\n".join(lines)

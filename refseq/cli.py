@@ -14,13 +14,21 @@ def _audit(args) -> int:
     names = args.only or list(REGISTRY)
     for n in names:
         if n not in REGISTRY:
-            print(f"refseq audit: unknown hot path {n!r}; known: {', '.join(REGISTRY)}",
-                  file=sys.stderr)
+            print(
+                f"refseq audit: unknown hot path {n!r}; known: {', '.join(REGISTRY)}",
+                file=sys.stderr,
+            )
             return 2
-    print(f"refseq audit: {len(names)} hot-path functions x tiers {', '.join(tiers)}; "
-          "each result is compared with the float64 NumPy reference", flush=True)
-    print("tolerance: 2x (forward) or 4x (backward) the reference's own float32 error, "
-          "scaled by eps for float64, + eps*|ref| (docs/design.md)\n", flush=True)
+    print(
+        f"refseq audit: {len(names)} hot-path functions x tiers {', '.join(tiers)}; "
+        "each result is compared with the float64 NumPy reference",
+        flush=True,
+    )
+    print(
+        "tolerance: 2x (forward) or 4x (backward) the reference's own float32 error, "
+        "scaled by eps for float64, + eps*|ref| (docs/design.md)\n",
+        flush=True,
+    )
     progress = (lambda c: print(".", end="", flush=True)) if sys.stdout.isatty() else None
     checks, skipped = audit(tiers, names, seed=args.seed, repeats=args.repeats, log=progress)
     if progress:
@@ -35,9 +43,12 @@ def _bench(args) -> int:
     if args.what != "scan":
         print(f"refseq bench: unknown benchmark {args.what!r}; available: scan", file=sys.stderr)
         return 2
-    print("refseq bench scan: float32, best of "
-          f"{args.repeats}; 'of copy' = effective bandwidth / np.copyto bandwidth of the same "
-          "bytes, measured in this run\n", flush=True)
+    print(
+        "refseq bench scan: float32, best of "
+        f"{args.repeats}; 'of copy' = effective bandwidth / np.copyto bandwidth of the same "
+        "bytes, measured in this run\n",
+        flush=True,
+    )
     rows = bench.bench_scan(args.repeats, numpy_reference=not args.no_numpy, log=lambda r: None)
     print(bench.format_rows(rows))
     from refseq.cuda import availability, simulating
@@ -56,8 +67,10 @@ def _demo(args) -> int:
 
     demos = {"aaren": "refseq.demos.aaren"}
     if args.name not in demos:
-        print(f"refseq demo: unknown demo {args.name!r}; available: {', '.join(demos)}",
-              file=sys.stderr)
+        print(
+            f"refseq demo: unknown demo {args.name!r}; available: {', '.join(demos)}",
+            file=sys.stderr,
+        )
         return 2
     return importlib.import_module(demos[args.name]).main(args.rest)
 
@@ -73,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="refseq", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("audit", help="check every hot path on every available tier")
-    a.add_argument("--tier", action="append", choices=["numpy", "jit", "cuda"],
-                   help="restrict to a tier (repeatable)")
+    a.add_argument(
+        "--tier",
+        action="append",
+        choices=["numpy", "jit", "cuda"],
+        help="restrict to a tier (repeatable)",
+    )
     a.add_argument("--only", action="append", metavar="NAME", help="restrict to a hot path")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--repeats", type=int, default=3, help="timed runs per check (best is kept)")

@@ -13,8 +13,8 @@ the forward entry named in ``uses`` on the requested tier.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -144,37 +144,63 @@ def register(entry: HotPath) -> HotPath:
     return entry
 
 
-register(HotPath(
-    name="linear_scan", hot_path="scan", public="refseq.scan:linear_scan",
-    impls={"numpy": "refseq.scan:_linear_scan_numpy", "jit": "refseq.jit.scan:linear_scan",
-           "cuda": "refseq.cuda.scan:linear_scan"},
-    make_inputs=_linear_inputs,
-    audit_dims=({"B": 4, "T": 1000, "D": 64}, {"B": 1, "T": 4097, "D": 3}),
-    cudasim_dims=({"B": 2, "T": 37, "D": 3},),
-    summary="h_t = a_t * h_{t-1} + b_t",
-))
-register(HotPath(
-    name="linear_scan_backward", hot_path="scan", public="refseq.scan:linear_scan_backward",
-    impls={}, uses="linear_scan", kind="backward",
-    make_inputs=_linear_backward_inputs,
-    audit_dims=({"B": 4, "T": 1000, "D": 64},),
-    cudasim_dims=({"B": 2, "T": 37, "D": 3},),
-    summary="VJP of linear_scan via the reverse scan",
-))
-register(HotPath(
-    name="softmax_scan", hot_path="scan", public="refseq.scan:softmax_scan",
-    impls={"numpy": "refseq.scan:_softmax_scan_numpy", "jit": "refseq.jit.scan:softmax_scan",
-           "cuda": "refseq.cuda.scan:softmax_scan"},
-    make_inputs=_softmax_inputs,
-    audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32}, {"B": 1, "T": 4097, "H": 1, "D": 3}),
-    cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
-    summary="Aaren prefix softmax (m, u, w)",
-))
-register(HotPath(
-    name="softmax_scan_backward", hot_path="scan", public="refseq.scan:softmax_scan_backward",
-    impls={}, uses="linear_scan", kind="backward",
-    make_inputs=_softmax_backward_inputs,
-    audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32},),
-    cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
-    summary="VJP of softmax_scan via two reverse scans",
-))
+register(
+    HotPath(
+        name="linear_scan",
+        hot_path="scan",
+        public="refseq.scan:linear_scan",
+        impls={
+            "numpy": "refseq.scan:_linear_scan_numpy",
+            "jit": "refseq.jit.scan:linear_scan",
+            "cuda": "refseq.cuda.scan:linear_scan",
+        },
+        make_inputs=_linear_inputs,
+        audit_dims=({"B": 4, "T": 1000, "D": 64}, {"B": 1, "T": 4097, "D": 3}),
+        cudasim_dims=({"B": 2, "T": 37, "D": 3},),
+        summary="h_t = a_t * h_{t-1} + b_t",
+    )
+)
+register(
+    HotPath(
+        name="linear_scan_backward",
+        hot_path="scan",
+        public="refseq.scan:linear_scan_backward",
+        impls={},
+        uses="linear_scan",
+        kind="backward",
+        make_inputs=_linear_backward_inputs,
+        audit_dims=({"B": 4, "T": 1000, "D": 64},),
+        cudasim_dims=({"B": 2, "T": 37, "D": 3},),
+        summary="VJP of linear_scan via the reverse scan",
+    )
+)
+register(
+    HotPath(
+        name="softmax_scan",
+        hot_path="scan",
+        public="refseq.scan:softmax_scan",
+        impls={
+            "numpy": "refseq.scan:_softmax_scan_numpy",
+            "jit": "refseq.jit.scan:softmax_scan",
+            "cuda": "refseq.cuda.scan:softmax_scan",
+        },
+        make_inputs=_softmax_inputs,
+        audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32}, {"B": 1, "T": 4097, "H": 1, "D": 3}),
+        cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
+        summary="Aaren prefix softmax (m, u, w)",
+    )
+)
+register(
+    HotPath(
+        name="softmax_scan_backward",
+        hot_path="scan",
+        public="refseq.scan:softmax_scan_backward",
+        impls={},
+        uses="linear_scan",
+        kind="backward",
+        make_inputs=_softmax_backward_inputs,
+        audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32},),
+        cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
+        summary="VJP of softmax_scan via two reverse scans",
+    )
+)

@@ -275,10 +275,20 @@ def softmax_scan_backward(s, v, grad_o, mask=None, state=None, *, backend="numpy
     decay = np.zeros_like(M)
     decay[:, :-1] = np.where(np.isneginf(M[:, :-1]), 0.0, np.exp(M[:, :-1] - safe_M[:, 1:]))
     inv_U = np.divide(1.0, U, out=np.zeros_like(U), where=U > 0)  # (B, T, H)
-    A = linear_scan(decay[..., None], grad_o * inv_U[..., None], reverse=True, backend=backend,
-                    check_finite=False)  # (B, T, H, D)
-    beta = linear_scan(decay, np.einsum("bthd,bthd->bth", grad_o, o) * inv_U, reverse=True,
-                       backend=backend, check_finite=False)  # (B, T, H)
+    A = linear_scan(
+        decay[..., None],
+        grad_o * inv_U[..., None],
+        reverse=True,
+        backend=backend,
+        check_finite=False,
+    )  # (B, T, H, D)
+    beta = linear_scan(
+        decay,
+        np.einsum("bthd,bthd->bth", grad_o, o) * inv_U,
+        reverse=True,
+        backend=backend,
+        check_finite=False,
+    )  # (B, T, H)
     valid = np.ones((B, T), bool) if mask is None else mask
     p = np.where(valid[..., None], np.exp(np.minimum(s - safe_M, 0.0)), 0.0)  # e^{s_i - M_i}
     grad_v = p[..., None] * A

@@ -20,8 +20,9 @@ def _gpu_visible() -> bool:
 
 
 _mode = os.environ.get("REFSEQ_CUDA", "auto")
-if _mode == "sim" or (_mode == "auto" and "NUMBA_ENABLE_CUDASIM" not in os.environ
-                      and not _gpu_visible()):
+if _mode == "sim" or (
+    _mode == "auto" and "NUMBA_ENABLE_CUDASIM" not in os.environ and not _gpu_visible()
+):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 elif _mode == "gpu":
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0"

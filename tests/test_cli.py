@@ -18,6 +18,7 @@ def test_audit_rejects_unknown_hot_path(capsys):
 
 
 def test_papers_and_module_entry_point():
-    out = subprocess.run([sys.executable, "-m", "refseq", "papers"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "refseq", "papers"], capture_output=True, text=True, check=True
+    ).stdout
     assert "Attention as an RNN (Aaren)" in out and "implemented" in out

@@ -62,11 +62,16 @@ def test_jit_linear_scan_is_bitwise_equal_to_reference(seed, d, backend):
     B, T, H, D = d["B"], d["T"], d["H"], d["D"]
     b = rng.standard_normal((B, T, H, D, 2))
     h0 = rng.standard_normal((B, H, D, 2))
-    for a in (rng.uniform(0.5, 1, (B, T, H, D, 2)), rng.uniform(0.5, 1, (B, T, H, 1, 1)),
-              rng.uniform(0.5, 1, (1, T, 1, D, 1)), rng.uniform(0.5, 1, (H, 1, 2))):
+    for a in (
+        rng.uniform(0.5, 1, (B, T, H, D, 2)),
+        rng.uniform(0.5, 1, (B, T, H, 1, 1)),
+        rng.uniform(0.5, 1, (1, T, 1, D, 1)),
+        rng.uniform(0.5, 1, (H, 1, 2)),
+    ):
         for reverse in (False, True):
-            np.testing.assert_array_equal(jit_linear_scan(a, b, h0, reverse=reverse),
-                                          linear_scan(a, b, h0, reverse=reverse))
+            np.testing.assert_array_equal(
+                jit_linear_scan(a, b, h0, reverse=reverse), linear_scan(a, b, h0, reverse=reverse)
+            )
 
 
 def test_jit_out_buffer_is_used_and_validated():

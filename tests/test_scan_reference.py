@@ -47,10 +47,17 @@ def _loop_scan(op, xs, reverse, exclusive, initial):
     return out
 
 
-@given(seed=seeds(), T=lengths(1, 40), reverse=st.booleans(), exclusive=st.booleans(),
-       with_initial=st.booleans(), chunk=st.sampled_from([1, 2, 3, 7, 64]))
-def test_generic_scans_agree_on_noncommutative_matmul(seed, T, reverse, exclusive, with_initial,
-                                                        chunk):
+@given(
+    seed=seeds(),
+    T=lengths(1, 40),
+    reverse=st.booleans(),
+    exclusive=st.booleans(),
+    with_initial=st.booleans(),
+    chunk=st.sampled_from([1, 2, 3, 7, 64]),
+)
+def test_generic_scans_agree_on_noncommutative_matmul(
+    seed, T, reverse, exclusive, with_initial, chunk
+):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((T, 3, 2, 2)) / np.sqrt(2)  # T elements of a batch of 3 matrices
     initial = (rng.standard_normal((3, 2, 2)),) if with_initial else None
@@ -65,8 +72,9 @@ def test_generic_scans_agree_on_affine_and_softmax(seed, d, reverse, exclusive):
     rng = np.random.default_rng(seed)
     B, T, H, D = d["B"], d["T"], d["H"], d["D"]
     affine = (decays(rng, (B, T, D)), normal(rng, (B, T, D)))
-    leaves = S.softmax_leaf(normal(rng, (B, T, H), scale=3.0), normal(rng, (B, T, H, D)),
-                            masks(rng, (B, T)))
+    leaves = S.softmax_leaf(
+        normal(rng, (B, T, H), scale=3.0), normal(rng, (B, T, H, D)), masks(rng, (B, T))
+    )
     for op, elems in ((S.AFFINE, affine), (S.SOFTMAX_TRIPLE, leaves)):
         want = S.scan_sequential(op, elems, axis=1, reverse=reverse, exclusive=exclusive)
         for name, scan in SCANS:
@@ -82,8 +90,9 @@ def test_linear_scan_matches_generic_affine_scan_and_flip(seed, d, backend):
     a, b, h0 = decays(rng, (B, T, D)), normal(rng, (B, T, D)), normal(rng, (B, D))
     carry = (np.ones((B, D)), h0)
     _, want = S.scan_blelloch(S.AFFINE, (a, b), axis=1, initial=carry)
-    np.testing.assert_allclose(S.linear_scan(a, b, h0, backend=backend), want, rtol=1e-12,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        S.linear_scan(a, b, h0, backend=backend), want, rtol=1e-12, atol=1e-12
+    )
     # reverse == flip . scan . flip
     rev = S.linear_scan(a, b, h0, reverse=True, backend=backend)
     flipped = S.linear_scan(a[:, ::-1], b[:, ::-1], h0, backend=backend)[:, ::-1]
@@ -94,11 +103,14 @@ def test_linear_scan_matches_generic_affine_scan_and_flip(seed, d, backend):
 def test_linear_scan_with_unit_decay_is_cumsum(seed, T, backend):
     rng = np.random.default_rng(seed)
     b = rng.integers(-8, 8, (2, T, 3)).astype(np.float64)  # integers: every sum is exact
-    np.testing.assert_array_equal(S.linear_scan(np.ones(1), b, backend=backend),
-                                  np.cumsum(b, axis=1))
+    np.testing.assert_array_equal(
+        S.linear_scan(np.ones(1), b, backend=backend), np.cumsum(b, axis=1)
+    )
 
 
-@given(seed=seeds(), d=dims(T=(2, 40)), cut=st.floats(0, 1), backend=st.sampled_from(["numpy", "jit"]))
+@given(
+    seed=seeds(), d=dims(T=(2, 40)), cut=st.floats(0, 1), backend=st.sampled_from(["numpy", "jit"])
+)
 def test_two_calls_with_carried_state_equal_one_call(seed, d, cut, backend):
     rng = np.random.default_rng(seed)
     B, T, H, D = d["B"], d["T"], d["H"], d["D"]
@@ -182,8 +194,9 @@ def test_large_scores_stay_finite_where_the_textbook_form_overflows(dtype):
     with np.errstate(over="ignore", invalid="ignore"):
         textbook = S.softmax_scan_textbook(s, v)
     assert not np.isfinite(textbook).all()  # documents why the running max m exists
-    oracle = _softmax_attention_oracle(s.astype(np.float64), v.astype(np.float64),
-                                       np.ones((2, T), bool))
+    oracle = _softmax_attention_oracle(
+        s.astype(np.float64), v.astype(np.float64), np.ones((2, T), bool)
+    )
     bound = (2 * R + 4 * T) * np.finfo(dtype).eps * np.abs(v).max()
     for backend in ("numpy", "jit"):
         o, _ = S.softmax_scan(s, v, backend=backend)
@@ -196,8 +209,9 @@ def test_textbook_form_agrees_on_benign_scores(seed, d):
     rng = np.random.default_rng(seed)
     B, T, H, D = d["B"], d["T"], d["H"], d["D"]
     s, v, mask = normal(rng, (B, T, H)), normal(rng, (B, T, H, D)), masks(rng, (B, T), 1.0)
-    np.testing.assert_allclose(S.softmax_scan_textbook(s, v, mask), S.softmax_scan(s, v, mask)[0],
-                               rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        S.softmax_scan_textbook(s, v, mask), S.softmax_scan(s, v, mask)[0], rtol=1e-12, atol=1e-13
+    )
 
 
 # --- gradients: central finite differences in float64 with random cotangents ----------------
@@ -205,12 +219,21 @@ def _fd(f, x, dx, eps=1e-6):
     return (f(x + eps * dx) - f(x - eps * dx)) / (2 * eps)
 
 
-A_SHAPES = {"full": lambda B, T, D: (B, T, D), "per_channel": lambda B, T, D: (D,),
-            "per_step": lambda B, T, D: (B, T, 1), "scalar": lambda B, T, D: ()}
+A_SHAPES = {
+    "full": lambda B, T, D: (B, T, D),
+    "per_channel": lambda B, T, D: (D,),
+    "per_step": lambda B, T, D: (B, T, 1),
+    "scalar": lambda B, T, D: (),
+}
 
 
-@given(seed=seeds(), d=dims(T=(1, 20)), a_kind=st.sampled_from(sorted(A_SHAPES)),
-       reverse=st.booleans(), backend=st.sampled_from(["numpy", "jit"]))
+@given(
+    seed=seeds(),
+    d=dims(T=(1, 20)),
+    a_kind=st.sampled_from(sorted(A_SHAPES)),
+    reverse=st.booleans(),
+    backend=st.sampled_from(["numpy", "jit"]),
+)
 def test_linear_scan_backward_matches_finite_differences(seed, d, a_kind, reverse, backend):
     rng = np.random.default_rng(seed)
     B, T, D = d["B"], d["T"], d["D"]
@@ -223,23 +246,36 @@ def test_linear_scan_backward_matches_finite_differences(seed, d, a_kind, revers
     def loss(a_, b_, h0_):
         return np.sum(g * S.linear_scan(a_, b_, h0_, reverse=reverse))
 
-    for grad, x, f in ((ga, a, lambda x: loss(x, b, h0)), (gb, b, lambda x: loss(a, x, h0)),
-                       (gh0, h0, lambda x: loss(a, b, x))):
+    for grad, x, f in (
+        (ga, a, lambda x: loss(x, b, h0)),
+        (gb, b, lambda x: loss(a, x, h0)),
+        (gh0, h0, lambda x: loss(a, b, x)),
+    ):
         dx = rng.standard_normal(np.shape(x))
         np.testing.assert_allclose(np.sum(grad * dx), _fd(f, x, dx), rtol=1e-6, atol=1e-8)
 
 
-@given(seed=seeds(), d=dims(T=(1, 16), D=(1, 4)), use_mask=st.booleans(),
-       use_state=st.booleans(), backend=st.sampled_from(["numpy", "jit"]))
+@given(
+    seed=seeds(),
+    d=dims(T=(1, 16), D=(1, 4)),
+    use_mask=st.booleans(),
+    use_state=st.booleans(),
+    backend=st.sampled_from(["numpy", "jit"]),
+)
 def test_softmax_scan_backward_matches_finite_differences(seed, d, use_mask, use_state, backend):
     rng = np.random.default_rng(seed)
     B, T, H, D = d["B"], d["T"], d["H"], d["D"]
-    s, v, g = normal(rng, (B, T, H), scale=2.0), normal(rng, (B, T, H, D)), normal(rng, (B, T, H, D))
+    s, v, g = (
+        normal(rng, (B, T, H), scale=2.0),
+        normal(rng, (B, T, H, D)),
+        normal(rng, (B, T, H, D)),
+    )
     mask = masks(rng, (B, T)) if use_mask else None
     state = None
     if use_state:
-        state = S.SoftmaxState(normal(rng, (B, H)), rng.uniform(0.5, 2, (B, H)),
-                               normal(rng, (B, H, D)))
+        state = S.SoftmaxState(
+            normal(rng, (B, H)), rng.uniform(0.5, 2, (B, H)), normal(rng, (B, H, D))
+        )
     gs, gv, gstate = S.softmax_scan_backward(s, v, g, mask, state, backend=backend)
 
     def loss(s_, v_, st_):
@@ -248,10 +284,12 @@ def test_softmax_scan_backward_matches_finite_differences(seed, d, use_mask, use
     checks = [(gs, s, lambda x: loss(x, v, state)), (gv, v, lambda x: loss(s, x, state))]
     if use_state:
         for i in range(3):
+
             def f(x, i=i):
                 parts = list(state)
                 parts[i] = x
                 return loss(s, v, S.SoftmaxState(*parts))
+
             checks.append((gstate[i], state[i], f))
     else:
         assert gstate is None

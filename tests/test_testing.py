@@ -11,10 +11,14 @@ def test_bound_follows_the_formula():
     r = np.array([1.0 + 1e-6, -2.0, 0.0])  # the reference's float32 error is 1e-6
     eps32, eps64 = np.finfo(np.float32).eps, np.finfo(np.float64).eps
     e = np.abs(r - d).max()  # 1e-6 up to the rounding of r
-    np.testing.assert_allclose(tolerance(d, r, dtype=np.float32), 2 * e + eps32 * np.abs(d),
-                               rtol=1e-12)
-    np.testing.assert_allclose(tolerance(d, r, dtype=np.float64, kind="backward"),
-                               4 * e * eps64 / eps32 + eps64 * np.abs(d), rtol=1e-12)
+    np.testing.assert_allclose(
+        tolerance(d, r, dtype=np.float32), 2 * e + eps32 * np.abs(d), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        tolerance(d, r, dtype=np.float64, kind="backward"),
+        4 * e * eps64 / eps32 + eps64 * np.abs(d),
+        rtol=1e-12,
+    )
 
 
 def test_passes_within_and_fails_outside_the_bound():
@@ -33,8 +37,11 @@ def test_passes_within_and_fails_outside_the_bound():
 def test_non_finite_entries_must_match_in_position_and_sign():
     d = np.array([1.0, np.inf, -np.inf, np.nan])
     assert_close(d.copy(), d)
-    for bad in ([1.0, -np.inf, -np.inf, np.nan], [1.0, np.inf, -np.inf, 0.0],
-                [np.nan, np.inf, -np.inf, np.nan]):
+    for bad in (
+        [1.0, -np.inf, -np.inf, np.nan],
+        [1.0, np.inf, -np.inf, 0.0],
+        [np.nan, np.inf, -np.inf, np.nan],
+    ):
         with pytest.raises(AssertionError):
             assert_close(np.array(bad), d)
 

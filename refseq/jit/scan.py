@@ -25,6 +25,7 @@ from numba import prange
 
 from refseq.scan import SoftmaxState, check_linear_scan_args, check_softmax_scan_args
 
+
 @numba.njit(cache=True, parallel=True)
 def _linear_kernel(a3, b3, h0, rep, block, reverse, out):  # pragma: no cover - compiled
     """out[b, t, c] = a3[b', t', c // rep] * out[b, t -/+ 1, c] + b3[b, t, c].
@@ -52,7 +53,7 @@ def _linear_kernel(a3, b3, h0, rep, block, reverse, out):  # pragma: no cover - 
                     h[k] = a_t[k] * h[k] + b_t[k]
                     o_t[k] = h[k]
             else:  # one decay per group of ``rep`` channels (e.g. Mamba-2: per head)
-                a_t = a3[ia, t if Ta > 1 else 0, lo // rep:hi // rep]
+                a_t = a3[ia, t if Ta > 1 else 0, lo // rep : hi // rep]
                 for j in range(a_t.shape[0]):
                     for r in range(rep):
                         k = j * rep + r

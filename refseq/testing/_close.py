@@ -3,8 +3,8 @@
 The float64 reference is the oracle ``desired``. A result of dtype ``dtype`` passes elementwise
 when
 
-.. math:: |x - d| \\le f \\cdot \\max_j |r_j - d_j| \\cdot \\frac{\\epsilon_{dtype}}{\\epsilon_{f32}}
-          + atol + \\epsilon_{dtype} |d|
+.. math:: |x - d| \\le f \\cdot \\max_j |r_j - d_j|
+          \\cdot \\frac{\\epsilon_{dtype}}{\\epsilon_{f32}} + atol + \\epsilon_{dtype} |d|
 
 where ``r`` is the reference itself run in float32 on the same (rounded) inputs, ``f`` is 2 for a
 forward pass and 4 for a backward pass, and ``epsilon`` comes from ``np.finfo``. The first term is
@@ -84,8 +84,9 @@ def check_close(actual, desired, reference=None, *, kind="forward", atol=0.0):
             ratio = np.where(fin, err / np.where(bound > 0, bound, np.inf), 0.0)
             ratio = np.where(fin & (bound == 0) & (err > 0), np.inf, ratio)
         j = tuple(int(k) for k in np.unravel_index(int(np.argmax(ratio)), ratio.shape))
-        k = tuple(int(q) for q in np.unravel_index(int(np.argmax(np.where(fin, err, -1.0))),
-                                                     err.shape))
+        k = tuple(
+            int(q) for q in np.unravel_index(int(np.argmax(np.where(fin, err, -1.0))), err.shape)
+        )
         if err[k] > max_err:
             max_err, bound_there = float(err[k]), float(bound[k])
         worst_ratio = max(worst_ratio, float(ratio[j]))

@@ -25,16 +25,23 @@ def dtypes():
 
 def lengths(min_T=1, max_T=65):
     """Sequence lengths in [min_T, max_T], favouring 1, powers of two and powers of two + 1."""
-    special = sorted({n for k in range(8) for n in (1 << k, (1 << k) + 1, (1 << k) - 1)
-                      if min_T <= n <= max_T} | {min_T, max_T})
+    special = sorted(
+        {n for k in range(8) for n in (1 << k, (1 << k) + 1, (1 << k) - 1) if min_T <= n <= max_T}
+        | {min_T, max_T}
+    )
     return st.one_of(st.sampled_from(special), st.integers(min_T, max_T))
 
 
 def dims(B=(1, 3), T=(1, 65), H=(1, 3), D=(1, 8)):
     """A dict with keys B, T, H, D drawn from the given inclusive ranges."""
-    return st.fixed_dictionaries({
-        "B": st.integers(*B), "T": lengths(*T), "H": st.integers(*H), "D": st.integers(*D),
-    })
+    return st.fixed_dictionaries(
+        {
+            "B": st.integers(*B),
+            "T": lengths(*T),
+            "H": st.integers(*H),
+            "D": st.integers(*D),
+        }
+    )
 
 
 def cudasim_dims():

@@ -79,7 +79,8 @@ def check_close(actual, desired, reference=None, *, kind="forward", atol=0.0):
         if not fin.any():
             continue
         bound = tolerance(df, r, dtype=x.dtype, kind=kind, atol=atol)
-        err = np.abs(xf - df)
+        with np.errstate(invalid="ignore"):  # inf - inf at matching non-finite entries
+            err = np.where(fin, np.abs(xf - df), 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(fin, err / np.where(bound > 0, bound, np.inf), 0.0)
             ratio = np.where(fin & (bound == 0) & (err > 0), np.inf, ratio)

@@ -1,0 +1,16 @@
+"""Composed models built from :mod:`refseq.nn` layers and the mixing layers of the references."""
+
+from refseq.models.aaren_stack import (
+    AarenBlockParams,
+    aaren_block,
+    aaren_block_step,
+    aaren_stack,
+    aaren_stack_step,
+    init_aaren_block_params,
+    init_aaren_stack_params,
+)
+
+__all__ = [
+    "AarenBlockParams", "aaren_block", "aaren_block_step", "aaren_stack", "aaren_stack_step",
+    "init_aaren_block_params", "init_aaren_stack_params",
+]

@@ -77,24 +77,39 @@ def check_softmax_scan_args(s, v, mask, state, check_finite=True):
     _checks.check_shape(s, (B, T, H), "s", "(B, T, H)")
     mask = _checks.bool_mask(mask, (B, T), "mask", "(B, T)")
     if state is not None:
-        if not isinstance(state, tuple) or len(state) != 3:
-            raise TypeError("state must be a tuple (m (B, H), u (B, H), w (B, H, D))")
-        m0, u0, w0 = (_checks.float_array(x, n, dtype=v.dtype) for x, n in zip(state, "muw"))
-        _checks.check_shape(m0, (B, H), "state.m", "(B, H)")
-        _checks.check_shape(u0, (B, H), "state.u", "(B, H)")
-        _checks.check_shape(w0, (B, H, D), "state.w", "(B, H, D)")
-        if np.isnan(m0).any() or np.isposinf(m0).any():
-            raise ValueError("state.m must be finite or -inf (the identity)")
-        if (u0 < 0).any():
-            raise ValueError("state.u must be >= 0 (it is a sum of exponentials)")
-        state = SoftmaxState(m0, u0, w0)
+        state = check_softmax_state(state, (B, H, D), v.dtype, check_finite)
     if check_finite:
         _checks.check_finite(s, "s")
         _checks.check_finite(v, "v")
-        if state is not None:
-            _checks.check_finite(state.u, "state.u")
-            _checks.check_finite(state.w, "state.w")
     return s, v, mask, state
+
+
+def check_softmax_state(state, shape, dtype, check_finite=True) -> SoftmaxState:
+    """Validate a carried ``SoftmaxState`` against ``shape = (B, H, D)``; cast it to ``dtype``.
+
+    ``m`` must be finite or ``-inf``; ``u >= 0``; and where ``m = -inf`` (no token seen yet) the
+    state must be the identity, ``u = 0`` and ``w = 0``: ``softmax_combine`` would otherwise drop
+    that mass silently (``e^{-inf - m} = 0``).
+    """
+    B, H, D = shape
+    if not isinstance(state, tuple) or len(state) != 3:
+        raise TypeError("state must be a tuple (m (B, H), u (B, H), w (B, H, D)), e.g. a "
+                        "SoftmaxState from softmax_scan or softmax_identity((B, H), D, dtype)")
+    m0, u0, w0 = (_checks.float_array(x, f"state.{n}", dtype=dtype) for x, n in zip(state, "muw"))
+    _checks.check_shape(m0, (B, H), "state.m", "(B, H)")
+    _checks.check_shape(u0, (B, H), "state.u", "(B, H)")
+    _checks.check_shape(w0, (B, H, D), "state.w", "(B, H, D)")
+    if np.isnan(m0).any() or np.isposinf(m0).any():
+        raise ValueError("state.m must be finite or -inf (the identity)")
+    if (u0 < 0).any():
+        raise ValueError("state.u must be >= 0 (it is a sum of exponentials)")
+    empty = np.isneginf(m0)
+    if empty.any() and ((u0[empty] != 0).any() or (w0[empty] != 0).any()):
+        raise ValueError("state.u and state.w must be 0 where state.m is -inf (an empty state)")
+    if check_finite:
+        _checks.check_finite(u0, "state.u")
+        _checks.check_finite(w0, "state.w")
+    return SoftmaxState(m0, u0, w0)
 
 
 def _dispatch(name, backend, *args, **kwargs):

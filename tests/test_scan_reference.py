@@ -357,3 +357,14 @@ def test_softmax_scan_rejects_bad_input():
         S.softmax_scan_backward(s, v, np.zeros((2, 5, 3, 3)))
     with pytest.raises(ValueError, match="chunk must be a positive integer"):
         S.scan_chunked(S.AFFINE, (np.ones((2, 3)), np.ones((2, 3))), chunk=0)
+
+
+def test_inconsistent_carried_state_is_rejected():
+    """m = -inf means 'no token yet'; mass in u or w there would be dropped silently."""
+    s, v = np.zeros((1, 3, 2)), np.zeros((1, 3, 2, 4))
+    m = np.array([[-np.inf, 0.0]])
+    with pytest.raises(ValueError, match="must be 0 where state.m is -inf"):
+        S.softmax_scan(s, v, state=(m, np.array([[1.0, 1.0]]), np.zeros((1, 2, 4))))
+    with pytest.raises(ValueError, match="state.u must be >= 0"):
+        S.softmax_scan(s, v, state=(np.zeros((1, 2)), -np.ones((1, 2)), np.zeros((1, 2, 4))))
+    S.softmax_scan(s, v, state=(m, np.array([[0.0, 1.0]]), np.zeros((1, 2, 4))))  # consistent

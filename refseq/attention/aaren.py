@@ -47,6 +47,7 @@ from refseq.scan import (  # noqa: F401  (SoftmaxState and softmax_combine are r
     SOFTMAX_TRIPLE,
     SoftmaxState,
     check_softmax_scan_args,
+    check_softmax_state,
     softmax_combine,
     softmax_identity,
     softmax_leaf,
@@ -158,23 +159,8 @@ def _cell(state, s_t, v_t, valid_t):
 
 
 def _check_state(state, shape, dtype, check_finite):
-    """Validate a step's ``state`` against ``shape = (B, H, Dv)`` (a lean per-token version of
-    :func:`refseq.scan.check_softmax_scan_args`, which checks whole sequences)."""
-    if not isinstance(state, tuple) or len(state) != 3:
-        raise TypeError("state must be a SoftmaxState (m (B, H), u (B, H), w (B, H, Dv)); "
-                        "start from softmax_state_init(B, H, Dv)")
-    m, u, w = (_checks.float_array(x, f"state.{n}", dtype=dtype) for x, n in zip(state, "muw"))
-    _checks.check_shape(m, shape[:2], "state.m", "(B, H)")
-    _checks.check_shape(u, shape[:2], "state.u", "(B, H)")
-    _checks.check_shape(w, shape, "state.w", "(B, H, Dv)")
-    if check_finite:
-        if not (m < np.inf).all():
-            raise ValueError("state.m must be finite or -inf (the identity)")
-        if not (u >= 0).all():
-            raise ValueError("state.u must be >= 0 (it is a sum of exponentials)")
-        _checks.check_finite(u, "state.u")
-        _checks.check_finite(w, "state.w")
-    return SoftmaxState(m, u, w)
+    """Validate a step's ``state`` against ``shape = (B, H, Dv)``."""
+    return check_softmax_state(state, shape, dtype, check_finite)
 
 
 def aaren_cell_step(state, s_t, v_t, valid_t=None, *, check_finite=True):

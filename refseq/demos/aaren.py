@@ -33,7 +33,7 @@ def _median_us(per_token_s, end, window):
     return 1e6 * float(np.median(per_token_s[max(end - window, 0) : end]))
 
 
-def run(T=16384, Dk=32, Dv=32, seed=0, checkpoints=(1024, 4096, 16384), window=64, scan_T=4096):
+def run(T=16384, Dk=32, Dv=32, seed=0, checkpoints=(1024, 4096, 16384), window=256, scan_T=4096):
     """Run the demo; return the measured numbers as a dict (see :func:`format_table`).
 
     Keys: ``T, Dk, Dv, window``; ``rows`` (one dict per checkpoint: ``t``, ``aaren_us``,

@@ -453,7 +453,7 @@ def _bad_calls():
         (lambda: aaren_scan(q, k, v, state=state._replace(w=state.w[..., :4])), ValueError,
          "state.w must have shape"),
         (lambda: aaren_cell_step(None, np.zeros((1, 2)), np.zeros((1, 2, 5))), TypeError,
-         "state must be a SoftmaxState"),
+         "state must be a tuple"),
         (lambda: aaren_cell_step(state, np.zeros((1, 3)), np.zeros((1, 2, 5))), ValueError,
          "s_t must have shape"),
         (lambda: aaren_cell_step(state._replace(u=-state.u - 1), np.zeros((1, 2)),

@@ -56,3 +56,16 @@ def test_structure_shape_and_discrete_leaves():
     assert len(leaves((np.zeros(1), (np.zeros(2), None)))) == 2
     with pytest.raises(ValueError, match="kind must be"):
         tolerance(np.zeros(1), dtype=np.float32, kind="sideways")
+
+
+def test_several_reference_runs_take_the_largest_error():
+    d = np.zeros(4)
+    lucky, reassociated = d + 1e-7, d + 1e-6  # two formulations of the reference in float32
+    f32 = np.float32
+    with pytest.raises(AssertionError):
+        assert_close((d + 1.5e-6).astype(f32), d, lucky)
+    assert_close((d + 1.5e-6).astype(f32), d, [lucky, reassociated])
+    with pytest.raises(AssertionError):
+        assert_close((d + 2.5e-6).astype(f32), d, [lucky, reassociated])
+    ok, *_ = check_close((d.astype(f32), d.astype(f32)), (d, d), [(lucky, lucky), (d, d)])
+    assert ok

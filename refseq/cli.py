@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=_audit)
     b = sub.add_parser("bench", help="speed ratios measured side by side")
     b.add_argument("what", nargs="?", default="scan")
-    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--repeats", type=int, default=10)
     b.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy reference")
     b.set_defaults(func=_bench)
     d = sub.add_parser("demo", help="reproduce a paper's small-scale result")

@@ -82,3 +82,10 @@ def test_jit_out_buffer_is_used_and_validated():
     assert jit_linear_scan(0.5, b, out=out) is out
     with pytest.raises(ValueError, match="out must be"):
         jit_linear_scan(0.5, b, out=np.empty((2, 5, 3), np.float32))
+    from refseq.jit.scan import softmax_scan as jit_softmax_scan
+
+    s, v = np.ones((2, 5, 3)), np.ones((2, 5, 3, 4))
+    o = np.empty_like(v)
+    assert jit_softmax_scan(s, v, out=o)[0] is o
+    with pytest.raises(ValueError, match="out must be"):
+        jit_softmax_scan(s, v, out=np.empty((2, 5, 3, 3)))

@@ -150,10 +150,12 @@ def _softmax_kernel(s, v, valid, m0, u0, w0, o, m_out, u_out, w_out):  # pragma:
         w_out[ib, ih, :] = w
 
 
-def softmax_scan(s, v, mask=None, state=None, *, check_finite=True):
+def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, out=None):
     """Numba twin of :func:`refseq.scan.softmax_scan` (same arguments, shapes, dtype, errors).
 
-    Parallel over (batch, head) pairs; each runs the sequential fold over time.
+    Parallel over (batch, head) pairs; each runs the sequential fold over time. ``out``
+    (optional, shape and dtype of ``v``, C-contiguous) receives ``o``, so a caller can reuse a
+    buffer instead of paying page faults on fresh memory at every call.
     """
     s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite)
     B, T, H, D = v.shape
@@ -163,7 +165,11 @@ def softmax_scan(s, v, mask=None, state=None, *, check_finite=True):
     else:
         m0, u0, w0 = (np.ascontiguousarray(x) for x in state)
     valid = np.ones((B, T), np.uint8) if mask is None else mask.astype(np.uint8)
-    o = np.empty((B, T, H, D), dt)
+    if out is None:
+        out = np.empty((B, T, H, D), dt)
+    elif out.shape != v.shape or out.dtype != dt or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {dt} array of shape {v.shape}")
+    o = out
     final = (np.empty((B, H), dt), np.empty((B, H), dt), np.empty((B, H, D), dt))
     _softmax_kernel(np.ascontiguousarray(s), np.ascontiguousarray(v), valid, m0, u0, w0, o, *final)
     return o, SoftmaxState(*final)

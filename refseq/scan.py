@@ -284,7 +284,7 @@ def softmax_scan_backward(s, v, grad_o, mask=None, state=None, *, backend="numpy
     if T == 0:
         zero = None if state is None else SoftmaxState(*(np.zeros_like(x) for x in state))
         return np.zeros_like(s), np.zeros_like(v), zero
-    o, (M, U, _), _ = _softmax_prefix(s, v, mask, state)
+    o, M, U = _softmax_forward_for_backward(s, v, mask, state, backend)
     safe_M = np.where(np.isneginf(M), 0.0, M)
     # decay_t = e^{M_t - M_{t+1}} (0 after an empty prefix, and at t = T-1 where A_T = 0)
     decay = np.zeros_like(M)
@@ -317,6 +317,29 @@ def softmax_scan_backward(s, v, grad_o, mask=None, state=None, *, backend="numpy
         grad_m0 = u0 * grad_u0 + np.einsum("bhd,bhd->bh", w0, grad_w0)
         grad_state = SoftmaxState(grad_m0, grad_u0, grad_w0)
     return grad_s.astype(v.dtype, copy=False), grad_v.astype(v.dtype, copy=False), grad_state
+
+
+def _softmax_forward_for_backward(s, v, mask, state, backend):
+    """``o`` and the prefix maxima ``M`` and normalisers ``U`` (carry included), on ``backend``.
+
+    ``M`` is a running maximum; given it, ``U`` is a linear scan,
+    ``U_t = U_{t-1} e^{M_{t-1} - M_t} + e^{s_t - M_t}`` (0 for a masked token), seeded with
+    ``u0`` under the decay ``e^{m0 - M_0}``. ``o`` is the forward scan itself.
+    """
+    B, T, H, D = v.shape
+    s_valid = s if mask is None else np.where(mask[..., None], s, -np.inf)  # (B, T, H)
+    m_start = np.full((B, H), -np.inf, s.dtype) if state is None else state.m
+    M = np.maximum.accumulate(np.concatenate([m_start[:, None], s_valid], axis=1), axis=1)
+    M_prev, M = M[:, :-1], M[:, 1:]  # M_{t-1} (M_{-1} = m0) and M_t, (B, T, H)
+    safe_M = np.where(np.isneginf(M), 0.0, M)
+    with np.errstate(invalid="ignore"):
+        decay = np.where(np.isneginf(M_prev), 0.0, np.exp(M_prev - safe_M))
+        leaf = np.where(np.isneginf(s_valid), 0.0, np.exp(s_valid - safe_M))
+    u0 = None if state is None else state.u
+    U = linear_scan(decay.astype(s.dtype), leaf.astype(s.dtype), u0, backend=backend,
+                    check_finite=False)
+    o, _ = softmax_scan(s, v, mask, state, backend=backend, check_finite=False)
+    return o, M, U
 
 
 def softmax_scan_textbook(s, v, mask=None):

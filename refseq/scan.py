@@ -351,8 +351,8 @@ def softmax_scan_textbook(s, v, mask=None):
     it for real work.
     """
     s, v, mask, _ = check_softmax_scan_args(s, v, mask, None, check_finite=True)
-    e = np.exp(s) if mask is None else np.where(mask[..., None], np.exp(s), 0.0).astype(s.dtype)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        e = np.exp(s) if mask is None else np.where(mask[..., None], np.exp(s), 0.0).astype(s.dtype)
         a_hat = np.cumsum(e[..., None] * v, axis=1)  # (B, T, H, D)
         c_hat = np.cumsum(e, axis=1)  # (B, T, H)
         return a_hat / c_hat[..., None]

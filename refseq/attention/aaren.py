@@ -52,6 +52,7 @@ from refseq.scan import (  # noqa: F401  (SoftmaxState and softmax_combine are r
     softmax_identity,
     softmax_leaf,
     softmax_scan,
+    softmax_scan_textbook,
 )
 
 METHODS = tuple(SCANS)  # "sequential", "hillis_steele", "blelloch", "chunked"
@@ -287,16 +288,7 @@ def aaren_unstable_rolling(s, v):
     kept for the test that documents the failure (style.md #7). ``s`` (B, T, H), ``v``
     (B, T, H, Dv); returns (B, T, H, Dv).
     """
-    a_hat = np.zeros(v.shape[:1] + v.shape[2:], v.dtype)  # (B, H, Dv)
-    c_hat = np.zeros(s.shape[:1] + s.shape[2:], s.dtype)  # (B, H)
-    o = np.empty_like(v)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for t in range(v.shape[1]):
-            e = np.exp(s[:, t])  # (B, H)
-            a_hat = a_hat + e[..., None] * v[:, t]
-            c_hat = c_hat + e
-            o[:, t] = a_hat / c_hat[..., None]
-    return o
+    return softmax_scan_textbook(s, v)
 
 
 def lengths_to_mask(lengths, T: int, padding: str = "right"):

@@ -107,7 +107,8 @@ def check_close(actual, desired, reference=None, *, kind="forward", atol=0.0):
             ok = False
             msgs.append(
                 f"leaf {i}: {bad}/{ratio.size} entries over the bound; worst at {j}: "
-                f"actual {xf[j]!r}, desired {df[j]!r}, |err| {err[j]:.3g} > bound {bound[j]:.3g}"
+                f"actual {xf[j]:.9g}, desired {df[j]:.9g}, "
+                f"|err| {err[j]:.3g} > bound {bound[j]:.3g}"
             )
     return ok, max_err, bound_there, worst_ratio, "; ".join(msgs)
 

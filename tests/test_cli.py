@@ -22,3 +22,13 @@ def test_papers_and_module_entry_point():
         [sys.executable, "-m", "refseq", "papers"], capture_output=True, text=True, check=True
     ).stdout
     assert "Attention as an RNN (Aaren)" in out and "implemented" in out
+
+
+def test_papers_table_lists_all_29_papers_and_the_cross_cutting_specs():
+    from refseq.papers import PAPERS, STATUS, format_papers
+
+    numbered = [p for p in PAPERS if p[0] != "—"]
+    assert [int(p[0]) for p in numbered] == list(range(1, 30))
+    assert len(PAPERS) == 31  # plus the verification core and search decoding specs
+    assert set(STATUS) <= {p[1] for p in PAPERS}
+    assert format_papers().splitlines()[-1] == f"{len(STATUS)} of 31 implemented"

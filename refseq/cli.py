@@ -65,7 +65,8 @@ def _bench(args) -> int:
 def _demo(args) -> int:
     import importlib
 
-    demos = {"aaren": "refseq.demos.aaren"}
+    from refseq.demos import DEMOS as demos
+
     if args.name not in demos:
         print(
             f"refseq demo: unknown demo {args.name!r}; available: {', '.join(demos)}",

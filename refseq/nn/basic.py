@@ -1,29 +1,24 @@
-"""Forward-only functional layers: linear, layer norm, exact GELU, position-wise FFN.
+"""Forward-only conveniences: linear, layer norm, exact GELU, position-wise FFN.
 
 Symbols: B batch, T time, D model width, F hidden width of the FFN. Every function accepts any
 leading shape ``(...)`` and works on the last axis. The result has the dtype of ``x`` (float32 or
 float64); parameters are cast to it, so a float64 parameter set can run a float32 forward pass.
 
 These are the pieces a Transformer-style block needs around its mixing layer (Aaren's block,
-``refseq.models.aaren_stack``). Backward passes are not provided yet.
+``refseq.models.aaren_stack``). Each returns only the output of the layer's ``*_forward`` in
+:mod:`refseq.nn` (which also returns the cache its ``*_backward`` needs).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.special import erf
-
-from refseq import _checks
-
-
-def _param(p, name: str, shape: tuple, form: str, dtype) -> np.ndarray:
-    p = _checks.float_array(p, name, dtype=dtype)
-    _checks.check_shape(p, shape, name, form)
-    return p
+from refseq.nn.activations import gelu_forward
+from refseq.nn.linear import linear_forward
+from refseq.nn.mlp import MLPParams, mlp_forward
+from refseq.nn.norms import layer_norm_forward
 
 
 def linear(x, W, b=None):
-    """Affine map on the last axis: ``y = x W + b``.
+    """Affine map on the last axis: ``y = x W + b`` (see :func:`refseq.nn.linear_forward`).
 
     Parameters
     ----------
@@ -35,22 +30,11 @@ def linear(x, W, b=None):
     -------
     y : (..., D_out), ``x``'s dtype.
     """
-    x = _checks.float_array(x, "x", ndim_min=1)
-    W = _checks.float_array(W, "W", dtype=x.dtype, ndim_min=2)
-    if W.ndim != 2 or W.shape[0] != x.shape[-1]:
-        raise ValueError(f"W must have shape (D_in, D_out) with D_in = {x.shape[-1]}, "
-                         f"got {W.shape}")
-    y = x @ W  # (..., D_out)
-    if b is not None:
-        y = y + _param(b, "b", W.shape[1:], "(D_out,)", x.dtype)
-    return y
+    return linear_forward(x, W, b)[0]
 
 
 def layer_norm(x, gamma, beta, eps: float = 1e-5):
-    """Layer normalisation over the last axis (Ba, Kiros & Hinton 2016, arXiv 1607.06450).
-
-    .. math:: y = \\gamma \\odot \\frac{x - \\mu}{\\sqrt{\\sigma^2 + \\epsilon}} + \\beta,
-              \\quad \\mu, \\sigma^2 = \\text{mean and (biased) variance of } x \\text{ over D}
+    """Layer normalisation over the last axis (see :func:`refseq.nn.layer_norm_forward`).
 
     Parameters
     ----------
@@ -60,26 +44,12 @@ def layer_norm(x, gamma, beta, eps: float = 1e-5):
     -------
     y : (..., D), ``x``'s dtype.
     """
-    x = _checks.float_array(x, "x", ndim_min=1)
-    D = x.shape[-1]
-    gamma = _param(gamma, "gamma", (D,), "(D,)", x.dtype)
-    beta = _param(beta, "beta", (D,), "(D,)", x.dtype)
-    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)  # (..., 1)
-    x_hat = (x - mu) / np.sqrt(var + x.dtype.type(eps))
-    return gamma * x_hat + beta
+    return layer_norm_forward(x, gamma, beta, eps)[0]
 
 
 def gelu(x):
-    """Exact GELU (Hendrycks & Gimpel 2016, arXiv 1606.08415): ``x * Phi(x)``.
-
-    .. math:: \\mathrm{GELU}(x) = \\tfrac{1}{2} x \\left(1 + \\mathrm{erf}(x / \\sqrt{2})\\right)
-
-    The erf form, not the tanh approximation (``torch.nn.functional.gelu(approximate="none")``).
-    """
-    x = _checks.float_array(x, "x")
-    half, root2 = x.dtype.type(0.5), x.dtype.type(np.sqrt(2.0))
-    return half * x * (1 + erf(x / root2))
+    """Exact GELU ``x Phi(x)`` (see :func:`refseq.nn.gelu_forward` with ``approximate="none"``)."""
+    return gelu_forward(x, "none")[0]
 
 
 def ffn(x, W_1, b_1, W_2, b_2):
@@ -93,5 +63,4 @@ def ffn(x, W_1, b_1, W_2, b_2):
     -------
     y : (..., D), ``x``'s dtype. Each position is transformed independently (no mixing in time).
     """
-    h = gelu(linear(x, W_1, b_1))  # (..., F)
-    return linear(h, W_2, b_2)  # (..., D)
+    return mlp_forward(x, MLPParams(W_1, b_1, W_2, b_2), "gelu")[0]

@@ -55,6 +55,10 @@ STATUS = {
         "implemented",
         "refseq/attention/aaren.py, refseq/models/aaren_stack.py, refseq/scan.py",
     ),
+    "Adding Gradient Noise": (
+        "implemented",
+        "refseq/train/gradient_noise.py, refseq/experiments/gradient_noise_mlp.py",
+    ),
 }
 
 

@@ -1,0 +1,1 @@
+"""Small experiments that reproduce papers' results; the demos in :mod:`refseq.demos` run them."""

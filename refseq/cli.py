@@ -40,8 +40,14 @@ def _audit(args) -> int:
 def _bench(args) -> int:
     from refseq import bench
 
+    if args.what == "train":
+        print(f"refseq bench train: one Adam step of the tiny transformer, float32, best of "
+              f"{args.repeats}\n", flush=True)
+        print(bench.format_train_rows(bench.bench_train(args.repeats, log=lambda r: None)))
+        return 0
     if args.what != "scan":
-        print(f"refseq bench: unknown benchmark {args.what!r}; available: scan", file=sys.stderr)
+        print(f"refseq bench: unknown benchmark {args.what!r}; available: scan, train",
+              file=sys.stderr)
         return 2
     print(
         "refseq bench scan: float32, best of "

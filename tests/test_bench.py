@@ -25,3 +25,12 @@ def test_bench_scan_cuda_runs_on_the_simulator_or_gpu():
     assert [r["kernel"] for r in rows] == ["cuda linear_scan[sequential]",
                                            "cuda linear_scan[parallel]"]
     assert all(np.isfinite(r["ms"]) for r in rows)
+
+
+def test_bench_train_rows_are_complete():
+    case = {"V": 11, "D": 8, "L": 1, "H": 2, "T": 6, "B": 2}
+    rows = bench.bench_train(repeats=1, case=case, log=lambda r: None)
+    assert rows[0]["kernel"].startswith("refseq") and rows[0]["ms"] > 0
+    assert len(rows) == 2 and rows[1]["kernel"].startswith("torch")
+    table = bench.format_train_rows(rows)
+    assert "refseq train step" in table and len(table.splitlines()) == 2

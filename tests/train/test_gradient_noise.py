@@ -34,7 +34,7 @@ from refseq.train import (
 N = 200_000  # draws per statistical check
 
 
-def _moments_ok(xi, sigma):
+def assert_moments(xi, sigma):
     n = xi.size
     assert abs(xi.mean()) <= 5 * sigma / np.sqrt(n)
     rel = xi.var(ddof=1) / sigma**2 - 1
@@ -93,7 +93,7 @@ def test_noise_moments_match_the_schedule(t, eta):
     out = add_gradient_noise(g, t, eta, rng=np.random.default_rng(t))
     xi = np.concatenate([(out[k] - g[k]).ravel() for k in sorted(g)])
     sigma = np.sqrt(eta / (1 + t) ** 0.55)  # written out, independent of noise_std
-    _moments_ok(xi, sigma)
+    assert_moments(xi, sigma)
 
 
 def test_noise_is_gaussian_and_independent_across_steps():
@@ -102,8 +102,8 @@ def test_noise_is_gaussian_and_independent_across_steps():
     g = {"w": np.zeros(N)}
     xi0, xi1 = hook(g)["w"], hook(g)["w"]  # t = 0, then t = 1
     z0, z1 = xi0 / np.sqrt(0.3), xi1 / np.sqrt(0.3 / 2**0.55)
-    _moments_ok(xi0, np.sqrt(0.3))
-    _moments_ok(xi1, np.sqrt(0.3 / 2**0.55))
+    assert_moments(xi0, np.sqrt(0.3))
+    assert_moments(xi1, np.sqrt(0.3 / 2**0.55))
     assert abs(np.corrcoef(z0, z1)[0, 1]) <= 5 / np.sqrt(N - 1)
     assert stats.kstest(z0, "norm").pvalue > 1e-4  # fixed seed: deterministic
 
@@ -111,7 +111,7 @@ def test_noise_is_gaussian_and_independent_across_steps():
 def test_constant_schedule_does_not_decay():
     hook = GradientNoise(0.04, rng=0, schedule="constant", t0=10**6)
     xi = hook({"w": np.zeros(N)})["w"]
-    _moments_ok(xi, 0.2)
+    assert_moments(xi, 0.2)
 
 
 # --- 4. determinism and the stream -------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_after_clip_noise_has_the_schedule_variance_whatever_the_gradient():
     out, raw = apply_clip_and_noise(g, clip_norm=1.0, noise=hook)
     clipped, total = clip_grad_norm(g, 1.0)
     assert raw == total
-    _moments_ok(out["w"] - clipped["w"], np.sqrt(0.01 / 5**0.55))
+    assert_moments(out["w"] - clipped["w"], np.sqrt(0.01 / 5**0.55))
 
 
 @given(seed=seeds(), c=st.floats(1e-3, 10.0), scale=st.floats(1e-3, 1e3))

@@ -55,6 +55,14 @@ STATUS = {
         "implemented",
         "refseq/attention/aaren.py, refseq/models/aaren_stack.py, refseq/scan.py",
     ),
+    "Investigating Sparsity in Recurrent Neural Networks": (
+        "implemented",
+        "refseq/rnn/sparsity/, refseq/tasks/reber.py (demo: refseq demo rnn-sparsity)",
+    ),
+    "FlashRNN": (
+        "reference",
+        "refseq/rnn/cells.py, refseq/rnn/flashrnn.py, refseq/rnn/layouts.py",
+    ),
     "Adding Gradient Noise": (
         "implemented",
         "refseq/train/gradient_noise.py, refseq/experiments/gradient_noise_mlp.py",

@@ -31,4 +31,5 @@ def test_papers_table_lists_all_29_papers_and_the_cross_cutting_specs():
     assert [int(p[0]) for p in numbered] == list(range(1, 30))
     assert len(PAPERS) == 31  # plus the verification core and search decoding specs
     assert set(STATUS) <= {p[1] for p in PAPERS}
-    assert format_papers().splitlines()[-1] == f"{len(STATUS)} of 31 implemented"
+    done = sum(status == "implemented" for status, _ in STATUS.values())
+    assert format_papers().splitlines()[-1] == f"{done} of 31 implemented"

@@ -5,4 +5,5 @@ str`` and ``main(argv=None) -> int``. Demos are run through the command line or 
 refseq``, never as scripts (see docs/design.md).
 """
 
-DEMOS = {"aaren": "refseq.demos.aaren", "gradient-noise": "refseq.demos.gradient_noise"}
+DEMOS = {"aaren": "refseq.demos.aaren", "gradient-noise": "refseq.demos.gradient_noise",
+         "rnn-sparsity": "refseq.demos.rnn_sparsity"}

@@ -1,0 +1,1 @@
+"""Synthetic sequence tasks (data generators with exact validity checks)."""

@@ -59,6 +59,11 @@ STATUS = {
         "implemented",
         "refseq/rnn/sparsity/, refseq/tasks/reber.py (demo: refseq demo rnn-sparsity)",
     ),
+    "A Critical Review of RNNs for Sequence Learning": (
+        "implemented",
+        "refseq/rnn/{elman,jordan,lstm,bidirectional,stack,bptt,analysis}.py "
+        "(LM step API: planned)",
+    ),
     "FlashRNN": (
         "reference",
         "refseq/rnn/cells.py, refseq/rnn/flashrnn.py, refseq/rnn/layouts.py",

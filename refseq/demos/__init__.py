@@ -5,5 +5,9 @@ str`` and ``main(argv=None) -> int``. Demos are run through the command line or 
 refseq``, never as scripts (see docs/design.md).
 """
 
-DEMOS = {"aaren": "refseq.demos.aaren", "gradient-noise": "refseq.demos.gradient_noise",
-         "rnn-sparsity": "refseq.demos.rnn_sparsity"}
+DEMOS = {
+    "aaren": "refseq.demos.aaren",
+    "gradient-noise": "refseq.demos.gradient_noise",
+    "rnn-sparsity": "refseq.demos.rnn_sparsity",
+    "rnn-review": "refseq.demos.rnn_review",
+}

@@ -64,6 +64,14 @@ STATUS = {
         "refseq/rnn/{elman,jordan,lstm,bidirectional,stack,bptt,analysis}.py "
         "(LM step API: planned)",
     ),
+    "Recoding latent sentence representations": (
+        "partial",
+        "refseq/models/recoding*.py (missing: ensemble-decoder training, LR on plateau)",
+    ),
+    "Predictive-coding-inspired variational RNN (PV-RNN)": (
+        "partial",
+        "refseq/models/pv_rnn*.py (missing: softmax outputs, PFSM data, Idei init, VRNN baseline)",
+    ),
     "FlashRNN": (
         "reference",
         "refseq/rnn/cells.py, refseq/rnn/flashrnn.py, refseq/rnn/layouts.py",

@@ -10,4 +10,6 @@ DEMOS = {
     "gradient-noise": "refseq.demos.gradient_noise",
     "rnn-sparsity": "refseq.demos.rnn_sparsity",
     "rnn-review": "refseq.demos.rnn_review",
+    "recoding": "refseq.demos.recoding",
+    "pv-rnn": "refseq.demos.pv_rnn",
 }

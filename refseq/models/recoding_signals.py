@@ -1,0 +1,179 @@
+"""Recoding's error signals δ and their exact gradients (Ulmer, arXiv 2101.00674; spec
+recoding.md item 2 and "Equations"), plus the anchored-ensemble extras (item 7).
+
+Every signal is per example: ``δ (B,)`` and the gradient of ``δ_b`` w.r.t. example b's input
+(never reduced over the batch). For one example with logits ``o (V,)`` and ``p = softmax(o)``::
+
+    surprisal       δ = -log p_y           ∂δ/∂o = p - e_y
+    code variant    δ = p_y^{-p_y} - 1     ∂δ/∂o_j = -(δ+1)(ln p_y + 1) p_y (1[j=y] - p_j)
+    mixture entropy p̄ = (1/K) Σ_k p^(k), δ = -Σ_j p̄_j ln p̄_j
+                    ∂δ/∂o^(k)_j = -(1/K) p^(k)_j (ln p̄_j - Σ_i p^(k)_i ln p̄_i)
+
+The code variant is the official code's "surprisal" (kept for reproduction only: it is
+non-monotone in ``p_y`` with its maximum ``e^{1/e} - 1`` at ``p_y = 1/e``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refseq import _checks
+from refseq.nn.embedding import int_array
+
+
+def _log_softmax(o):
+    z = o - o.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _target(logits, target):
+    logits = _checks.float_array(logits, "logits")
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (B, V), got {logits.shape}")
+    B, V = logits.shape
+    if target is None:  # the official training loop: the arg-max token (lowest index on ties)
+        return logits, np.argmax(logits, axis=-1)
+    target = int_array(target, "target", high=V, form="(B,)")
+    _checks.check_shape(target, (B,), "target", "(B,)")
+    return logits, target
+
+
+def surprisal(logits, target=None):
+    """``δ = -log softmax(logits)[target]`` and ``∂δ/∂logits = p - e_y``; ``target=None`` uses
+    the arg-max token. Returns ``(delta (B,), d_logits (B, V))``."""
+    logits, y = _target(logits, target)
+    logp = _log_softmax(logits)  # (B, V)
+    B = logits.shape[0]
+    delta = -logp[np.arange(B), y]
+    d = np.exp(logp)
+    d[np.arange(B), y] -= 1
+    return delta, d
+
+
+def token_perplexity_code_variant(logits, target=None):
+    """The official code's signal ``δ = p_y^{-p_y} - 1 = exp(-p_y ln p_y) - 1`` (Traps) and
+    its gradient; returns ``(delta (B,), d_logits (B, V))``."""
+    logits, y = _target(logits, target)
+    logp = _log_softmax(logits)
+    B = logits.shape[0]
+    lpy = logp[np.arange(B), y]  # (B,)
+    py = np.exp(lpy)
+    delta = np.expm1(-py * lpy)
+    p = np.exp(logp)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(B), y] = 1
+    coef = -(delta + 1) * (lpy + 1) * py  # (B,) = dδ/d(ln p_y) ... times dp_y/do
+    return delta, coef[:, None] * (onehot - p)
+
+
+def mixture_entropy(member_logits):
+    """Entropy of the mean of K member softmaxes and its gradient per member.
+
+    member_logits : (K, B, V). Returns ``(delta (B,), d_logits (K, B, V))``; the mean is over
+    members (axis 0), never over the batch.
+    """
+    o = _checks.float_array(member_logits, "member_logits")
+    if o.ndim != 3:
+        raise ValueError(f"member_logits must have shape (K, B, V), got {o.shape}")
+    K = o.shape[0]
+    pk = np.exp(_log_softmax(o))  # (K, B, V)
+    pbar = pk.mean(axis=0)  # (B, V)
+    tiny = np.finfo(o.dtype).tiny
+    ln_pbar = np.log(np.maximum(pbar, tiny))  # 0 * log 0 := 0
+    delta = -(pbar * ln_pbar).sum(axis=-1)  # (B,)
+    inner = (pk * ln_pbar).sum(axis=-1, keepdims=True)  # (K, B, 1)
+    d = -(pk * (ln_pbar - inner)) / o.dtype.type(K)
+    return delta, d
+
+
+def mc_dropout_entropy(h_top, W_dec, b_dec, num_samples: int, p_drop: float, rng=None,
+                       masks=None):
+    """Predictive entropy of K MC-dropout decodes of ``h_top`` (Gal & Ghahramani 2016).
+
+    ``o^(k) = W_dec (m_k ⊙ h) / (1 - q) + b_dec`` with Bernoulli keep masks ``m_k``;
+    ``∂δ/∂h = Σ_k (m_k / (1 - q)) ⊙ W_decᵀ ∂δ/∂o^(k)``. The official constant ``2qℓ²/(2Nλ)``
+    has no gradient and is not added.
+
+    Parameters
+    ----------
+    h_top : (B, H); W_dec : (V, H); b_dec : (V,); num_samples : K >= 1; p_drop : q in [0, 1);
+    rng : draws the masks unless ``masks`` (K, B, H) bool is given.
+
+    Returns
+    -------
+    delta : (B,); d_h_top : (B, H).
+    """
+    h = _checks.float_array(h_top, "h_top")
+    if h.ndim != 2:
+        raise ValueError(f"h_top must have shape (B, H), got {h.shape}")
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    if not 0.0 <= p_drop < 1.0:
+        raise ValueError(f"p_drop must lie in [0, 1), got {p_drop}")
+    W = _checks.float_array(W_dec, "W_dec", dtype=h.dtype)
+    b = _checks.float_array(b_dec, "b_dec", dtype=h.dtype)
+    if W.ndim != 2 or W.shape[1] != h.shape[1]:
+        raise ValueError(f"W_dec must have shape (V, H={h.shape[1]}), got {W.shape}")
+    _checks.check_shape(b, W.shape[:1], "b_dec", "(V,)")
+    if masks is None:
+        masks = np.random.default_rng(rng).random((num_samples,) + h.shape) >= p_drop
+    masks = np.asarray(masks, bool)
+    _checks.check_shape(masks, (num_samples,) + h.shape, "masks", "(K, B, H)")
+    scale = masks / h.dtype.type(1 - p_drop)  # (K, B, H)
+    o = (scale * h) @ W.T + b  # (K, B, V)
+    delta, d_o = mixture_entropy(o)
+    return delta, ((d_o @ W) * scale).sum(axis=0).astype(h.dtype, copy=False)
+
+
+def ensemble_entropy(h_top, decoders):
+    """Entropy of the mean member distribution of an ensemble of decoders.
+
+    h_top : (B, H); decoders : [(W_k (V, H), b_k (V,))]. ``∂δ/∂h = Σ_k W_kᵀ ∂δ/∂o^(k)``.
+    Returns ``(delta (B,), d_h_top (B, H))``.
+    """
+    h = _checks.float_array(h_top, "h_top")
+    if not decoders:
+        raise ValueError("decoders must hold at least one (W_k, b_k) pair")
+    o = np.stack([h @ np.asarray(W, h.dtype).T + np.asarray(b, h.dtype)
+                  for W, b in decoders])  # (K, B, V)
+    delta, d_o = mixture_entropy(o)
+    d_h = sum(d_o[k] @ np.asarray(W, h.dtype) for k, (W, _) in enumerate(decoders))
+    return delta, d_h
+
+
+def ensemble_log_probs(h_top, decoders, average="probs"):
+    """The ensemble LM output: ``log mean_k p^(k)`` (Pearce et al.; default) or, with
+    ``average="logits"``, the official code's mean of member logits. Returns (B, V)."""
+    o = np.stack([h_top @ W.T + b for W, b in decoders])  # (K, B, V)
+    if average == "logits":
+        return _log_softmax(o.mean(axis=0))
+    if average != "probs":
+        raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
+    lp = _log_softmax(o)
+    m = lp.max(axis=0)
+    return m + np.log(np.exp(lp - m).mean(axis=0))
+
+
+def init_anchored_decoders(K, H, V, prior_var, rng=None, dtype=np.float64):
+    """K decoders and their anchors, both drawn independently from ``N(0, prior_var)``
+    (Pearce et al. 2018). Returns ``(decoders, anchors)``, each ``[(W (V, H), b (V,))]``."""
+    rng = np.random.default_rng(rng)
+    sd = np.sqrt(prior_var)
+
+    def draw():
+        return [((sd * rng.standard_normal((V, H))).astype(dtype),
+                 (sd * rng.standard_normal(V)).astype(dtype)) for _ in range(K)]
+
+    return draw(), draw()
+
+
+def anchor_loss(decoders, anchors, data_noise, prior_var, N):
+    """``(λ/N) Σ_k (||W_k - W_k^anc||² + ||b_k - b_k^anc||²)`` with ``λ = data_noise/prior_var``
+    (squared norms and stored anchors, unlike the official code). Returns ``(loss, grads)``,
+    grads ``[(dW_k, db_k)]``."""
+    lam = data_noise / prior_var
+    loss, grads = 0.0, []
+    for (W, b), (Wa, ba) in zip(decoders, anchors):
+        loss += lam / N * (float(((W - Wa) ** 2).sum()) + float(((b - ba) ** 2).sum()))
+        grads.append((2 * lam / N * (W - Wa), 2 * lam / N * (b - ba)))
+    return loss, grads

@@ -23,7 +23,7 @@ from refseq.testing import strategies as S
 H_FD = 1e-6
 
 
-def fd_agrees(f, arr, grad, rng, f0):
+def assert_fd_agrees(f, arr, grad, rng, f0):
     """Central difference of f along a random direction u vs <grad, u>. Bound: rtol 1e-6 on the
     analytic value plus the round-off of the difference quotient, ~eps |f| / h (derived)."""
     u = rng.standard_normal(arr.shape)
@@ -75,10 +75,10 @@ def test_1_backward_matches_finite_differences(setup, norm, mode, unit_first, ma
         return pvrnn_loss(pvrnn_forward(P, eps, **kw)[1], tg, **lkw)[0]
 
     for name, arr in named_parameters(P).items():
-        fd_agrees(f, arr, g[name], rng, f0)
+        assert_fd_agrees(f, arr, g[name], rng, f0)
     for l in range(L):  # initial state (h0 and d0) too
-        fd_agrees(f, st0[l][0], g["state0"][l][0], rng, f0)
-        fd_agrees(f, st0[l][1], g["state0"][l][1], rng, f0)
+        assert_fd_agrees(f, st0[l][0], g["state0"][l][0], rng, f0)
+        assert_fd_agrees(f, st0[l][1], g["state0"][l][1], rng, f0)
 
 
 @given(setup=setups(max_L=2))

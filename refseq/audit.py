@@ -37,11 +37,13 @@ class Check:
 
 
 def cast_inputs(args, kwargs, dtype):
-    """Cast every floating array among ``args``/``kwargs`` (one level of tuples) to ``dtype``."""
+    """Cast every floating array among ``args``/``kwargs`` (in tuples and dicts) to ``dtype``."""
 
     def cast(x):
         if isinstance(x, np.ndarray) and x.dtype.kind == "f":
             return x.astype(dtype)
+        if isinstance(x, dict):
+            return {k: cast(v) for k, v in x.items()}
         if isinstance(x, tuple):
             return type(x)(*(cast(y) for y in x)) if hasattr(x, "_fields") else tuple(map(cast, x))
         return x

@@ -45,9 +45,19 @@ def _bench(args) -> int:
               f"{args.repeats}\n", flush=True)
         print(bench.format_train_rows(bench.bench_train(args.repeats, log=lambda r: None)))
         return 0
+    if args.what == "recurrence":
+        from refseq import bench_recurrence
+
+        print("refseq bench recurrence: LSTM forward and forward+backward, float32, jit vs the "
+              "NumPy reference and torch.nn.LSTM (CPU) when installed\n", flush=True)
+        rows = bench_recurrence.bench_recurrence(repeats=min(args.repeats, 5),
+                                                 numpy_reference=not args.no_numpy,
+                                                 log=lambda r: None)
+        print(bench_recurrence.format_rows(rows))
+        return 0
     if args.what != "scan":
-        print(f"refseq bench: unknown benchmark {args.what!r}; available: scan, train",
-              file=sys.stderr)
+        print(f"refseq bench: unknown benchmark {args.what!r}; available: scan, train, "
+              "recurrence", file=sys.stderr)
         return 2
     print(
         "refseq bench scan: float32, best of "

@@ -204,3 +204,68 @@ register(
         summary="VJP of softmax_scan via two reverse scans",
     )
 )
+
+
+def _recurrence_inputs(rng, dims, dtype):
+    from refseq.rnn.cells import CELLS
+
+    spec = CELLS[dims["cell"]]
+    B, T, N, D = dims["B"], dims["T"], dims["N"], dims["D"]
+    Wx = rng.standard_normal((B, T, spec.num_gates_w, N, D)).astype(dtype)
+    R = (rng.standard_normal((spec.num_gates_r, N, D, D)) / np.sqrt(D)).astype(dtype)
+    b = (0.1 * rng.standard_normal((spec.num_gates_t, N, D))).astype(dtype)
+    return (Wx, R, b), {"cell": dims["cell"]}
+
+
+def _recurrence_backward_inputs(rng, dims, dtype):
+    from refseq.rnn.flashrnn import flashrnn_forward
+
+    (Wx, R, b), kw = _recurrence_inputs(rng, dims, np.float64)
+    states_all, last, cache = flashrnn_forward(Wx, R, b, cell=kw["cell"], return_cache=True)
+    d_all = rng.standard_normal(states_all.shape)
+    d_last = rng.standard_normal(last.shape)
+    cache = {k: v.astype(dtype) for k, v in cache.items()}
+    return tuple(x.astype(dtype) for x in (d_all, d_last, R, b)) + (cache,), kw
+
+
+_RNN_AUDIT = (
+    {"cell": "lstm", "B": 4, "T": 64, "N": 2, "D": 16},
+    {"cell": "gru", "B": 2, "T": 33, "N": 1, "D": 8},
+    {"cell": "slstm", "B": 2, "T": 33, "N": 4, "D": 4},
+    {"cell": "elman", "B": 3, "T": 17, "N": 1, "D": 5},
+)
+_RNN_SIM = ({"cell": "lstm", "B": 2, "T": 5, "N": 2, "D": 3},)
+
+register(
+    HotPath(
+        name="flashrnn_forward",
+        hot_path="recurrence",
+        public="refseq.rnn.flashrnn:flashrnn_forward",
+        impls={
+            "numpy": "refseq.rnn.flashrnn:flashrnn_forward",
+            "jit": "refseq.jit.recurrence:flashrnn_forward",
+            "cuda": "refseq.cuda.recurrence:flashrnn_forward",
+        },
+        make_inputs=_recurrence_inputs,
+        audit_dims=_RNN_AUDIT,
+        cudasim_dims=_RNN_SIM,
+        summary="head-wise RNN forward (elman, lstm, gru, slstm)",
+    )
+)
+register(
+    HotPath(
+        name="flashrnn_backward",
+        hot_path="recurrence",
+        public="refseq.rnn.flashrnn:flashrnn_backward",
+        impls={
+            "numpy": "refseq.rnn.flashrnn:flashrnn_backward",
+            "jit": "refseq.jit.recurrence:flashrnn_backward",
+            "cuda": "refseq.cuda.recurrence:flashrnn_backward",
+        },
+        make_inputs=_recurrence_backward_inputs,
+        audit_dims=_RNN_AUDIT,
+        cudasim_dims=_RNN_SIM,
+        kind="backward",
+        summary="BPTT of flashrnn_forward",
+    )
+)

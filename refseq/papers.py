@@ -73,8 +73,8 @@ STATUS = {
         "refseq/models/pv_rnn*.py (missing: softmax outputs, PFSM data, Idei init, VRNN baseline)",
     ),
     "FlashRNN": (
-        "reference",
-        "refseq/rnn/cells.py, refseq/rnn/flashrnn.py, refseq/rnn/layouts.py",
+        "implemented",
+        "refseq/rnn/{cells,flashrnn,layouts}.py, refseq/jit/recurrence.py, refseq/cuda/recurrence.py",
     ),
     "Adding Gradient Noise": (
         "implemented",

@@ -74,7 +74,7 @@ STATUS = {
     ),
     "FlashRNN": (
         "implemented",
-        "refseq/rnn/{cells,flashrnn,layouts}.py, refseq/jit/recurrence.py, refseq/cuda/recurrence.py",
+        "refseq/rnn/{cells,flashrnn,layouts}.py, refseq/{jit,cuda}/recurrence.py",
     ),
     "Adding Gradient Noise": (
         "implemented",

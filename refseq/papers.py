@@ -61,8 +61,7 @@ STATUS = {
     ),
     "A Critical Review of RNNs for Sequence Learning": (
         "implemented",
-        "refseq/rnn/{elman,jordan,lstm,bidirectional,stack,bptt,analysis}.py "
-        "(LM step API: planned)",
+        "refseq/rnn/{elman,jordan,lstm,bidirectional,stack,bptt,analysis,lm}.py",
     ),
     "Recoding latent sentence representations": (
         "partial",

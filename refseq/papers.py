@@ -68,8 +68,8 @@ STATUS = {
         "refseq/models/recoding*.py (missing: ensemble-decoder training, LR on plateau)",
     ),
     "Predictive-coding-inspired variational RNN (PV-RNN)": (
-        "partial",
-        "refseq/models/pv_rnn*.py (missing: softmax outputs, PFSM data, Idei init, VRNN baseline)",
+        "implemented",
+        "refseq/models/{pv_rnn,pv_rnn_er,pv_rnn_data,vrnn}.py (optional mtrnn kernel: planned)",
     ),
     "FlashRNN": (
         "implemented",

@@ -13,7 +13,13 @@ Per layer, time t = 1..T, layers updated top to bottom inside a step (spec "Equa
     latent     z_t = μ_t + σ_t ε_t            (q in posterior steps, p in prior steps)
     MTRNN      h_t = (1 - 1/τ) h_{t-1} + (1/τ)(W_dd d_{t-1} + W_zd z_t + W_hd d^{l+1}_t + b_h)
                d_t = tanh(h_t)
-    output     x̂_t = tanh(W_out d^1_t + b_out)
+    output     x̂_t = tanh(W_out d^1_t + b_out)                          (sm_units = 0, default)
+               x̂_t = softmax over each group of U units of (W_out d^1_t + b_out)  (sm_units = U)
+
+Options beyond the paper's defaults: the softmax ("sparse") output of the OIST library (spec
+item 3; its loss is ``Σ t log(t / x̂)`` per unit, OIST ``SoftmaxLayer::computeErr``), and Idei et
+al.'s initialisation of A to the prior's pre-activations on the first forward pass
+(``pvrnn_forward(..., set_A_to_prior=True)`` / :func:`init_A_from_prior`; h-idei/pvrnn_sa).
 
 Symbols: B batch, T time, X output width, D deterministic units, Z latent units, S training
 sequences. Weights use the paper's column convention (``W x``); the code computes ``x @ W.T``.
@@ -50,6 +56,7 @@ class PVRNNParams(NamedTuple):
     layers: list  # [PVRNNLayer], index 0 = bottom
     W_out: np.ndarray  # (X, D_0)
     b_out: np.ndarray  # (X,)
+    sm_units: int = 0  # 0: tanh output; U > 0: softmax over X / U groups of U units each
 
 
 TRAINED = ("W_dd", "W_zd", "W_hd", "b_h", "W_mu", "b_mu", "W_sg", "b_sg", "A_mu", "A_sg")
@@ -66,7 +73,7 @@ def _vector(rng, kind, shape, dtype, std=1.0):
 
 
 def init_pvrnn(sizes, X: int, S: int, T: int, rng, tau=2.0, *, bias_init="zeros",
-               A_init="zeros", A_std=1.0, dtype=np.float64) -> PVRNNParams:
+               A_init="zeros", A_std=1.0, dtype=np.float64, sm_units: int = 0) -> PVRNNParams:
     """Glorot-normal weights (``N(0, 2/(fan_in + fan_out))``, OIST); vectors by ``*_init``.
 
     Parameters
@@ -74,7 +81,11 @@ def init_pvrnn(sizes, X: int, S: int, T: int, rng, tau=2.0, *, bias_init="zeros"
     sizes : [(D_l, Z_l)] bottom first; X : output width; S, T : number and length of training
     sequences (shape of A); rng : Generator or seed; tau : scalar, or one entry per layer (each a
     scalar or a ``(D_l,)`` vector), all >= 1; bias_init, A_init : "zeros" | "uniform" (U(-1, 1),
-    OIST biases) | "normal" (``A_std`` times N(0, 1); OIST A uses std 1).
+    OIST biases) | "normal" (``A_std`` times N(0, 1); OIST A uses std 1); sm_units : 0 for the
+    tanh output, U > 0 for the softmax output (X is then the total width G·U, divisible by U;
+    encode targets with :func:`refseq.models.pv_rnn_data.softmax_encode`). For Idei's
+    initialisation of A to the prior, call :func:`init_A_from_prior` (or
+    ``train_pvrnn(..., A_init_from_prior=True)``) after this.
     """
     rng = np.random.default_rng(rng)
     if not sizes:
@@ -97,7 +108,8 @@ def init_pvrnn(sizes, X: int, S: int, T: int, rng, tau=2.0, *, bias_init="zeros"
             glorot(Z, D), _vector(rng, bias_init, (Z,), dtype),
             _vector(rng, A_init, (S, T, Z), dtype, A_std),
             _vector(rng, A_init, (S, T, Z), dtype, A_std), tau_l))
-    params = PVRNNParams(layers, glorot(X, sizes[0][0]), _vector(rng, bias_init, (X,), dtype))
+    params = PVRNNParams(layers, glorot(X, sizes[0][0]), _vector(rng, bias_init, (X,), dtype),
+                         int(sm_units))
     check_params(params)
     return params
 
@@ -107,6 +119,10 @@ def check_params(params: PVRNNParams) -> np.dtype:
     if not isinstance(params, PVRNNParams) or not params.layers:
         raise TypeError("params must be a PVRNNParams with at least one layer")
     dtype = _checks.float_array(params.W_out, "params.W_out").dtype
+    U, X = params.sm_units, params.W_out.shape[0]
+    if not isinstance(U, (int, np.integer)) or U < 0 or (U and X % U):
+        raise ValueError(f"params.sm_units must be 0 (tanh output) or a positive divisor of the "
+                         f"output width X={X}, got {U!r}")
     L = len(params.layers)
     for l, p in enumerate(params.layers):
         D, Z = p.W_zd.shape
@@ -151,6 +167,41 @@ class PVRNNCache(NamedTuple):
     seq_index: np.ndarray | None
     unit_first: bool
     x_hat: np.ndarray  # (B, T, X)
+    log_x_hat: np.ndarray | None = None  # (B, T, X) log-softmax (softmax output only)
+
+
+def output_fc(d1, W_out, b_out):
+    """The default output ``x̂ = tanh(W_out d^1 + b_out)``: d1 (..., D) -> (..., X)."""
+    return np.tanh(d1 @ W_out.T + b_out)
+
+
+def log_softmax_groups(a, units: int):
+    """Stable log-softmax over consecutive groups of ``units`` entries: a (..., G·U) -> same.
+
+    ``a - max - log Σ exp(a - max)`` per group; :func:`softmax_groups_textbook` is the unshifted
+    form (it overflows to NaN once a logit exceeds ~709 in float64).
+    """
+    g = a.reshape(a.shape[:-1] + (-1, units))  # (..., G, U)
+    g = g - g.max(axis=-1, keepdims=True)
+    return (g - np.log(np.exp(g).sum(axis=-1, keepdims=True))).reshape(a.shape)
+
+
+def softmax_groups_textbook(a, units: int):
+    """``exp(a) / Σ_group exp(a)`` without the max shift (kept for comparison, style #7)."""
+    e = np.exp(a.reshape(a.shape[:-1] + (-1, units)))  # (..., G, U)
+    return (e / e.sum(axis=-1, keepdims=True)).reshape(a.shape)
+
+
+def output_softmax_groups(d1, W_out, b_out, groups: int):
+    """Softmax ("sparse") output: ``groups`` independent softmaxes over ``X / groups`` units each.
+
+    d1 (..., D) -> probabilities (..., X); each group encodes one analogue dimension (OIST
+    ``SoftmaxLayer::_forwardCompute``; decode with ``pv_rnn_data.softmax_decode``).
+    """
+    X = W_out.shape[0]
+    if groups < 1 or X % groups:
+        raise ValueError(f"groups must divide the output width X={X}, got {groups}")
+    return np.exp(log_softmax_groups(d1 @ W_out.T + b_out, X // groups))
 
 
 def _eps_list(eps, params, B, T, dtype):
@@ -173,7 +224,7 @@ def draw_eps(params: PVRNNParams, B: int, T: int, rng) -> list:
 
 
 def pvrnn_forward(params: PVRNNParams, eps, seq_index=None, mode="posterior",
-                  n_posterior_steps=None, state0=None, *, unit_first=True):
+                  n_posterior_steps=None, state0=None, *, unit_first=True, set_A_to_prior=False):
     """Generate ``x̂`` for T steps (spec item 2).
 
     Parameters
@@ -184,7 +235,11 @@ def pvrnn_forward(params: PVRNNParams, eps, seq_index=None, mode="posterior",
     afterwards; overrides ``mode`` (OIST ``priGenAndSave(postStep, totalStep)``);
     state0 : [(h0 (B, D_l), d0 (B, D_l))] or None (zeros); unit_first : the prior at the first
     step is N(0, I) (True: the start of a sequence) or computed from ``d0`` (False: error
-    regression after its window has slid).
+    regression after its window has slid); set_A_to_prior : Idei's epoch-0 initialisation —
+    before each posterior step, write the prior's pre-activations into the used A slots
+    (``A_mu[s, t] := W_mu d_{t-1} + b_mu``, ``A_sg[s, t] := W_sg d_{t-1} + b_sg``; 0 at a
+    unit-Gaussian step), so q = p along the generated trajectory (KL = 0 at every posterior step).
+    Modifies ``params``' A in place; duplicate ``seq_index`` entries keep the last row's values.
 
     Returns
     -------
@@ -242,13 +297,20 @@ def pvrnn_forward(params: PVRNNParams, eps, seq_index=None, mode="posterior",
     mu_q = [new(l, Zs[l]) if have_q else None for l in range(L)]
     a_q = [new(l, Zs[l]) if have_q else None for l in range(L)]
     x_hat = np.zeros((B, T, params.W_out.shape[0]), dtype)
+    U = params.sm_units
+    log_x = np.zeros_like(x_hat) if U else None
     for t in range(T):
         for l in reversed(range(L)):  # top to bottom: layer l reads d^{l+1}_t
             p = params.layers[l]
             h_prev, d_prev = st[l]
+            pre_mu = np.zeros((B, Zs[l]), dtype)  # (B, Z) pre-activation of μ^p
             if t > 0 or not unit_first:
-                mu_p[l][:, t] = np.tanh(d_prev @ p.W_mu.T + p.b_mu)  # (B, Z)
+                pre_mu = d_prev @ p.W_mu.T + p.b_mu
+                mu_p[l][:, t] = np.tanh(pre_mu)  # (B, Z)
                 a_p[l][:, t] = d_prev @ p.W_sg.T + p.b_sg  # (B, Z) log σ^p
+            if set_A_to_prior and use_post[t]:  # Idei: q := p at this step
+                p.A_mu[seq_index, t] = pre_mu
+                p.A_sg[seq_index, t] = a_p[l][:, t]
             if have_q and t < T_A:
                 mu_q[l][:, t] = np.tanh(p.A_mu[seq_index, t])  # (B, Z)
                 a_q[l][:, t] = p.A_sg[seq_index, t]
@@ -264,10 +326,29 @@ def pvrnn_forward(params: PVRNNParams, eps, seq_index=None, mode="posterior",
             d = np.tanh(h)
             z_all[l][:, t], h_all[l][:, t], d_all[l][:, t] = z, h, d
             st[l] = (h, d)
-        x_hat[:, t] = np.tanh(d_all[0][:, t] @ params.W_out.T + params.b_out)  # (B, X)
+        if U:  # softmax groups; the log-probabilities feed the loss without log(0)
+            log_x[:, t] = log_softmax_groups(d_all[0][:, t] @ params.W_out.T + params.b_out, U)
+            x_hat[:, t] = np.exp(log_x[:, t])  # (B, X)
+        else:
+            x_hat[:, t] = output_fc(d_all[0][:, t], params.W_out, params.b_out)  # (B, X)
     cache = PVRNNCache(d_all, h_all, z_all, eps, mu_p, a_p, mu_q, a_q, use_post, state0,
-                       seq_index, bool(unit_first), x_hat)
+                       seq_index, bool(unit_first), x_hat, log_x)
     return x_hat, cache
+
+
+def init_A_from_prior(params: PVRNNParams, eps, seq_index=None, state0=None):
+    """Idei et al.'s A initialisation (h-idei/pvrnn_sa ``compute_mu_sigma`` at ``epo == 0``).
+
+    Runs the posterior forward over the sequences ``seq_index`` (default: all S, B = S) and sets
+    each used A slot to the prior's pre-activations along the trajectory as it is generated, so
+    that afterwards, with the same ``eps``: ``tanh(A_mu) = μ^p`` and ``A_sg = ln σ^p`` at every
+    step, KL = 0 at every step and layer, the A slots at a unit-Gaussian first step are 0, and the
+    posterior forward reproduces prior-mode generation bit for bit. A slots beyond ``eps``'s T
+    and of sequences not in ``seq_index`` are untouched. Returns the forward's cache.
+    """
+    S = params.layers[0].A_mu.shape[0]
+    seq_index = np.arange(S) if seq_index is None else np.asarray(seq_index)
+    return pvrnn_forward(params, eps, seq_index, state0=state0, set_A_to_prior=True)[1]
 
 
 def kl_per_step(cache: PVRNNCache) -> np.ndarray:
@@ -318,6 +399,9 @@ def _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight):
     B, T, X = x_hat.shape
     targets = _checks.float_array(targets, "targets", dtype=x_hat.dtype)
     _checks.check_shape(targets, (B, T, X), "targets", "(B, T, X)")
+    if cache.log_x_hat is not None and targets.size and not (targets >= 0).all():
+        raise ValueError("targets of a softmax output must be non-negative (encode them with "
+                         "pv_rnn_data.softmax_encode)")
     m = np.ones((B, T, 1), x_hat.dtype)
     if mask is not None:
         m = np.asarray(mask).astype(x_hat.dtype)
@@ -348,10 +432,18 @@ def pvrnn_loss(cache, targets, mask=None, w=1.0, beta=None, normalize="oist", re
     ``mask`` (B, T) or (B, T, X) multiplies the reconstruction term only; ``rec_weight`` scales it
     (error regression's normalisations). Returns ``(total, rec, kl_per_layer)`` as floats / a list
     of floats (``kl_per_layer`` is weighted, so ``total = rec + sum(kl_per_layer)``).
+
+    With a softmax output (``sm_units > 0``) the reconstruction term per step is the OIST
+    ``(1/X) Σ_j x_j ln(x_j / x̂_j)`` (``x ln x := 0`` at ``x = 0``; ``sum`` drops ``1/X``), i.e.
+    KL(target || output) per group when each group of targets sums to 1.
     """
     targets, m, c_rec, omega = _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight)
-    err = cache.x_hat - targets
-    rec = 0.5 * c_rec * float((m * err * err).sum())
+    if cache.log_x_hat is not None:
+        safe = np.where(targets > 0, targets, 1)
+        rec = c_rec * float((m * targets * (np.log(safe) - cache.log_x_hat)).sum())
+    else:
+        err = cache.x_hat - targets
+        rec = 0.5 * c_rec * float((m * err * err).sum())
     kls = []
     for l in range(len(cache.d)):
         kl_bt = _kl_units(cache, l).sum(axis=-1)  # (B, T)
@@ -373,7 +465,13 @@ def pvrnn_backward(params, cache, targets, mask=None, w=1.0, beta=None, normaliz
     B, T, _ = cache.x_hat.shape
     g = {k: np.zeros_like(v) for k, v in named_parameters(params).items()}
     x_hat = cache.x_hat
-    delta_o = c_rec * m * (x_hat - targets) * (one - x_hat * x_hat)  # (B, T, X)
+    U = params.sm_units
+    if cache.log_x_hat is not None:  # softmax groups: ∂/∂a_k = x̂_k Σ_group(m t) - m_k t_k
+        mt = np.broadcast_to(m, targets.shape) * targets  # (B, T, X)
+        gsum = mt.reshape(B, T, -1, U).sum(axis=-1, keepdims=True)  # (B, T, G, 1)
+        delta_o = c_rec * ((x_hat.reshape(B, T, -1, U) * gsum).reshape(B, T, -1) - mt)
+    else:
+        delta_o = c_rec * m * (x_hat - targets) * (one - x_hat * x_hat)  # (B, T, X)
     g["W_out"] += np.einsum("btx,btd->xd", delta_o, cache.d[0])
     g["b_out"] += delta_o.sum(axis=(0, 1))
     dd_carry = [np.zeros((B, p.W_dd.shape[0]), dtype) for p in params.layers]

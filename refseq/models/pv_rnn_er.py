@@ -51,7 +51,8 @@ class _RowAdam:
 
 def train_pvrnn(params: PVRNNParams, data, epochs: int, minibatch_size: int | None = None,
                 lr=1e-3, betas=(0.9, 0.999), adam_eps=1e-4, w=1.0, beta=None, rng=None,
-                normalize="oist", freeze_top_down_of=(), log_every=0, log=print) -> dict:
+                normalize="oist", freeze_top_down_of=(), log_every=0, log=print,
+                A_init_from_prior=False) -> dict:
     """Train weights and adaptive vectors in place (spec item 5, "Training epoch").
 
     Parameters
@@ -61,7 +62,10 @@ def train_pvrnn(params: PVRNNParams, data, epochs: int, minibatch_size: int | No
     adam_eps : Adam; w, beta : meta-prior per layer (scalar or list), ``beta=None`` means w;
     rng : Generator or seed (shuffling and ε, fresh every forward); normalize : "oist" | "sum";
     freeze_top_down_of : layer indices whose ``W_hd`` is not updated (reproduces the OIST
-    registration bug, Traps).
+    registration bug, Traps); A_init_from_prior : Idei et al.'s option — the first epoch's
+    forward of each minibatch first sets its A to the prior's pre-activations
+    (``pvrnn_forward(..., set_A_to_prior=True)``, h-idei/pvrnn_sa at ``epo == 0``), so its KL
+    term is 0 and its A gradient purely reconstruction-driven.
 
     Returns
     -------
@@ -90,7 +94,7 @@ def train_pvrnn(params: PVRNNParams, data, epochs: int, minibatch_size: int | No
         for start in range(0, S, bs):
             idx = order[start:start + bs]
             eps = draw_eps(params, len(idx), T, rng)
-            _, cache = pvrnn_forward(params, eps, idx)
+            _, cache = pvrnn_forward(params, eps, idx, set_A_to_prior=A_init_from_prior and e == 0)
             total, rec, kls = pvrnn_loss(cache, data[idx], None, w, beta, normalize)
             g = pvrnn_backward(params, cache, data[idx], None, w, beta, normalize)
             opt.step(weights, {k: (np.zeros_like(v) if k in frozen else g[k])
@@ -178,7 +182,7 @@ class ErrorRegression:
             layers.append(p._replace(
                 A_mu=np.pad(a_mu, ((0, 0), (0, pad), (0, 0))),
                 A_sg=np.pad(a_sg, ((0, 0), (0, pad), (0, 0)))))
-        return PVRNNParams(layers, self.params.W_out, self.params.b_out)
+        return self.params._replace(layers=layers)
 
     def _loss_kw(self, n):
         L = len(self.params.layers)
@@ -242,7 +246,8 @@ class ErrorRegression:
             z=[a[:, :n] for a in cache.z], eps=[a[:, :n] for a in cache.eps],
             mu_p=[a[:, :n] for a in cache.mu_p], a_sg_p=[a[:, :n] for a in cache.a_sg_p],
             mu_q=[a[:, :n] for a in cache.mu_q], a_sg_q=[a[:, :n] for a in cache.a_sg_q],
-            use_post=cache.use_post[:n], x_hat=cache.x_hat[:, :n])
+            use_post=cache.use_post[:n], x_hat=cache.x_hat[:, :n],
+            log_x_hat=None if cache.log_x_hat is None else cache.log_x_hat[:, :n])
         total, rec, kls = pvrnn_loss(win_cache, x[None], mask, **kw)
         out = {"x_hat_window": x_all[0, :n], "prediction": x_all[0, n:], "rec_err": rec,
                "kl": kls, "loss": total, "losses": np.asarray(losses),

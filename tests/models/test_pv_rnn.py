@@ -10,13 +10,19 @@ from hypothesis import strategies as st
 from refseq.demos import pv_rnn as demo
 from refseq.models.pv_rnn import (
     draw_eps,
+    init_A_from_prior,
     init_pvrnn,
     kl_per_step,
+    log_softmax_groups,
     named_parameters,
+    output_fc,
+    output_softmax_groups,
     pvrnn_backward,
     pvrnn_forward,
     pvrnn_loss,
+    softmax_groups_textbook,
 )
+from refseq.models.pv_rnn_data import softmax_encode
 from refseq.models.pv_rnn_er import ErrorRegression, _RowAdam, train_pvrnn
 from refseq.testing import strategies as S
 
@@ -267,6 +273,14 @@ def test_9_bad_inputs_name_the_argument():
         pvrnn_loss(c, np.zeros((1, 4, 1)), normalize="mean")
     with pytest.raises(ValueError, match="x_window"):
         ErrorRegression(P, 3, 1).step(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="sm_units"):
+        init_pvrnn([(3, 2)], 5, 1, 4, 0, sm_units=2)
+    Psm = init_pvrnn([(3, 2)], 4, 1, 4, 0, sm_units=2)
+    _, c = pvrnn_forward(Psm, draw_eps(Psm, 1, 4, 0), [0])
+    with pytest.raises(ValueError, match="non-negative"):
+        pvrnn_loss(c, -np.ones((1, 4, 4)))
+    with pytest.raises(ValueError, match="groups"):
+        output_softmax_groups(np.zeros((1, 3)), Psm.W_out, Psm.b_out, 3)
 
 
 def test_demo_small():
@@ -278,3 +292,116 @@ def test_demo_small():
     assert lines[0].startswith("PV-RNN meta-prior sweep")
     assert lines[3].split() == ["w", "KL", "reconstruction", "seconds"]
     assert lines[-1].startswith("larger w: lower KL")
+
+
+# --- softmax ("sparse") output (spec item 3) -------------------------------------------------
+
+
+@given(setup=setups(max_L=2), U=st.integers(2, 4), G=st.integers(1, 2),
+       norm=st.sampled_from(["oist", "sum"]), mode=st.sampled_from(["posterior", "prior"]),
+       target_kind=st.sampled_from(["encoded", "arbitrary"]), masked=st.booleans())
+def test_softmax_output_backward_matches_finite_differences(setup, U, G, norm, mode,
+                                                            target_kind, masked):
+    """Exact gradient of the OIST softmax loss Σ m t ln(t / x̂), also for targets whose groups
+    do not sum to 1 and with per-unit masks (then ∂/∂a_k = x̂_k Σ_group(m t) - m_k t_k)."""
+    P0, rng, B, T, _ = setup
+    X = G * U
+    P = P0._replace(W_out=rng.standard_normal((X, P0.W_out.shape[1])),
+                    b_out=rng.standard_normal(X), sm_units=U)
+    L = len(P.layers)
+    eps = draw_eps(P, B, T, rng)
+    si = rng.integers(0, P.layers[0].A_mu.shape[0], B)
+    if target_kind == "encoded":
+        tg = softmax_encode(rng.uniform(-1, 1, (B, T, G)), U, 0.05, -1.0, 1.0)
+        tg[..., 0] = 0.0  # exercise t ln t := 0
+    else:
+        tg = rng.random((B, T, X)) * (rng.random((B, T, X)) < 0.8)
+    kw = dict(seq_index=si, n_posterior_steps=T if mode == "posterior" else 0)
+    lkw = dict(mask=(rng.random((B, T, X)) < 0.7) if masked else None, w=list(rng.random(L)),
+               beta=list(1 + rng.random(L)), normalize=norm)
+    x, cache = pvrnn_forward(P, eps, **kw)
+    assert np.allclose(x.reshape(B, T, G, U).sum(-1), 1, rtol=0, atol=1e-13)
+    f0 = pvrnn_loss(cache, tg, **lkw)[0]
+    g = pvrnn_backward(P, cache, tg, **lkw)
+
+    def f():
+        return pvrnn_loss(pvrnn_forward(P, eps, **kw)[1], tg, **lkw)[0]
+
+    for name, arr in named_parameters(P).items():
+        assert_fd_agrees(f, arr, g[name], rng, f0)
+
+
+def test_softmax_loss_is_zero_at_its_minimum_and_matches_the_output_helpers():
+    rng = np.random.default_rng(11)
+    P = init_pvrnn([(4, 2)], 6, 1, 5, rng, sm_units=3, bias_init="uniform", A_init="normal")
+    x, c = pvrnn_forward(P, draw_eps(P, 1, 5, rng), [0])
+    np.testing.assert_allclose(x, output_softmax_groups(c.d[0], P.W_out, P.b_out, 2),
+                               rtol=1e-14, atol=0)
+    total, rec, _ = pvrnn_loss(c, x.copy(), w=0.0)  # KL(x̂ || x̂) = 0
+    assert abs(rec) <= 1e-14 and abs(total) <= 1e-14
+    g = pvrnn_backward(P, c, x.copy(), w=0.0)
+    assert np.abs(g["W_out"]).max() <= 1e-15
+    assert np.array_equal(output_fc(c.d[0], P.W_out, P.b_out),
+                          np.tanh(c.d[0] @ P.W_out.T + P.b_out))
+
+
+def test_log_softmax_stable_form_agrees_with_textbook_and_survives_extremes():
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((3, 4, 6))
+    np.testing.assert_allclose(np.exp(log_softmax_groups(a, 3)), softmax_groups_textbook(a, 3),
+                               rtol=1e-14, atol=0)
+    big = a + 1000.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isnan(softmax_groups_textbook(big, 3)).any()
+    np.testing.assert_allclose(np.exp(log_softmax_groups(big, 3)),
+                               softmax_groups_textbook(a, 3), rtol=1e-11, atol=0)
+
+
+def test_softmax_output_trains_and_runs_error_regression():
+    rng = np.random.default_rng(13)
+    wave = 0.8 * np.sin(np.arange(8) * 0.7)[None, :, None] * np.array([1, -1])[:, None, None]
+    data = softmax_encode(wave, 5, 0.02, -1.0, 1.0)  # (2, 8, 5)
+    P = init_pvrnn([(6, 2)], 5, 2, 8, rng, sm_units=5)
+    hist = train_pvrnn(P, data, 20, rng=1, lr=0.01)
+    assert hist["rec"][-1] < hist["rec"][0] and (hist["rec"] >= 0).all()
+    out = ErrorRegression(P, window=4, n_iter=3, rng=2).step(data[0, :4], horizon=2)
+    assert out["prediction"].shape == (2, 5) and out["rec_err"] >= 0
+    assert np.allclose(out["prediction"].sum(-1), 1)
+
+
+# --- Idei et al.'s A initialisation ------------------------------------------------------------
+
+
+@given(setup=setups(max_L=2), data=st.data())
+def test_idei_init_sets_q_to_p_along_the_generated_trajectory(setup, data):
+    P, rng, B, T, X = setup
+    Sq = P.layers[0].A_mu.shape[0]
+    n = data.draw(st.integers(1, Sq))
+    si = rng.permutation(Sq)[:n]  # distinct sequences (duplicates: last row wins)
+    others = np.setdiff1d(np.arange(Sq), si)
+    before = [(p.A_mu[others].copy(), p.A_sg[others].copy()) for p in P.layers]
+    eps = draw_eps(P, n, T, rng)
+    init_A_from_prior(P, eps, si)
+    x, c = pvrnn_forward(P, eps, si)
+    assert np.abs(kl_per_step(c)).max() <= 1e-13  # KL = 0 at every step and layer
+    for l, p in enumerate(P.layers):
+        assert not p.A_mu[si, 0].any() and not p.A_sg[si, 0].any()  # unit-Gaussian first step
+        np.testing.assert_array_equal(np.tanh(p.A_mu[si]), c.mu_p[l])
+        np.testing.assert_array_equal(p.A_sg[si], c.a_sg_p[l])
+        assert np.array_equal(p.A_mu[others], before[l][0])
+        assert np.array_equal(p.A_sg[others], before[l][1])
+    # posterior generation now reproduces prior generation with the same ε, bit for bit
+    assert np.array_equal(x, pvrnn_forward(P, eps, None, "prior")[0])
+    # the KL part of the A gradient vanishes: with reconstruction masked out it is ~0
+    tg = 0.3 * rng.standard_normal((n, T, X))
+    g = pvrnn_backward(P, c, tg, np.zeros((n, T)), w=0.7, beta=0.4)
+    assert max(np.abs(g[f"{l}.A_{k}"]).max() for l in range(len(P.layers))
+               for k in ("mu", "sg")) <= 1e-13
+
+
+def test_idei_init_in_training_gives_zero_kl_in_the_first_epoch():
+    rng = np.random.default_rng(14)
+    P = init_pvrnn([(5, 2), (3, 1)], 1, 4, 6, rng, bias_init="uniform", A_init="normal")
+    data = 0.5 * np.sin(np.arange(6) + np.arange(4)[:, None])[..., None]
+    hist = train_pvrnn(P, data, 3, 2, rng=0, A_init_from_prior=True)
+    assert np.abs(hist["kl"][0]).max() <= 1e-13 and (hist["kl"][1:] > 0).any()

@@ -64,8 +64,8 @@ STATUS = {
         "refseq/rnn/{elman,jordan,lstm,bidirectional,stack,bptt,analysis,lm}.py",
     ),
     "Recoding latent sentence representations": (
-        "partial",
-        "refseq/models/recoding*.py (missing: ensemble-decoder training, LR on plateau)",
+        "implemented",
+        "refseq/models/recoding*.py, refseq/train/plateau.py (Numba kernel path: planned)",
     ),
     "Predictive-coding-inspired variational RNN (PV-RNN)": (
         "implemented",

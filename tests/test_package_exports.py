@@ -27,6 +27,7 @@ import refseq.rnn.elman  # noqa: F401
 import refseq.rnn.flashrnn  # noqa: F401
 import refseq.rnn.jordan  # noqa: F401
 import refseq.rnn.layouts  # noqa: F401
+import refseq.rnn.lm  # noqa: F401
 import refseq.rnn.lstm  # noqa: F401
 import refseq.rnn.masking  # noqa: F401
 import refseq.rnn.output  # noqa: F401
@@ -45,6 +46,7 @@ import refseq.train.gradient_noise  # noqa: F401
 import refseq.train.lm  # noqa: F401
 import refseq.train.loop  # noqa: F401
 import refseq.train.params  # noqa: F401
+import refseq.train.plateau  # noqa: F401
 import refseq.train.schedules  # noqa: F401
 import refseq.train.sgd  # noqa: F401
 
@@ -67,6 +69,7 @@ MODULES = [
     "refseq.train.lm",
     "refseq.train.loop",
     "refseq.train.params",
+    "refseq.train.plateau",
     "refseq.train.schedules",
     "refseq.train.sgd",
     "refseq.rnn.analysis",
@@ -77,6 +80,7 @@ MODULES = [
     "refseq.rnn.flashrnn",
     "refseq.rnn.jordan",
     "refseq.rnn.layouts",
+    "refseq.rnn.lm",
     "refseq.rnn.lstm",
     "refseq.rnn.masking",
     "refseq.rnn.output",

@@ -5,7 +5,9 @@ is differentiated w.r.t. every layer's current ``h^l_t`` and ``c^l_t`` through t
 step only (:func:`state_gradients`), and the states are moved against it:
 ``h̃ = h - α_{l,h} g_h``, ``c̃ = c - α_{l,c} g_c`` (:func:`recode`). The step size is fixed,
 learned (``softplus(θ)``) or predicted per example by an MLP. :class:`RecodingLM` runs the whole
-step; :func:`recoding_loss_and_grad` trains with the official first-order rule (``g`` frozen).
+step; :func:`recoding_loss_and_grad` trains with the official first-order rule (``g`` frozen),
+the anchored-ensemble members included (LM loss through ``log mean_k p^(k)`` plus the anchor
+loss); :func:`train_lm` adds clipping, SGD and the learning rate cut on validation plateaus.
 
 Same-step gradient, layer l from the top down (``g_h^{L-1} = ∂δ/∂h^{L-1}_t`` from the signal)::
 
@@ -21,8 +23,10 @@ import numpy as np
 from refseq import _checks
 from refseq.models.recoding_lm import LSTMLanguageModel, lm_backward
 from refseq.models.recoding_signals import (
+    anchor_loss,
     ensemble_entropy,
     ensemble_log_probs,
+    ensemble_log_probs_backward,
     mc_dropout_entropy,
     surprisal,
     token_perplexity_code_variant,
@@ -170,21 +174,58 @@ class RecodingLM:
     model : LSTMLanguageModel; signal : one of ``SIGNALS``; step : a float (FixedStep), or a
     factory ``(layer, kind) -> predictor`` called once per layer and kind ("h", "c");
     redecode : None -> False for surprisal signals, True for entropy signals; num_samples,
-    p_mc : MC-dropout K and q (official 10, 0.21); decoders : [(W_k, b_k)] for "ensemble";
-    nan_policy : see :func:`recode`.
+    p_mc : MC-dropout K and q (official 10, 0.21); nan_policy : see :func:`recode`.
+
+    Anchored ensemble (``signal="ensemble"``): decoders : [(W_k (V, H), b_k (V,))], the members
+    (:func:`~refseq.models.recoding_signals.init_anchored_decoders`); they decode the step's
+    output ``log mean_k p^(k)`` (``average="logits"``: the official mean of member logits) in
+    place of the model's ``W_dec``, and training updates them in place (names
+    ``dec.{k}.W``, ``dec.{k}.b``, see :meth:`recoder_params`). anchors : the members' anchors
+    (same structure), with ``data_noise``, ``prior_var`` and ``n_data`` (N, training tokens):
+    the training loss then adds :func:`~refseq.models.recoding_signals.anchor_loss`
+    ``(λ/N) Σ_k ||θ_k - θ_k^anc||²``, ``λ = data_noise / prior_var`` (Pearce et al. 2018).
+    Without anchors the members are trained by the LM loss alone.
     """
 
     def __init__(self, model, signal="surprisal", step=0.1, redecode=None, *, num_samples=10,
-                 p_mc=0.21, decoders=None, nan_policy="zero"):
+                 p_mc=0.21, decoders=None, nan_policy="zero", anchors=None, data_noise=None,
+                 prior_var=None, n_data=None, average="probs"):
         if signal not in SIGNALS:
             raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
         if signal == "ensemble" and not decoders:
             raise ValueError("decoders must be given for signal='ensemble'")
-        self.model, self.signal, self.decoders = model, signal, decoders
+        if average not in ("probs", "logits"):
+            raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
+        if decoders:
+            decoders = [self._check_member(model, W, b, f"decoders[{k}]")
+                        for k, (W, b) in enumerate(decoders)]
+        self.anchor = None
+        if anchors is not None:
+            if signal != "ensemble":
+                raise ValueError("anchors are only used with signal='ensemble'")
+            if len(anchors) != len(decoders):
+                raise ValueError(f"anchors must have one (W, b) per decoder ({len(decoders)}), "
+                                 f"got {len(anchors)}")
+            for name, v in (("data_noise", data_noise), ("prior_var", prior_var),
+                            ("n_data", n_data)):
+                if v is None or not np.isfinite(v) or v <= 0:
+                    raise ValueError(f"{name} must be a positive number with anchors, got {v}")
+            anchors = [self._check_member(model, W, b, f"anchors[{k}]")
+                       for k, (W, b) in enumerate(anchors)]
+            self.anchor = (anchors, float(data_noise), float(prior_var), float(n_data))
+        self.model, self.signal, self.decoders, self.average = model, signal, decoders, average
         self.redecode = signal in ("mc_dropout", "ensemble") if redecode is None else redecode
         self.num_samples, self.p_mc, self.nan_policy = num_samples, p_mc, nan_policy
         factory = step if callable(step) else (lambda l, kind: FixedStep(step))
         self.predictors = [{k: factory(l, k) for k in ("h", "c")} for l in range(model.L)]
+
+    @staticmethod
+    def _check_member(model, W, b, name):
+        W = _checks.float_array(W, f"{name}[0]", dtype=model.dtype)
+        b = _checks.float_array(b, f"{name}[1]", dtype=model.dtype)
+        _checks.check_shape(W, (model.V, model.H), f"{name}[0]", "(V, H)")
+        _checks.check_shape(b, (model.V,), f"{name}[1]", "(V,)")
+        return W, b
 
     def _signal(self, h_top, logits, cache, target, mc_masks):
         """``(delta (B,), d_h_top (B, H), y)``; surprisal gradients go through the decoder and
@@ -207,7 +248,7 @@ class RecodingLM:
 
     def _decode(self, h, mask):
         if self.signal == "ensemble":
-            return ensemble_log_probs(h, self.decoders)
+            return ensemble_log_probs(h, self.decoders, self.average)
         return self.model.decode(h, mask)
 
     def step(self, tokens, state=None, target=None, *, train=False, rng=None, frozen=None):
@@ -234,7 +275,10 @@ class RecodingLM:
         after_logits = m.decode(h_t, cache.top_mask) if self.signal.startswith("surprisal") \
             else logits
         delta_after = self._signal(h_t, after_logits, cache, y, mc_masks)[0]
-        out = logits if self.signal != "ensemble" else self._decode(h_top, None)
+        out = logits
+        if self.signal == "ensemble":  # the members decode the output (no dropout)
+            out = self._decode(h_top, None)
+            cache = cache._replace(top_mask=None, h_dec=h_top)
         if self.redecode:
             mask = None
             if train and m.dropout > 0 and self.signal != "ensemble":
@@ -253,6 +297,18 @@ class RecodingLM:
         """The step-size predictors' parameters, named ``step.{l}.{kind}.{name}``."""
         return {f"step.{l}.{k}.{n}": a for l, ps in enumerate(self.predictors)
                 for k, p in ps.items() for n, a in p.params.items()}
+
+    def decoder_params(self) -> dict:
+        """The ensemble members (the arrays themselves), ``dec.{k}.W`` and ``dec.{k}.b``;
+        empty unless ``signal="ensemble"``."""
+        if self.signal != "ensemble":
+            return {}
+        return {f"dec.{k}.{n}": a for k, (W, b) in enumerate(self.decoders)
+                for n, a in (("W", W), ("b", b))}
+
+    def recoder_params(self) -> dict:
+        """Everything the recoder trains besides the LM: step predictors and ensemble members."""
+        return self.step_params() | self.decoder_params()
 
 
 def _run(model_or_recoder, tokens, state, targets, *, train, rng, gold=True, frozen=None):
@@ -306,22 +362,49 @@ def recoding_loss_and_grad(model_or_recoder, batch, state=None, *, train=True, r
     and its gradients by BPTT under the first-order rule (spec item 6). The official training
     loop gives surprisal no target (arg-max); ``gold_for_surprisal=True`` passes the gold one.
 
+    Anchored ensemble (``signal="ensemble"``): the output of every step is the members'
+    ``log mean_k p^(k)`` (the model's ``W_dec``, ``b_dec`` are unused and get zero gradients);
+    the members' gradients come from :func:`ensemble_log_probs_backward` of that output, and
+    with anchors the loss adds :func:`anchor_loss` and its gradient ``(2λ/N)(θ_k - θ_k^anc)``.
+    The recoding gradient ``g`` (the entropy's ``∂δ/∂h`` through the members) is frozen like
+    every other signal's: no second derivatives reach the members through it.
+
     Returns ``(loss, grads, final_state, frozen)``; grads has the model's parameter
-    names plus :meth:`RecodingLM.step_params` names; the final state is a fresh (detached)
+    names plus :meth:`RecodingLM.recoder_params` names; the final state is a fresh (detached)
     copy; ``frozen`` is per step ``{"grads", "inputs"}`` (pass it back as ``frozen`` to
     evaluate the loss with ``g`` and the predictors' inputs held fixed).
     """
     rec = model_or_recoder if isinstance(model_or_recoder, RecodingLM) else None
     model = rec.model if rec else model_or_recoder
-    if rec is not None and rec.signal == "ensemble":
-        raise ValueError("training through the ensemble output is not implemented")
     batch = np.asarray(batch)
     logits, state, caches, recs = _run(model_or_recoder, batch[:, :-1], state, batch[:, 1:],
                                        train=train, rng=rng, gold=gold_for_surprisal,
                                        frozen=frozen)
     loss, ce = cross_entropy_forward(logits, batch[:, 1:])
+    loss = float(loss)
     (dlogits,) = cross_entropy_backward(np.ones((), logits.dtype), ce)
-    grads, _, d_alphas = lm_backward(model, caches, dlogits, recodings=recs)
+    d_h_dec, dec_grads = None, {}
+    if rec is not None and rec.signal == "ensemble":
+        d_h_dec = np.empty(dlogits.shape[:2] + (model.H,), model.dtype)  # (B, T, H)
+        d_members = [(np.zeros_like(W), np.zeros_like(b)) for W, b in rec.decoders]
+        for t, c in enumerate(caches):
+            d_h_dec[:, t], dm = ensemble_log_probs_backward(c.h_dec, rec.decoders,
+                                                            dlogits[:, t], rec.average)
+            for (aW, ab), (gW, gb) in zip(d_members, dm):
+                aW += gW
+                ab += gb
+        if rec.anchor is not None:
+            anchors, data_noise, prior_var, n_data = rec.anchor
+            a_loss, a_grads = anchor_loss(rec.decoders, anchors, data_noise, prior_var, n_data)
+            loss += a_loss
+            for (aW, ab), (gW, gb) in zip(d_members, a_grads):
+                aW += gW
+                ab += gb
+        dec_grads = {f"dec.{k}.{n}": a for k, (gW, gb) in enumerate(d_members)
+                     for n, a in (("W", gW), ("b", gb))}
+        dlogits = np.zeros_like(dlogits)  # the model's own decoder produced no output
+    grads, _, d_alphas = lm_backward(model, caches, dlogits, recodings=recs, d_h_dec=d_h_dec)
+    grads |= dec_grads
     if rec is not None:
         for name, a in rec.step_params().items():
             grads[name] = np.zeros_like(a)
@@ -332,7 +415,7 @@ def recoding_loss_and_grad(model_or_recoder, batch, state=None, *, train=True, r
                         grads[f"step.{l}.{k}.{n}"] += gp
     g_rec = None if recs is None else [{"grads": r["grads"], "inputs": r["inputs"]}
                                        for r in recs]
-    return float(loss), grads, [(h.copy(), c.copy()) for h, c in state], g_rec
+    return loss, grads, [(h.copy(), c.copy()) for h, c in state], g_rec
 
 
 def batchify(stream, batch_size: int) -> np.ndarray:
@@ -345,17 +428,36 @@ def batchify(stream, batch_size: int) -> np.ndarray:
 
 
 def train_lm(model_or_recoder, stream, epochs, optimizer, *, bptt_len=35, batch_size=20,
-             clip=0.25, rng=None, log=None) -> list:
+             clip=0.25, rng=None, log=None, valid=None, plateau=None) -> list:
     """Truncated BPTT over contiguous rows of ``stream`` with the state carried (detached)
     across windows; clip the global gradient norm, then ``optimizer.step`` (the official
-    setting is plain SGD lr 20; any :mod:`refseq.train` optimiser works). Returns the mean loss
-    per epoch."""
+    setting is plain SGD lr 20; any :mod:`refseq.train` optimiser works). Trains the LM, the
+    step-size predictors and, for ``signal="ensemble"``, the ensemble members (with the anchor
+    loss when the recoder has anchors).
+
+    valid : optional 1-D token stream; after each epoch its perplexity (gold targets for
+    surprisal, rows of ``batch_size``) is given to ``plateau``, which lowers ``optimizer.lr``
+    when it stops improving. ``plateau`` defaults to
+    ``ReduceOnPlateau(optimizer, factor=0.25, patience=0)``: the rate is divided by 4 after
+    every epoch whose validation perplexity does not improve on the best (the spec's "reduced
+    by 4x on validation plateaus"; the official code steps torch's ReduceLROnPlateau with
+    factor 0.25 every ``eval_every`` batches). A ``plateau`` without ``valid`` is an error.
+
+    Returns the mean training loss per epoch.
+    """
     from refseq.train.clipping import clip_grad_norm
+    from refseq.train.plateau import ReduceOnPlateau
 
     rec = model_or_recoder if isinstance(model_or_recoder, RecodingLM) else None
     model = rec.model if rec else model_or_recoder
-    params = dict(model.params) | (rec.step_params() if rec else {})
+    params = dict(model.params) | (rec.recoder_params() if rec else {})
     rows = batchify(stream, batch_size)
+    if plateau is not None and valid is None:
+        raise ValueError("plateau needs a validation stream (valid=...)")
+    if valid is not None:
+        valid_rows = batchify(valid, batch_size)
+        if plateau is None:
+            plateau = ReduceOnPlateau(optimizer, factor=0.25, patience=0)
     rng = np.random.default_rng(rng)
     history = []
     for e in range(epochs):
@@ -371,6 +473,10 @@ def train_lm(model_or_recoder, stream, epochs, optimizer, *, bptt_len=35, batch_
             optimizer.step(params, grads)
             losses.append(loss)
         history.append(float(np.mean(losses)))
+        line = f"epoch {e + 1}/{epochs}  loss {history[-1]:.4f}"
+        if valid is not None:
+            ppl = perplexity(model_or_recoder, valid_rows)
+            line += f"  valid ppl {ppl:.4f}  lr {plateau.step(ppl):.4g}"
         if log is not None:
-            log(f"epoch {e + 1}/{epochs}  loss {history[-1]:.4f}")
+            log(line)
     return history

@@ -160,7 +160,8 @@ class LSTMLanguageModel:
         return logits, self.check_state(state, B)
 
 
-def lm_backward(model: LSTMLanguageModel, caches, dlogits, d_state=None, recodings=None):
+def lm_backward(model: LSTMLanguageModel, caches, dlogits, d_state=None, recodings=None,
+                d_h_dec=None):
     """BPTT over the step caches of one window (teacher forcing).
 
     Parameters
@@ -172,6 +173,9 @@ def lm_backward(model: LSTMLanguageModel, caches, dlogits, d_state=None, recodin
     ``redecode`` (the step's logits were decoded from the recoded top ``h``). First-order
     rule: ``s̃ = s - α g`` with ``g`` constant, so ``∂L/∂s = ∂L/∂s̃`` and
     ``∂L/∂α = -Σ_H (∂L/∂s̃) ⊙ g``.
+    d_h_dec : None, or (B, T, H): an extra cotangent on the top ``h`` each step's output was
+    decoded from, added after the model decoder's dropout (the anchored-ensemble output reads
+    ``h`` through its own decoders, :func:`refseq.models.recoding_signals.ensemble_log_probs`).
 
     Returns
     -------
@@ -182,6 +186,8 @@ def lm_backward(model: LSTMLanguageModel, caches, dlogits, d_state=None, recodin
     g = {k: np.zeros_like(v) for k, v in p.items()}
     B = dlogits.shape[0]
     _checks.check_shape(dlogits, (B, T, model.V), "dlogits", "(B, T, V)")
+    if d_h_dec is not None:
+        _checks.check_shape(d_h_dec, (B, T, model.H), "d_h_dec", "(B, T, H)")
     carry = [(np.zeros((B, model.H), model.dtype),) * 2 for _ in range(L)] if d_state is None \
         else [(np.asarray(a), np.asarray(b)) for a, b in d_state]
     d_alphas = [None] * T
@@ -193,6 +199,8 @@ def lm_backward(model: LSTMLanguageModel, caches, dlogits, d_state=None, recodin
         dh_dec = dl @ p["W_dec"]  # (B, H)
         if c.top_mask is not None:
             dh_dec = np.where(c.top_mask, dh_dec * model.dtype.type(c.scale), 0)
+        if d_h_dec is not None:
+            dh_dec = dh_dec + d_h_dec[:, t]
         rec = recodings[t] if recodings is not None else None
         dS = [list(x) for x in carry]  # gradient on the carried (recoded) state
         if rec is not None and rec["redecode"]:

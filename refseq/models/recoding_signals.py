@@ -1,5 +1,7 @@
 """Recoding's error signals δ and their exact gradients (Ulmer, arXiv 2101.00674; spec
-recoding.md item 2 and "Equations"), plus the anchored-ensemble extras (item 7).
+recoding.md item 2 and "Equations"), plus the anchored-ensemble extras (item 7): the ensemble
+LM output and its backward (the members are trained through it), the anchors and the anchor
+loss.
 
 Every signal is per example: ``δ (B,)`` and the gradient of ``δ_b`` w.r.t. example b's input
 (never reduced over the batch). For one example with logits ``o (V,)`` and ``p = softmax(o)``::
@@ -134,17 +136,22 @@ def ensemble_entropy(h_top, decoders):
     h = _checks.float_array(h_top, "h_top")
     if not decoders:
         raise ValueError("decoders must hold at least one (W_k, b_k) pair")
-    o = np.stack([h @ np.asarray(W, h.dtype).T + np.asarray(b, h.dtype)
-                  for W, b in decoders])  # (K, B, V)
+    o = _member_logits(h, decoders)  # (K, B, V)
     delta, d_o = mixture_entropy(o)
     d_h = sum(d_o[k] @ np.asarray(W, h.dtype) for k, (W, _) in enumerate(decoders))
     return delta, d_h
 
 
+def _member_logits(h_top, decoders):
+    h = np.asarray(h_top)
+    return np.stack([h @ np.asarray(W, h.dtype).T + np.asarray(b, h.dtype)
+                     for W, b in decoders])  # (K, B, V)
+
+
 def ensemble_log_probs(h_top, decoders, average="probs"):
     """The ensemble LM output: ``log mean_k p^(k)`` (Pearce et al.; default) or, with
     ``average="logits"``, the official code's mean of member logits. Returns (B, V)."""
-    o = np.stack([h_top @ W.T + b for W, b in decoders])  # (K, B, V)
+    o = _member_logits(h_top, decoders)  # (K, B, V)
     if average == "logits":
         return _log_softmax(o.mean(axis=0))
     if average != "probs":
@@ -152,6 +159,45 @@ def ensemble_log_probs(h_top, decoders, average="probs"):
     lp = _log_softmax(o)
     m = lp.max(axis=0)
     return m + np.log(np.exp(lp - m).mean(axis=0))
+
+
+def ensemble_log_probs_backward(h_top, decoders, d_out, average="probs"):
+    """VJP of :func:`ensemble_log_probs` w.r.t. ``h_top`` and every member's ``(W_k, b_k)``.
+
+    With ``out = log p̄``, ``p̄ = (1/K) Σ_k p^(k)``, ``p^(k) = softmax(o^(k))``,
+    ``o^(k) = W_k h + b_k`` and ``w_k = p^(k) / p̄ = exp(log p^(k) - log p̄)`` (at most K, so no
+    division by a tiny ``p̄``)::
+
+        ∂L/∂o^(k) = (1/K) (w_k ⊙ d_out - p^(k) Σ_j w_kj d_out_j)          average="probs"
+        ∂L/∂o^(k) = (1/K) (d_out - softmax(ō) Σ_j d_out_j),  ō = mean_k o^(k)   "logits"
+        ∂L/∂W_k = (∂L/∂o^(k))ᵀ h,  ∂L/∂b_k = Σ_B ∂L/∂o^(k),  ∂L/∂h = Σ_k ∂L/∂o^(k) W_k
+
+    Parameters
+    ----------
+    h_top : (B, H); decoders : [(W_k (V, H), b_k (V,))]; d_out : (B, V) cotangent of the output.
+
+    Returns
+    -------
+    d_h_top : (B, H); d_decoders : [(dW_k (V, H), db_k (V,))].
+    """
+    h = _checks.float_array(h_top, "h_top")
+    o = _member_logits(h, decoders)  # (K, B, V)
+    K = o.shape[0]
+    d_out = _checks.float_array(d_out, "d_out", dtype=h.dtype)
+    _checks.check_shape(d_out, o.shape[1:], "d_out", "(B, V)")
+    if average == "logits":
+        lq = _log_softmax(o.mean(axis=0))  # (B, V)
+        d_bar = d_out - np.exp(lq) * d_out.sum(axis=-1, keepdims=True)
+        d_o = np.broadcast_to(d_bar / h.dtype.type(K), o.shape)  # (K, B, V)
+    elif average == "probs":
+        lp = _log_softmax(o)  # (K, B, V)
+        w = np.exp(lp - ensemble_log_probs(h, decoders))  # (K, B, V), p^(k) / p̄
+        d_o = (w * d_out - np.exp(lp) * (w * d_out).sum(axis=-1, keepdims=True)) \
+            / h.dtype.type(K)
+    else:
+        raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
+    d_h = sum(d_o[k] @ np.asarray(W, h.dtype) for k, (W, _) in enumerate(decoders))
+    return d_h, [(d_o[k].T @ h, d_o[k].sum(axis=0)) for k in range(K)]
 
 
 def init_anchored_decoders(K, H, V, prior_var, rng=None, dtype=np.float64):

@@ -33,13 +33,35 @@ from refseq.train.gradient_noise import (
 )
 from refseq.train.loop import TrainLog, count_tokens, format_progress, train
 from refseq.train.params import as_param_dict, check_same_structure, global_norm
+from refseq.train.plateau import ReduceOnPlateau, reduce_on_plateau
 from refseq.train.schedules import Constant, WarmupCosine, constant, warmup_cosine
 from refseq.train.sgd import SGD
 
 __all__ = [
-    "SGD", "Adam", "AdamW", "Optimizer", "clip_grad_norm", "clip_grad_value", "GradientNoise",
-    "NoisyOptimizer", "add_gradient_noise", "apply_clip_and_noise", "constant_noise_std",
-    "noise_std", "noise_variance", "TrainLog", "count_tokens", "format_progress", "train",
-    "as_param_dict", "check_same_structure", "global_norm", "Constant", "WarmupCosine",
-    "constant", "warmup_cosine",
+    "ReduceOnPlateau",
+    "reduce_on_plateau",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Optimizer",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "GradientNoise",
+    "NoisyOptimizer",
+    "add_gradient_noise",
+    "apply_clip_and_noise",
+    "constant_noise_std",
+    "noise_std",
+    "noise_variance",
+    "TrainLog",
+    "count_tokens",
+    "format_progress",
+    "train",
+    "as_param_dict",
+    "check_same_structure",
+    "global_norm",
+    "Constant",
+    "WarmupCosine",
+    "constant",
+    "warmup_cosine",
 ]

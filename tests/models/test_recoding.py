@@ -19,11 +19,14 @@ from refseq.models.recoding import (
     recoding_loss_and_grad,
     state_gradients,
     top_hidden_from,
+    train_lm,
 )
 from refseq.models.recoding_lm import LSTMLanguageModel, lm_backward
 from refseq.models.recoding_signals import (
     anchor_loss,
     ensemble_entropy,
+    ensemble_log_probs,
+    ensemble_log_probs_backward,
     init_anchored_decoders,
     mc_dropout_entropy,
     mixture_entropy,
@@ -32,6 +35,8 @@ from refseq.models.recoding_signals import (
 )
 from refseq.rnn.flashrnn import flashrnn_step
 from refseq.testing import strategies as S
+from refseq.train.plateau import ReduceOnPlateau
+from refseq.train.sgd import SGD
 
 H_FD = 1e-6
 
@@ -265,6 +270,110 @@ def test_9_first_order_training_rule(setup, signal):
         assert close(fd, (grads[name] * u).sum(), loss), name
 
 
+def _fd_check_params(rec, batch, state, names, rng, **kw):
+    """Loss gradients vs central differences along random directions, g frozen (test 9)."""
+    loss, grads, _, frozen = recoding_loss_and_grad(rec, batch, state, train=True, rng=9, **kw)
+    params = dict(rec.model.params) | rec.recoder_params()
+    assert set(grads) == set(params)
+    for name in names:
+        arr = params[name]
+
+        def f(x, arr=arr):
+            old = arr.copy()
+            arr[...] = x
+            out = recoding_loss_and_grad(rec, batch, state, train=True, rng=9, frozen=frozen,
+                                         **kw)[0]
+            arr[...] = old
+            return out
+
+        fd, u = fd_dir(f, arr.copy(), rng)
+        assert close(fd, (grads[name] * u).sum(), loss), name
+    return loss, grads
+
+
+@given(seed=S.seeds(), B=st.integers(1, 3), V=st.integers(2, 6), K=st.integers(1, 3),
+       average=st.sampled_from(["probs", "logits"]))
+def test_ensemble_output_backward_matches_finite_differences(seed, B, V, K, average):
+    """VJP of log mean_k p^(k) (and of the official mean of logits) w.r.t. h and every member,
+    random cotangent."""
+    rng = np.random.default_rng(seed)
+    Hh = int(rng.integers(1, 5))
+    decs = [(rng.standard_normal((V, Hh)), rng.standard_normal(V)) for _ in range(K)]
+    h, dout = rng.standard_normal((B, Hh)), rng.standard_normal((B, V))
+    d_h, d_dec = ensemble_log_probs_backward(h, decs, dout, average)
+    fd, u = fd_dir(lambda x: (ensemble_log_probs(x, decs, average) * dout).sum(), h, rng)
+    assert close(fd, (d_h * u).sum(), np.abs(dout).sum())
+    k = int(rng.integers(0, K))
+    for j in range(2):
+        def f(x, j=j):
+            member = list(decs[k])
+            member[j] = x
+            d2 = decs[:k] + [tuple(member)] + decs[k + 1:]
+            return (ensemble_log_probs(h, d2, average) * dout).sum()
+
+        fd, u = fd_dir(f, decs[k][j], rng)
+        assert close(fd, (d_dec[k][j] * u).sum(), np.abs(dout).sum())
+    if K == 1:  # one member: both averages are that member's log-softmax
+        assert np.allclose(ensemble_log_probs(h, decs), ensemble_log_probs(h, decs, "logits"),
+                           rtol=1e-13, atol=1e-13)
+
+
+@given(setup=models(max_L=2), redecode=st.booleans(), anchored=st.booleans(),
+       average=st.sampled_from(["probs", "logits"]))
+def test_9_ensemble_training_gradients(setup, redecode, anchored, average):
+    """Anchored-ensemble training (spec "Equations", Training): the members decode the output,
+    get exact gradients of the mean cross-entropy plus the anchor loss; the LM, the step
+    predictors and the members all match finite differences with g frozen."""
+    m, state, rng, B = setup
+    K = 2
+    decs, anchors = init_anchored_decoders(K, m.H, m.V, 0.5, rng)
+    kw = dict(anchors=anchors, data_noise=0.3, prior_var=0.5, n_data=7) if anchored else {}
+    fac = lambda l, k: MLPStep(m.H, (4, 3), rng=1) if k == "h" else LearnedStep(rng=2)  # noqa
+    rec = RecodingLM(m, "ensemble", fac, redecode, decoders=decs, average=average, **kw)
+    batch = rng.integers(0, m.V, (B, 4))
+    names = ("E", f"{m.L - 1}.W", "0.R", "0.b_hh", "step.0.c.theta", "step.0.h.W0",
+             "dec.0.W", "dec.1.b", "dec.1.W")
+    loss, grads = _fd_check_params(rec, batch, state, names, rng)
+    assert not grads["W_dec"].any() and not grads["b_dec"].any()  # the members decode
+    if anchored:  # the anchor term is added to loss and gradients, nothing else changes
+        plain = RecodingLM(m, "ensemble", fac, redecode, decoders=decs, average=average)
+        loss0, grads0, _, _ = recoding_loss_and_grad(plain, batch, state, train=True, rng=9)
+        a_loss, a_grads = anchor_loss(decs, anchors, 0.3, 0.5, 7)
+        assert np.isclose(loss, loss0 + a_loss, rtol=1e-14)
+        assert np.allclose(grads["dec.1.W"], grads0["dec.1.W"] + a_grads[1][0], rtol=1e-13,
+                           atol=1e-15)
+        assert np.array_equal(grads["E"], grads0["E"])
+
+
+def test_ensemble_training_updates_members_and_plateau_schedule():
+    """train_lm trains the members in place (they are the recoder's decoders) and cuts the
+    learning rate on validation plateaus."""
+    rng = np.random.default_rng(0)
+    m = LSTMLanguageModel(5, 4, 6, 1, dropout=0.2, rng=1)
+    decs, anchors = init_anchored_decoders(2, 6, 5, 0.1, rng)
+    before = [W.copy() for W, _ in decs]
+    rec = RecodingLM(m, "ensemble", 1e-3, decoders=decs, anchors=anchors, data_noise=0.1,
+                     prior_var=0.1, n_data=200)
+    stream, valid = rng.integers(0, 5, 200), rng.integers(0, 5, 60)
+    opt = SGD(1.0)
+    # threshold 100 (the official setting): no evaluation counts as better, so with
+    # patience 0 every epoch divides the rate by 4
+    sched = ReduceOnPlateau(opt, factor=0.25, patience=0, threshold=100.0)
+    lines = []
+    hist = train_lm(rec, stream, 3, opt, bptt_len=8, batch_size=4, rng=2, log=lines.append,
+                    valid=valid, plateau=sched)
+    assert len(hist) == 3 and np.all(np.isfinite(hist))
+    assert opt.lr == 1.0 * 0.25 ** 3 and "valid ppl" in lines[-1]
+    assert all(not np.array_equal(W, W0) for (W, _), W0 in zip(rec.decoders, before))
+    assert rec.decoders[0][0] is decs[0][0]  # updated in place
+    opt2 = SGD(1.0)  # default plateau: factor 0.25, patience 0, on validation perplexity
+    train_lm(RecodingLM(m, "surprisal", 0.1), stream, 2, opt2, bptt_len=8, batch_size=4,
+             valid=valid)
+    assert opt2.lr in (1.0, 0.25)
+    with pytest.raises(ValueError, match="valid"):
+        train_lm(m, stream, 1, SGD(1.0), batch_size=4, plateau=ReduceOnPlateau(lr=1.0))
+
+
 def test_10_shapes_dtypes_and_no_in_place_update():
     rng = np.random.default_rng(0)
     h = rng.standard_normal((3, 4)).astype(np.float32)
@@ -332,6 +441,25 @@ def test_seeded_reproducibility_and_bad_inputs():
         RecodingLM(a, "entropy")
     with pytest.raises(ValueError, match="decoders"):
         RecodingLM(a, "ensemble")
+    decs, anchors = init_anchored_decoders(2, 4, 5, 1.0, 0)
+    with pytest.raises(ValueError, match="decoders"):
+        RecodingLM(a, "ensemble", decoders=[(np.zeros((5, 3)), np.zeros(5))])
+    with pytest.raises(ValueError, match="data_noise"):
+        RecodingLM(a, "ensemble", decoders=decs, anchors=anchors, prior_var=1.0, n_data=10)
+    with pytest.raises(ValueError, match="n_data"):
+        RecodingLM(a, "ensemble", decoders=decs, anchors=anchors, data_noise=1.0,
+                   prior_var=1.0, n_data=0)
+    with pytest.raises(ValueError, match="one \\(W, b\\) per decoder"):
+        RecodingLM(a, "ensemble", decoders=decs, anchors=anchors[:1], data_noise=1.0,
+                   prior_var=1.0, n_data=10)
+    with pytest.raises(ValueError, match="only used"):
+        RecodingLM(a, "surprisal", anchors=anchors, data_noise=1.0, prior_var=1.0, n_data=10)
+    with pytest.raises(ValueError, match="average"):
+        RecodingLM(a, "ensemble", decoders=decs, average="median")
+    with pytest.raises(ValueError, match="average"):
+        ensemble_log_probs_backward(np.zeros((1, 4)), decs, np.zeros((1, 5)), "median")
+    with pytest.raises(ValueError, match="d_out"):
+        ensemble_log_probs_backward(np.zeros((1, 4)), decs, np.zeros((2, 5)))
     with pytest.raises(ValueError, match="target"):
         surprisal(np.zeros((2, 5)), np.array([0, 5]))
     with pytest.raises(ValueError, match="p_drop"):

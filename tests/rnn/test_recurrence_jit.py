@@ -16,12 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import refseq.jit.recurrence as J  # noqa: E402  (numba is a runtime dependency)
 from refseq.cuda import recurrence_blocked
 from refseq.rnn import CELLS
 from refseq.rnn import flashrnn as F
 from refseq.testing import assert_close
-
-J = pytest.importorskip("refseq.jit.recurrence")
 
 CELL_NAMES = tuple(CELLS)
 DTYPES = (np.float32, np.float64)

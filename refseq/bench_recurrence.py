@@ -76,8 +76,8 @@ def _lstm_tiers(case, rng, numpy_reference):
             Wx = J.project_inputs(x, W)
             _, _, cache = J.flashrnn_forward(Wx, R, b, return_cache=True, check_finite=False)
             _, dWx, dR, db = J.flashrnn_backward(g, None, R, b, cache)
-            dWx2 = dWx.reshape(B * T, 4 * H)
-            return dWx2 @ W.reshape(4 * H, H), dWx2.T @ x.reshape(B * T, H), dR, db  # dx, dW
+            dx, dW = J.project_inputs_backward(dWx, x, W)
+            return dx, dW, dR, db
 
         tiers["jit"] = jit_fwbw
         if numpy_reference:

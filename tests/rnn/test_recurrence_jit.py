@@ -312,3 +312,17 @@ def test_registry_dispatch():
     g = F.flashrnn_backward(d_all, d_last, R, b, ref[2], cell="gru", backend="jit")
     for x, y in zip(g, g_ref, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13)
+
+
+def test_project_inputs_backward_matches_einsum():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 3))
+    W = rng.standard_normal((4, 2, 3, 3))
+    dWx = rng.standard_normal((2, 5, 4, 2, 3))
+    dx, dW = J.project_inputs_backward(dWx, x, W)
+    np.testing.assert_allclose(dx, np.einsum("btgnd,gndi->bti", dWx, W), rtol=1e-12)
+    np.testing.assert_allclose(dW, np.einsum("btgnd,bti->gndi", dWx, x), rtol=1e-12)
+    np.testing.assert_allclose(J.project_inputs(x, W), np.einsum("bti,gndi->btgnd", x, W),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="dWx must have shape"):
+        J.project_inputs_backward(dWx[:, :4], x, W)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 
 def _gpu_visible() -> bool:
@@ -77,3 +78,18 @@ def _jit_warmup():
                 entry.call("jit", *args, **kwargs)
             except ImportError:  # the jit module is not written yet
                 return
+
+
+@pytest.fixture(scope="module")
+def fast_simulated_barriers():
+    """The CUDA simulator's block manager busy-polls its threads at every ``syncthreads``; with
+    the default 5 ms GIL switch interval each barrier costs milliseconds. A short interval makes
+    tiled kernels ~5x faster to simulate and changes nothing else. Use it with
+    ``pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")``."""
+    from refseq.cuda import simulating
+
+    previous = sys.getswitchinterval()
+    if simulating():
+        sys.setswitchinterval(5e-5)
+    yield
+    sys.setswitchinterval(previous)

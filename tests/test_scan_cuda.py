@@ -24,7 +24,6 @@ land within 0.2 ulp); with both refinements, none.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -65,17 +64,7 @@ def cs():
     return module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_simulated_barriers():
-    """The simulator's block manager busy-polls its threads at every ``syncthreads``; with the
-    default 5 ms GIL switch interval each barrier costs milliseconds. A short interval makes the
-    tiled kernels ~5x faster to simulate and changes nothing else."""
-    previous = sys.getswitchinterval()
-    if simulating():
-        sys.setswitchinterval(5e-5)
-    yield
-    sys.setswitchinterval(previous)
-
+pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
 
 # ---------------------------------------------------------------------------------------------
 # Inputs and the oracle. A case holds float64 arrays; ``cast`` gives the same values in the tested

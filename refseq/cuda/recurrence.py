@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from refseq.cuda import require_numba_cuda, to_host
 from refseq.cuda.recurrence_blocked import BATCH_TILE, _tiles
 from refseq.rnn.flashrnn import check_backward_args, check_recurrence_args
 
@@ -46,30 +47,15 @@ _KERNELS: dict = {}
 
 
 def _bind_cuda():
-    """Bind ``numba.cuda`` to this module's global ``cuda``, or raise with the install hint."""
+    """Bind ``numba.cuda`` to this module's global ``cuda`` on first use (see
+    :func:`refseq.cuda.require_numba_cuda`)."""
     global cuda
     if cuda is None:
-        from refseq.cuda import availability
-        from refseq.registry import BackendUnavailable
-
-        ok, why = availability()
-        if not ok:
-            raise BackendUnavailable(f"refseq.cuda.recurrence cannot run: {why}")
-        from refseq.cuda._device import cuda as numba_cuda
-
-        cuda = numba_cuda
+        cuda = require_numba_cuda(__name__)
     return cuda
 
 
-def _host(x):
-    """A NumPy array from ``x`` (copied back if it is a device array); None stays None."""
-    if x is None or isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "copy_to_host"):
-        return x.copy_to_host()
-    if hasattr(x, "__cuda_array_interface__"):
-        return _bind_cuda().as_cuda_array(x).copy_to_host()
-    return x
+_host = to_host
 
 
 def r_fits_shared(G_r, D, batch_tile, itemsize, budget=SHARED_BYTES):

@@ -45,6 +45,7 @@ import math
 import numpy as np
 
 from refseq.assoc import SoftmaxState, softmax_identity
+from refseq.cuda import require_numba_cuda, to_host
 from refseq.cuda.blocked import PER_THREAD, THREADS, _check_tiling
 from refseq.scan import check_linear_scan_args, check_softmax_scan_args
 
@@ -59,30 +60,15 @@ _KERNELS: dict = {}  # (operator, method, dtype, threads, per_thread) -> kernels
 
 
 def _bind_cuda():
-    """Bind ``numba.cuda`` to this module's global ``cuda``, or raise with the install hint."""
+    """Bind ``numba.cuda`` to this module's global ``cuda`` on first use (see
+    :func:`refseq.cuda.require_numba_cuda`)."""
     global cuda
     if cuda is None:
-        from refseq.cuda import availability
-        from refseq.registry import BackendUnavailable
-
-        ok, why = availability()
-        if not ok:
-            raise BackendUnavailable(f"refseq.cuda.scan cannot run: {why}")
-        from refseq.cuda._device import cuda as numba_cuda
-
-        cuda = numba_cuda
+        cuda = require_numba_cuda(__name__)
     return cuda
 
 
-def _host(x):
-    """A NumPy array from ``x`` (copied back if it is a CUDA device array); None stays None."""
-    if x is None or isinstance(x, np.ndarray):
-        return x
-    if hasattr(x, "copy_to_host"):  # numba device array (also under the simulator)
-        return x.copy_to_host()
-    if hasattr(x, "__cuda_array_interface__"):  # CuPy, PyTorch, ...
-        return _bind_cuda().as_cuda_array(x).copy_to_host()
-    return x
+_host = to_host
 
 
 def choose_method(T: int, rows: int, threads: int = THREADS, per_thread: int = PER_THREAD) -> str:

@@ -12,8 +12,6 @@ reference on float64 inputs is ``desired``; the reference's float32 runs set the
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 from conftest import cuda_settings
@@ -21,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_recurrence_jit import cases, make_case  # the shared oracle (Case.check)
 
-from refseq.cuda import availability, simulating
+from refseq.cuda import availability
 from refseq.cuda import recurrence_blocked as M
 from refseq.rnn import CELLS
 from refseq.rnn import flashrnn as F
@@ -41,15 +39,7 @@ def cr():
     return module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_simulated_barriers():
-    """Short GIL switch interval: the simulator's barriers busy-poll (see test_scan_cuda.py)."""
-    previous = sys.getswitchinterval()
-    if simulating():
-        sys.setswitchinterval(5e-5)
-    yield
-    sys.setswitchinterval(previous)
-
+pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
 
 class Launch:
     """A tier module with launch keywords bound (threads, batch tile, R placement)."""

@@ -4,12 +4,11 @@ small-scale result).
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from review_helpers import EPS, FD_ATOL, FD_RTOL, SWITCHES, fd_check, ragged  # noqa: F401
 
 from refseq.demos import rnn_review
 from refseq.rnn.analysis import (
@@ -22,9 +21,6 @@ from refseq.rnn.analysis import (
 from refseq.rnn.elman import elman_forward
 from refseq.rnn.lstm import init_lstm_params, lstm_forward
 from refseq.testing.strategies import seeds
-
-SWITCHES = [dict(forget_gate=fg, peepholes=pp, output_activation=oa)
-            for fg, pp, oa in itertools.product([True, False], [False, True], ["tanh", "identity"])]
 
 
 def orthogonal(rng, H):

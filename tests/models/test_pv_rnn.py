@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fd_helpers import H_FD, assert_fd_agrees  # noqa: F401
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,23 +26,6 @@ from refseq.models.pv_rnn import (
 from refseq.models.pv_rnn_data import softmax_encode
 from refseq.models.pv_rnn_er import ErrorRegression, _RowAdam, train_pvrnn
 from refseq.testing import strategies as S
-
-H_FD = 1e-6
-
-
-def assert_fd_agrees(f, arr, grad, rng, f0):
-    """Central difference of f along a random direction u vs <grad, u>. Bound: rtol 1e-6 on the
-    analytic value plus the round-off of the difference quotient, ~eps |f| / h (derived)."""
-    u = rng.standard_normal(arr.shape)
-    a0 = arr.copy()
-    arr[...] = a0 + H_FD * u
-    fp = f()
-    arr[...] = a0 - H_FD * u
-    fm = f()
-    arr[...] = a0
-    fd, an = (fp - fm) / (2 * H_FD), float((grad * u).sum())
-    atol = 1e-9 + 50 * np.finfo(float).eps * (abs(f0) + 1) / H_FD
-    assert abs(fd - an) <= 1e-5 * abs(an) + atol, (fd, an)
 
 
 @st.composite

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fd_helpers import H_FD, assert_fd_agrees  # noqa: F401
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,22 +17,6 @@ from refseq.models.vrnn import (
     vrnn_loss,
 )
 from refseq.testing import strategies as S
-
-H_FD = 1e-6
-
-
-def fd_check(f, arr, grad, rng, f0):
-    """Central difference along a random direction vs <grad, u> (bound as in test_pv_rnn)."""
-    u = rng.standard_normal(arr.shape)
-    a0 = arr.copy()
-    arr[...] = a0 + H_FD * u
-    fp = f()
-    arr[...] = a0 - H_FD * u
-    fm = f()
-    arr[...] = a0
-    fd, an = (fp - fm) / (2 * H_FD), float((grad * u).sum())
-    atol = 1e-9 + 50 * np.finfo(float).eps * (abs(f0) + 1) / H_FD
-    assert abs(fd - an) <= 1e-5 * abs(an) + atol, (fd, an)
 
 
 @given(seed=S.seeds(), D=st.integers(1, 4), Z=st.integers(1, 3), X=st.integers(1, 3),
@@ -53,10 +38,10 @@ def test_backward_matches_finite_differences(seed, D, Z, X, B, T, tau, w, norm):
         return vrnn_loss(vrnn_forward(P, x, eps, st0)[1], w, norm)[0]
 
     for k in NAMES:
-        fd_check(f, getattr(P, k), g[k], rng, f0)
-    fd_check(f, x, g["x"], rng, f0)
-    fd_check(f, st0[0], g["state0"][0], rng, f0)
-    fd_check(f, st0[1], g["state0"][1], rng, f0)
+        assert_fd_agrees(f, getattr(P, k), g[k], rng, f0)
+    assert_fd_agrees(f, x, g["x"], rng, f0)
+    assert_fd_agrees(f, st0[0], g["state0"][0], rng, f0)
+    assert_fd_agrees(f, st0[1], g["state0"][1], rng, f0)
 
 
 def test_posterior_reads_the_observation_and_outputs_are_causal():

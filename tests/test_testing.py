@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from refseq.testing import assert_close, check_close, leaves, tolerance
+from refseq.testing import assert_close, check_close, leaves, perturbed_runs, tolerance
 
 
 def test_bound_follows_the_formula():
@@ -69,3 +69,42 @@ def test_several_reference_runs_take_the_largest_error():
         assert_close((d + 2.5e-6).astype(f32), d, [lucky, reassociated])
     ok, *_ = check_close((d.astype(f32), d.astype(f32)), (d, d), [(lucky, lucky), (d, d)])
     assert ok
+
+
+def test_perturbed_runs_cover_a_luckily_exact_reference_and_still_catch_errors():
+    """x = (1, -1, 1e-8): the left-to-right float32 sum is exact (1 - 1 cancels first), while
+    (x0 + x2) + x1 loses x2 entirely, an error within the textbook summation bound
+    gamma_2 * sum |x| ~ 4.8e-7. One float32 run cannot tell these apart; the backward-error
+    samples can, and an error 100x larger than the bound still fails."""
+    x64 = np.array([1.0, -1.0, 1e-8])
+    x32 = x64.astype(np.float32)
+    left_to_right = lambda x: np.array([(x[0] + x[1]) + x[2]])  # noqa: E731
+    desired, ref32 = left_to_right(x64), left_to_right(x32)
+    assert abs(ref32[0] - desired[0]) < 1e-15  # lucky: exact up to the rounding of 1e-8
+    reassociated = np.array([(x32[0] + x32[2]) + x32[1]])
+    assert reassociated[0] == 0.0
+    with pytest.raises(AssertionError, match="over the bound"):
+        assert_close(reassociated, desired, ref32)
+    runs = [ref32] + perturbed_runs(left_to_right, x32, samples=4)
+    assert_close(reassociated, desired, runs)
+    with pytest.raises(AssertionError, match="over the bound"):
+        assert_close(np.array([1e-5], np.float32), desired, runs)
+
+
+def test_perturbed_runs_are_deterministic_and_touch_only_float_arrays():
+    seen = []
+
+    def fn(x, n, *, scale):
+        seen.append((x.dtype, n, scale))
+        return x * scale
+
+    x = np.ones(5, np.float32)
+    a = perturbed_runs(fn, x, 3, samples=2, seed=7, scale=2.0)
+    b = perturbed_runs(fn, x, 3, samples=2, seed=7, scale=2.0)
+    assert len(a) == 2 and all(r.dtype == np.float64 for r in a)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], a[1])
+    assert np.abs(a[0] / 2.0 - 1.0).max() <= np.finfo(np.float32).eps
+    assert seen[0][1:] == (3, 2.0)
+    with pytest.raises(ValueError, match="samples"):
+        perturbed_runs(fn, x, 3, samples=0, scale=1.0)

@@ -53,7 +53,7 @@ PAPERS = (
 STATUS = {
     "Attention as an RNN (Aaren)": (
         "implemented",
-        "refseq/attention/aaren.py, refseq/models/aaren_stack.py, refseq/scan.py",
+        "refseq/attention/aaren*.py, refseq/models/aaren_stack.py, refseq/scan.py",
     ),
     "Investigating Sparsity in Recurrent Neural Networks": (
         "implemented",
@@ -69,11 +69,11 @@ STATUS = {
     ),
     "Predictive-coding-inspired variational RNN (PV-RNN)": (
         "implemented",
-        "refseq/models/{pv_rnn,pv_rnn_er,pv_rnn_data,vrnn}.py (optional mtrnn kernel: planned)",
+        "refseq/models/{pv_rnn*,vrnn}.py (optional mtrnn kernel: planned)",
     ),
     "FlashRNN": (
         "implemented",
-        "refseq/rnn/{cells,flashrnn,layouts}.py, refseq/{jit,cuda}/recurrence.py",
+        "refseq/rnn/{cells,flashrnn*,layouts}.py, refseq/{jit,cuda}/recurrence.py",
     ),
     "Adding Gradient Noise": (
         "implemented",

@@ -8,6 +8,9 @@ import importlib
 
 import pytest
 
+import refseq.attention.aaren  # noqa: F401
+import refseq.attention.aaren_rnn  # noqa: F401
+import refseq.attention.softmax  # noqa: F401
 import refseq.nn.activations  # noqa: F401
 import refseq.nn.attention  # noqa: F401
 import refseq.nn.basic  # noqa: F401
@@ -25,6 +28,7 @@ import refseq.rnn.bptt  # noqa: F401
 import refseq.rnn.cells  # noqa: F401
 import refseq.rnn.elman  # noqa: F401
 import refseq.rnn.flashrnn  # noqa: F401
+import refseq.rnn.flashrnn_checks  # noqa: F401
 import refseq.rnn.jordan  # noqa: F401
 import refseq.rnn.layouts  # noqa: F401
 import refseq.rnn.lm  # noqa: F401
@@ -51,6 +55,9 @@ import refseq.train.schedules  # noqa: F401
 import refseq.train.sgd  # noqa: F401
 
 MODULES = [
+    "refseq.attention.aaren",
+    "refseq.attention.aaren_rnn",
+    "refseq.attention.softmax",
     "refseq.nn.activations",
     "refseq.nn.attention",
     "refseq.nn.basic",
@@ -78,6 +85,7 @@ MODULES = [
     "refseq.rnn.cells",
     "refseq.rnn.elman",
     "refseq.rnn.flashrnn",
+    "refseq.rnn.flashrnn_checks",
     "refseq.rnn.jordan",
     "refseq.rnn.layouts",
     "refseq.rnn.lm",
@@ -96,7 +104,8 @@ MODULES = [
 
 
 @pytest.mark.parametrize(
-    "package", ["refseq.nn", "refseq.train", "refseq.rnn", "refseq.rnn.sparsity"]
+    "package",
+    ["refseq.attention", "refseq.nn", "refseq.train", "refseq.rnn", "refseq.rnn.sparsity"],
 )
 def test_package_names_are_the_modules_objects(package):
     pkg = importlib.import_module(package)

@@ -23,7 +23,12 @@ import time
 
 import numpy as np
 
-from refseq.attention.aaren import aaren_cell_step, aaren_naive, aaren_scan, softmax_state_init
+from refseq.attention.aaren_rnn import (
+    aaren_cell_step,
+    aaren_naive,
+    aaren_scan,
+    softmax_state_init,
+)
 from refseq.attention.softmax import kv_cache_init, kv_single_query_step
 
 TOLERANCE = 1e-12

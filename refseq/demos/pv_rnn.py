@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from refseq.models.pv_rnn import init_pvrnn
 from refseq.models.pv_rnn_er import train_pvrnn
+from refseq.models.pv_rnn_params import init_pvrnn
 
 
 def segment_sequences(n_seq=8, n_segments=6, seg_len=8, p_plus=0.7, amplitude=0.8, rng=None):

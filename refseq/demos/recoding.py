@@ -16,8 +16,9 @@ import time
 
 import numpy as np
 
-from refseq.models.recoding import RecodingLM, perplexity, recoding_diagnostics, train_lm
+from refseq.models.recoding import perplexity, recoding_diagnostics, train_lm
 from refseq.models.recoding_lm import LSTMLanguageModel
+from refseq.models.recoding_recoder import RecodingLM
 from refseq.train.adam import Adam
 
 SYMBOLS = "BTPSXVE"

@@ -1,9 +1,11 @@
 """PV-RNN: predictive-coding-inspired variational RNN (Ahmadi & Tani, arXiv 1811.01339).
 
-Forward generation, the meta-prior-weighted loss and its exact BPTT gradients. Training and
-sliding-window error regression live in :mod:`refseq.models.pv_rnn_er`; docs/papers/pv-rnn.md
-maps every symbol. Layers are indexed 0 (bottom, drives the output; the paper's l = 1) to L - 1
-(top); the paper's ``τ``, ``w``, ``β``, ``A`` keep their names.
+Forward generation (this module); the parameters and their initialisation are in
+:mod:`refseq.models.pv_rnn_params`, the meta-prior-weighted loss and its exact BPTT gradients in
+:mod:`refseq.models.pv_rnn_loss` (all re-exported here). Training and sliding-window error
+regression live in :mod:`refseq.models.pv_rnn_er`; docs/papers/pv-rnn.md maps every symbol.
+Layers are indexed 0 (bottom, drives the output; the paper's l = 1) to L - 1 (top); the paper's
+``τ``, ``w``, ``β``, ``A`` keep their names.
 
 Per layer, time t = 1..T, layers updated top to bottom inside a step (spec "Equations")::
 
@@ -32,123 +34,21 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
-
-NORMALIZATIONS = ("oist", "sum")
-
-
-class PVRNNLayer(NamedTuple):
-    """Parameters of one layer (``W_hd`` is None for the top layer) and its time constant."""
-
-    W_dd: np.ndarray  # (D, D)
-    W_zd: np.ndarray  # (D, Z)
-    W_hd: np.ndarray | None  # (D, D_above)
-    b_h: np.ndarray  # (D,)
-    W_mu: np.ndarray  # (Z, D)
-    b_mu: np.ndarray  # (Z,)
-    W_sg: np.ndarray  # (Z, D)
-    b_sg: np.ndarray  # (Z,)
-    A_mu: np.ndarray  # (S, T, Z) adaptive vectors (posterior mean pre-activation)
-    A_sg: np.ndarray  # (S, T, Z) adaptive vectors (posterior log-sigma)
-    tau: np.ndarray  # (D,) time constants >= 1 (a hyper-parameter, never trained)
-
-
-class PVRNNParams(NamedTuple):
-    layers: list  # [PVRNNLayer], index 0 = bottom
-    W_out: np.ndarray  # (X, D_0)
-    b_out: np.ndarray  # (X,)
-    sm_units: int = 0  # 0: tanh output; U > 0: softmax over X / U groups of U units each
-
-
-TRAINED = ("W_dd", "W_zd", "W_hd", "b_h", "W_mu", "b_mu", "W_sg", "b_sg", "A_mu", "A_sg")
-
-
-def _vector(rng, kind, shape, dtype, std=1.0):
-    if kind == "zeros":
-        return np.zeros(shape, dtype)
-    if kind == "uniform":
-        return rng.uniform(-1.0, 1.0, shape).astype(dtype)
-    if kind == "normal":
-        return (std * rng.standard_normal(shape)).astype(dtype)
-    raise ValueError(f"init kind must be 'zeros', 'uniform' or 'normal', got {kind!r}")
-
-
-def init_pvrnn(sizes, X: int, S: int, T: int, rng, tau=2.0, *, bias_init="zeros",
-               A_init="zeros", A_std=1.0, dtype=np.float64, sm_units: int = 0) -> PVRNNParams:
-    """Glorot-normal weights (``N(0, 2/(fan_in + fan_out))``, OIST); vectors by ``*_init``.
-
-    Parameters
-    ----------
-    sizes : [(D_l, Z_l)] bottom first; X : output width; S, T : number and length of training
-    sequences (shape of A); rng : Generator or seed; tau : scalar, or one entry per layer (each a
-    scalar or a ``(D_l,)`` vector), all >= 1; bias_init, A_init : "zeros" | "uniform" (U(-1, 1),
-    OIST biases) | "normal" (``A_std`` times N(0, 1); OIST A uses std 1); sm_units : 0 for the
-    tanh output, U > 0 for the softmax output (X is then the total width G·U, divisible by U;
-    encode targets with :func:`refseq.models.pv_rnn_data.softmax_encode`). For Idei's
-    initialisation of A to the prior, call :func:`init_A_from_prior` (or
-    ``train_pvrnn(..., A_init_from_prior=True)``) after this.
-    """
-    rng = np.random.default_rng(rng)
-    if not sizes:
-        raise ValueError("sizes must list at least one layer (D, Z)")
-    taus = list(tau) if isinstance(tau, (list, tuple)) else [tau] * len(sizes)
-    if len(taus) != len(sizes):
-        raise ValueError(f"tau must have one entry per layer ({len(sizes)}), got {len(taus)}")
-
-    def glorot(o, i):
-        return (np.sqrt(2.0 / (i + o)) * rng.standard_normal((o, i))).astype(dtype)
-
-    layers = []
-    for l, (D, Z) in enumerate(sizes):
-        above = sizes[l + 1][0] if l + 1 < len(sizes) else None
-        tau_l = np.broadcast_to(np.asarray(taus[l], dtype), (D,)).copy()
-        layers.append(PVRNNLayer(
-            glorot(D, D), glorot(D, Z), None if above is None else glorot(D, above),
-            _vector(rng, bias_init, (D,), dtype),
-            glorot(Z, D), _vector(rng, bias_init, (Z,), dtype),
-            glorot(Z, D), _vector(rng, bias_init, (Z,), dtype),
-            _vector(rng, A_init, (S, T, Z), dtype, A_std),
-            _vector(rng, A_init, (S, T, Z), dtype, A_std), tau_l))
-    params = PVRNNParams(layers, glorot(X, sizes[0][0]), _vector(rng, bias_init, (X,), dtype),
-                         int(sm_units))
-    check_params(params)
-    return params
-
-
-def check_params(params: PVRNNParams) -> np.dtype:
-    """Validate shapes and τ >= 1; return the parameters' dtype."""
-    if not isinstance(params, PVRNNParams) or not params.layers:
-        raise TypeError("params must be a PVRNNParams with at least one layer")
-    dtype = _checks.float_array(params.W_out, "params.W_out").dtype
-    U, X = params.sm_units, params.W_out.shape[0]
-    if not isinstance(U, (int, np.integer)) or U < 0 or (U and X % U):
-        raise ValueError(f"params.sm_units must be 0 (tanh output) or a positive divisor of the "
-                         f"output width X={X}, got {U!r}")
-    L = len(params.layers)
-    for l, p in enumerate(params.layers):
-        D, Z = p.W_zd.shape
-        tau = _checks.float_array(p.tau, f"params.layers[{l}].tau")
-        if tau.shape != (D,) or not (tau >= 1).all():
-            raise ValueError(f"params.layers[{l}].tau must be a (D,) vector with every entry >= 1"
-                             f", got {tau}")
-        if (p.W_hd is None) != (l == L - 1):
-            raise ValueError(f"params.layers[{l}].W_hd must be None exactly for the top layer")
-        if p.A_mu.shape != p.A_sg.shape or p.A_mu.ndim != 3 or p.A_mu.shape[2] != Z:
-            raise ValueError(f"params.layers[{l}].A_mu/A_sg must have shape (S, T, Z={Z})")
-        for name in TRAINED:
-            a = getattr(p, name)
-            if a is not None and a.dtype != dtype:
-                raise TypeError(f"params.layers[{l}].{name} has dtype {a.dtype}, W_out {dtype}")
-    return dtype
-
-
-def named_parameters(params: PVRNNParams, *, with_A: bool = True) -> dict:
-    """Flat ``name -> array`` view (same arrays, no copies) of every trained parameter."""
-    out = {"W_out": params.W_out, "b_out": params.b_out}
-    for l, p in enumerate(params.layers):
-        for name in TRAINED:
-            if (with_A or not name.startswith("A_")) and getattr(p, name) is not None:
-                out[f"{l}.{name}"] = getattr(p, name)
-    return out
+from refseq.models.pv_rnn_loss import (
+    NORMALIZATIONS,
+    kl_per_step,
+    mean_sigma,
+    pvrnn_backward,
+    pvrnn_loss,
+)
+from refseq.models.pv_rnn_params import (
+    TRAINED,
+    PVRNNLayer,
+    PVRNNParams,
+    check_params,
+    init_pvrnn,
+    named_parameters,
+)
 
 
 class PVRNNCache(NamedTuple):
@@ -351,180 +251,9 @@ def init_A_from_prior(params: PVRNNParams, eps, seq_index=None, state0=None):
     return pvrnn_forward(params, eps, seq_index, state0=state0, set_A_to_prior=True)[1]
 
 
-def kl_per_step(cache: PVRNNCache) -> np.ndarray:
-    """KL(q || p) summed over latent units, ``(L, B, T)``; zero at prior-driven steps.
-
-    .. math:: KL_i = \\ln\\frac{σ^p_i}{σ^q_i} + \\frac{(μ^p_i - μ^q_i)^2 + (σ^q_i)^2}
-              {2 (σ^p_i)^2} - \\frac12
-
-    with ``ln σ^p - ln σ^q = a_sg^p - A_sg`` taken from the pre-activations (no log of an
-    underflowed σ).
-    """
-    out = []
-    for l in range(len(cache.d)):
-        kl = _kl_units(cache, l).sum(axis=-1)  # (B, T)
-        out.append(kl)
-    return np.stack(out)
-
-
-def _kl_units(cache, l):
-    B, T = cache.d[l].shape[:2]
-    Z = cache.z[l].shape[2]
-    if cache.mu_q[l] is None:
-        return np.zeros((B, T, Z), cache.d[l].dtype)
-    a_p, a_q = cache.a_sg_p[l], cache.a_sg_q[l]
-    dmu = cache.mu_p[l] - cache.mu_q[l]
-    kl = a_p - a_q + (dmu * dmu + np.exp(2 * a_q)) * np.exp(-2 * a_p) / 2 - 0.5
-    return np.where(cache.use_post[None, :, None], kl, 0)  # (B, T, Z)
-
-
-def mean_sigma(cache: PVRNNCache, which="p", t_from=2) -> list:
-    """Mean σ^p or σ^q per layer over batch, units and steps ``t >= t_from`` (1-based)."""
-    a = cache.a_sg_p if which == "p" else cache.a_sg_q
-    return [float(np.exp(x[:, t_from - 1:]).mean()) for x in a]
-
-
-def _weights(w, beta, L, name_w="w", name_b="beta"):
-    w = [float(v) for v in np.broadcast_to(np.asarray(w, float), (L,))]
-    beta = w if beta is None else [float(v) for v in np.broadcast_to(np.asarray(beta, float), (L,))]
-    if min(w + beta) < 0:
-        raise ValueError(f"{name_w} and {name_b} must be >= 0")
-    return w, beta
-
-
-def _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight):
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
-    x_hat = cache.x_hat
-    B, T, X = x_hat.shape
-    targets = _checks.float_array(targets, "targets", dtype=x_hat.dtype)
-    _checks.check_shape(targets, (B, T, X), "targets", "(B, T, X)")
-    if cache.log_x_hat is not None and targets.size and not (targets >= 0).all():
-        raise ValueError("targets of a softmax output must be non-negative (encode them with "
-                         "pv_rnn_data.softmax_encode)")
-    m = np.ones((B, T, 1), x_hat.dtype)
-    if mask is not None:
-        m = np.asarray(mask).astype(x_hat.dtype)
-        if m.shape == (B, T):
-            m = m[..., None]
-        elif m.shape != (B, T, X):
-            raise ValueError(f"mask must have shape (B, T) or (B, T, X), got {m.shape}")
-    L = len(cache.d)
-    w, beta = _weights(w, beta, L)
-    oist = normalize == "oist"
-    c_rec = rec_weight * ((1.0 / (X * B)) if oist else 1.0)
-    # ω_{l,t}: the KL weight per step (β at the unit-Gaussian first step)
-    omega = []
-    for l in range(L):
-        Z = cache.z[l].shape[2]
-        o = np.full(T, w[l])
-        if cache.unit_first and T:
-            o[0] = beta[l]
-        omega.append((o / (Z * B) if oist else o).astype(x_hat.dtype))  # (T,)
-    return targets, m, c_rec, omega
-
-
-def pvrnn_loss(cache, targets, mask=None, w=1.0, beta=None, normalize="oist", rec_weight=1.0):
-    """The minimised objective (negative ELBO with meta-prior), spec "Objective".
-
-    ``oist``: ``(1/B) Σ_b Σ_t [(1/2X)||x̂ - x||² + Σ_l (w_{l,t}/Z_l) Σ_i KL]``; ``sum`` drops the
-    ``1/X``, ``1/Z_l``, ``1/B``. ``w_{l,1} = β_l`` when the first prior is the unit Gaussian.
-    ``mask`` (B, T) or (B, T, X) multiplies the reconstruction term only; ``rec_weight`` scales it
-    (error regression's normalisations). Returns ``(total, rec, kl_per_layer)`` as floats / a list
-    of floats (``kl_per_layer`` is weighted, so ``total = rec + sum(kl_per_layer)``).
-
-    With a softmax output (``sm_units > 0``) the reconstruction term per step is the OIST
-    ``(1/X) Σ_j x_j ln(x_j / x̂_j)`` (``x ln x := 0`` at ``x = 0``; ``sum`` drops ``1/X``), i.e.
-    KL(target || output) per group when each group of targets sums to 1.
-    """
-    targets, m, c_rec, omega = _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight)
-    if cache.log_x_hat is not None:
-        safe = np.where(targets > 0, targets, 1)
-        rec = c_rec * float((m * targets * (np.log(safe) - cache.log_x_hat)).sum())
-    else:
-        err = cache.x_hat - targets
-        rec = 0.5 * c_rec * float((m * err * err).sum())
-    kls = []
-    for l in range(len(cache.d)):
-        kl_bt = _kl_units(cache, l).sum(axis=-1)  # (B, T)
-        kls.append(float((kl_bt * omega[l][None, :]).sum()))  # ω already holds 1/(Z_l B)
-    return rec + sum(kls), rec, kls
-
-
-def pvrnn_backward(params, cache, targets, mask=None, w=1.0, beta=None, normalize="oist",
-                   rec_weight=1.0) -> dict:
-    """Exact gradients of :func:`pvrnn_loss` by BPTT (spec "Gradients"), ε held fixed.
-
-    Returns a dict with the keys of :func:`named_parameters` (A gradients are non-zero only at
-    the used ``seq_index`` slots) plus ``"state0"``: ``[(dh0, dd0)]`` per layer.
-    """
-    targets, m, c_rec, omega = _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight)
-    dtype = cache.x_hat.dtype
-    one = dtype.type(1)
-    L = len(params.layers)
-    B, T, _ = cache.x_hat.shape
-    g = {k: np.zeros_like(v) for k, v in named_parameters(params).items()}
-    x_hat = cache.x_hat
-    U = params.sm_units
-    if cache.log_x_hat is not None:  # softmax groups: ∂/∂a_k = x̂_k Σ_group(m t) - m_k t_k
-        mt = np.broadcast_to(m, targets.shape) * targets  # (B, T, X)
-        gsum = mt.reshape(B, T, -1, U).sum(axis=-1, keepdims=True)  # (B, T, G, 1)
-        delta_o = c_rec * ((x_hat.reshape(B, T, -1, U) * gsum).reshape(B, T, -1) - mt)
-    else:
-        delta_o = c_rec * m * (x_hat - targets) * (one - x_hat * x_hat)  # (B, T, X)
-    g["W_out"] += np.einsum("btx,btd->xd", delta_o, cache.d[0])
-    g["b_out"] += delta_o.sum(axis=(0, 1))
-    dd_carry = [np.zeros((B, p.W_dd.shape[0]), dtype) for p in params.layers]
-    dh_carry = [np.zeros((B, p.W_dd.shape[0]), dtype) for p in params.layers]
-    sidx = cache.seq_index
-    for t in reversed(range(T)):
-        dpre_below = None  # ι ⊙ δh of the layer below at step t (feeds W_hd)
-        for l in range(L):  # bottom to top: layer l sends gradient to d^{l+1}_t
-            p = params.layers[l]
-            f = f"{l}."
-            iota = one / p.tau
-            d_t = cache.d[l][:, t]
-            d_prev = cache.d[l][:, t - 1] if t > 0 else cache.state0[l][1]
-            dd = dd_carry[l]
-            if l == 0:
-                dd = dd + delta_o[:, t] @ params.W_out
-            else:
-                dd = dd + dpre_below @ params.layers[l - 1].W_hd
-            dh = dh_carry[l] + dd * (one - d_t * d_t)  # (B, D) δh_t
-            dpre = iota * dh  # gradient of the bracket W_dd d_{t-1} + W_zd z_t + ...
-            g[f + "W_dd"] += dpre.T @ d_prev
-            g[f + "W_zd"] += dpre.T @ cache.z[l][:, t]
-            g[f + "b_h"] += dpre.sum(axis=0)
-            if p.W_hd is not None:
-                g[f + "W_hd"] += dpre.T @ cache.d[l + 1][:, t]
-            dz = dpre @ p.W_zd  # (B, Z)
-            eps = cache.eps[l][:, t]
-            has_prior = t > 0 or not cache.unit_first
-            mu_p, a_p = cache.mu_p[l][:, t], cache.a_sg_p[l][:, t]
-            if cache.use_post[t]:
-                mu_q, a_q = cache.mu_q[l][:, t], cache.a_sg_q[l][:, t]
-                sg_q = np.exp(a_q)
-                inv_vp = np.exp(-2 * a_p)  # 1 / (σ^p)²
-                w_t = omega[l][t]
-                dmu_q = dz + w_t * (mu_q - mu_p) * inv_vp
-                dA_mu = dmu_q * (one - mu_q * mu_q)
-                dA_sg = dz * eps * sg_q + w_t * (sg_q * sg_q * inv_vp - one)
-                np.add.at(g[f + "A_mu"], (sidx, t), dA_mu)
-                np.add.at(g[f + "A_sg"], (sidx, t), dA_sg)
-                du = w_t * (mu_p - mu_q) * inv_vp * (one - mu_p * mu_p)
-                ds = w_t * (one - ((mu_p - mu_q) ** 2 + sg_q * sg_q) * inv_vp)
-            else:  # z = μ^p + σ^p ε: reconstruction gradient into the prior; no KL term
-                du = dz * (one - mu_p * mu_p)
-                ds = dz * eps * np.exp(a_p)
-            if has_prior:
-                g[f + "W_mu"] += du.T @ d_prev
-                g[f + "b_mu"] += du.sum(axis=0)
-                g[f + "W_sg"] += ds.T @ d_prev
-                g[f + "b_sg"] += ds.sum(axis=0)
-                dd_carry[l] = dpre @ p.W_dd + du @ p.W_mu + ds @ p.W_sg
-            else:
-                dd_carry[l] = dpre @ p.W_dd
-            dh_carry[l] = (one - iota) * dh
-            dpre_below = dpre
-    g["state0"] = [(dh_carry[l], dd_carry[l]) for l in range(L)]
-    return g
+__all__ = [
+    "NORMALIZATIONS", "TRAINED", "PVRNNCache", "PVRNNLayer", "PVRNNParams", "check_params",
+    "draw_eps", "init_A_from_prior", "init_pvrnn", "kl_per_step", "log_softmax_groups",
+    "mean_sigma", "named_parameters", "output_fc", "output_softmax_groups", "pvrnn_backward",
+    "pvrnn_forward", "pvrnn_loss", "softmax_groups_textbook",
+]

@@ -12,17 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
-from refseq.models.pv_rnn import (
-    PVRNNLayer,
-    PVRNNParams,
-    check_params,
-    draw_eps,
-    kl_per_step,
-    named_parameters,
-    pvrnn_backward,
-    pvrnn_forward,
-    pvrnn_loss,
-)
+from refseq.models.pv_rnn import draw_eps, pvrnn_forward
+from refseq.models.pv_rnn_loss import kl_per_step, pvrnn_backward, pvrnn_loss
+from refseq.models.pv_rnn_params import PVRNNLayer, PVRNNParams, check_params, named_parameters
 from refseq.train.adam import Adam
 
 ER_NORMALIZATIONS = ("oist", "mean", "sum")

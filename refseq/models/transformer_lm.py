@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from refseq.models.tiny_transformer import check_params, forward
+from refseq.models.tiny_transformer_forward import forward
+from refseq.models.tiny_transformer_params import check_params
 
 
 class TransformerState(NamedTuple):

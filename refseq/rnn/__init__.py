@@ -3,7 +3,8 @@
 * :mod:`refseq.rnn.cells` — ``CELLS`` registry, pointwise forward/backward of Elman (tanh,
   relu), LSTM, GRU and sLSTM.
 * :mod:`refseq.rnn.flashrnn` — ``flashrnn_forward`` / ``flashrnn_backward`` (BPTT) /
-  ``flashrnn_step`` / ``project_inputs`` and the argument checks the kernels reuse.
+  ``flashrnn_step`` / ``project_inputs``; :mod:`refseq.rnn.flashrnn_checks` — the argument
+  checks the kernels reuse.
 * :mod:`refseq.rnn.layouts` — block-diagonal conversions, layout permutations, torch converters.
 
 Contract and cache format: ``docs/hot-paths/recurrence.md``; paper notes:
@@ -11,14 +12,8 @@ Contract and cache format: ``docs/hot-paths/recurrence.md``; paper notes:
 """
 
 from refseq.rnn.cells import CELLS, CellSpec, get_cell, pointwise_backward, pointwise_forward
-from refseq.rnn.flashrnn import (
-    check_backward_args,
-    check_recurrence_args,
-    flashrnn_backward,
-    flashrnn_forward,
-    flashrnn_step,
-    project_inputs,
-)
+from refseq.rnn.flashrnn import flashrnn_backward, flashrnn_forward, flashrnn_step, project_inputs
+from refseq.rnn.flashrnn_checks import check_backward_args, check_recurrence_args
 from refseq.rnn.layouts import (
     elman_from_torch,
     elman_to_torch,

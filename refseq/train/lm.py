@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.models.tiny_transformer import (
-    backward,
+from refseq.models.tiny_transformer_backward import backward
+from refseq.models.tiny_transformer_forward import forward
+from refseq.models.tiny_transformer_params import (
     check_params,
-    forward,
     named_parameters,
     params_from_named,
 )

@@ -53,6 +53,49 @@ def cuda_settings():
     return settings.get_profile("cudasim" if simulating() else "gpu")
 
 
+def _serialise_simulated_shared_arrays():
+    """Make the CUDA simulator's static shared arrays thread-safe.
+
+    numba-cuda 0.30's simulator (``kernelapi.FakeCUDAShared.array``) gives the threads of a
+    block one shared array per source line with an unlocked check-then-insert: when the GIL
+    switches between two threads' first ``cuda.shared.array`` calls, both allocate, and each
+    thread then works on its own private "shared" array. The tiled scan kernels then return
+    wrong values, now and then: reproduced 1-3 times in 150 launches with a switch interval of
+    1e-5..1e-6 s, and seen once in a full test run under ``fast_simulated_barriers``. This
+    wrapper does the same lookup under a lock, keyed by the caller's file and line as the
+    original is. Real GPUs are unaffected.
+    """
+    import threading
+
+    from numba.cuda.simulator import kernelapi
+
+    original = kernelapi.FakeCUDAShared.array
+    if getattr(original, "_refseq_locked", False):
+        return
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory / unsupported: as is
+            return original(self, shape, dtype, alignment)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                dt = dtype
+                if isinstance(dt, kernelapi.types.Type):
+                    dt = kernelapi.numpy_support.as_dtype(dt)
+                res = self._allocations[caller] = np.empty(shape, dt)
+        return res
+
+    array._refseq_locked = True
+    kernelapi.FakeCUDAShared.array = array
+
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    _serialise_simulated_shared_arrays()
+
+
 @pytest.fixture(scope="session", params=TIERS)
 def backend(request):
     """Every tier; unavailable ones are skipped with the reason."""

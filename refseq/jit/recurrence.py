@@ -19,6 +19,9 @@ followed by the cell's pointwise update row by row. Two plans (:func:`plan`):
 
 * ``"heads"`` — ``prange`` over the (head, batch tile) jobs; used when there are several jobs and
   each step's GEMM is small (BLAS then runs single-threaded inside each job);
+* ``"units"`` (forward only) — for one big head: a ``prange`` per step over chunks of hidden
+  units; each job does its rows of the GEMM with single-threaded BLAS calls and its units'
+  pointwise update, so only Numba's thread pool runs (:func:`_fwd_units`);
 * ``"gemm"`` — the jobs run one after the other with the whole batch in one tile, so each step is
   one large GEMM that BLAS itself spreads over the cores (a single small job also runs here, with
   no parallel region at all).
@@ -52,11 +55,14 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
+from refseq.jit import blas_threads
 from refseq.rnn.flashrnn import check_backward_args, check_recurrence_args
 
 ELMAN, ELMAN_RELU, LSTM, GRU, SLSTM = 0, 1, 2, 3, 4
 CELL_IDS = {"elman": ELMAN, "elman_relu": ELMAN_RELU, "lstm": LSTM, "gru": GRU, "slstm": SLSTM}
 BLAS_THREADED_MACS = 1 << 18  #: per-step GEMM size (multiply-adds) above which BLAS goes parallel
+#: per-step GEMM size below which a parallel region per step costs more than it saves ("units")
+UNITS_MIN_MACS = 1 << 20
 
 # ---------------------------------------------------------------------------------------------
 # Scalar math, one implementation per dtype (resolved at compile time through ``overload``).
@@ -171,7 +177,89 @@ def _clip(v, c):  # pragma: no cover - compiled
 
 
 # ---------------------------------------------------------------------------------------------
-# Forward: one job = head n, batch rows b0..b1-1, the whole time loop.
+# Forward: the pointwise cell update, then the jobs that call it.
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cell_fwd(cell, pre, st, n_units, clip, has_clip, clamp):  # pragma: no cover - compiled
+    """One step of the cell's pointwise update for units ``0..n_units-1`` of one row, in place.
+
+    ``pre (G_t, D)`` holds the pre-activations (Wx + Ry) + b and receives the gate values the
+    reference caches (post-activation i, f, z, o; r, z for the GRU; z, o for the sLSTM; the
+    clipped h for Elman); ``st (S, D)`` holds the previous states and receives the new ones.
+    The loops start at 0 (callers pass per-chunk buffers): with an offset of unknown sign,
+    Numba's negative-index wraparound on every access stops the loops vectorising (measured
+    80 ns per LSTM cell instead of 21).
+    """
+    zero, one = pre.dtype.type(0.0), pre.dtype.type(1.0)
+    if cell == ELMAN or cell == ELMAN_RELU:
+        for d in range(n_units):
+            a = pre[0, d]
+            if cell == ELMAN:
+                h = _tanh(a)
+            else:
+                h = a if not (a < zero) else zero
+            if has_clip:
+                h = _clip(h, clip)
+            st[0, d] = h
+            pre[0, d] = h  # the reference caches the clipped h
+    elif cell == LSTM:
+        for d in range(n_units):
+            i = _sigmoid(pre[0, d])
+            f = _sigmoid(pre[1, d])
+            z = _tanh(pre[2, d])
+            o = _sigmoid(pre[3, d])
+            c = f * st[1, d] + i * z
+            h = o * _tanh(c)
+            if has_clip:
+                h = _clip(h, clip)
+            st[0, d] = h
+            st[1, d] = c
+            pre[0, d] = i
+            pre[1, d] = f
+            pre[2, d] = z
+            pre[3, d] = o
+    elif cell == GRU:
+        for d in range(n_units):
+            g = pre[0, d]
+            r = _sigmoid(pre[1, d])
+            z = _sigmoid(pre[2, d])
+            nc = _tanh(pre[3, d] + r * g)
+            h = z * st[0, d] + (one - z) * nc
+            if has_clip:
+                h = _clip(h, clip)
+            st[0, d] = h
+            pre[1, d] = r
+            pre[2, d] = z
+    else:  # SLSTM
+        for d in range(n_units):
+            ip, fp = pre[0, d], pre[1, d]
+            z = _tanh(pre[2, d])
+            o = _sigmoid(pre[3, d])
+            c_p, n_p, m_p = st[1, d], st[2, d], st[3, d]
+            ls = _log_sigmoid(fp)
+            ell = ls + m_p
+            if n_p == zero:
+                m = ip
+            else:
+                m = ip if ip >= ell else ell
+            i_s = _exp(ip - m)
+            f_s = _exp(ls + m_p - m)
+            if clamp:
+                i_s = i_s if i_s < one else one
+                f_s = f_s if f_s < one else one
+            c = f_s * c_p + i_s * z
+            nn = f_s * n_p + i_s
+            nn = nn if nn > one else one
+            h = o * c / nn
+            if has_clip:
+                h = _clip(h, clip)
+            st[0, d] = h
+            st[1, d] = c
+            st[2, d] = nn
+            st[3, d] = m
+            pre[2, d] = z
+            pre[3, d] = o
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -185,15 +273,15 @@ def _fwd_job(cell, Wx, R2, b, s0, clip, has_clip, clamp, out, t_off, gates, stor
     woff = Gt - Gw
     bt = b1 - b0
     dt = Wx.dtype
-    zero, one = dt.type(0.0), dt.type(1.0)
+    zero = dt.type(0.0)
     hT = np.empty((D, bt), dt)  # h_{t-1}^T: the GEMM operand
     RyT = np.empty((Gr * D, bt), dt)  # (R h_{t-1})^T, row g * D + d
-    sl = np.empty((S, bt, D), dt)  # previous states, row-major per batch row
+    sl = np.empty((bt, S, D), dt)  # previous states of each batch row
     pre = np.empty((Gt, D), dt)  # gate pre-activations of one row
     for bb in range(bt):
         for s in range(S):
             for d in range(D):
-                sl[s, bb, d] = s0[s, b0 + bb, n, d]
+                sl[bb, s, d] = s0[s, b0 + bb, n, d]
         for d in range(D):
             hT[d, bb] = s0[0, b0 + bb, n, d]
     Rn = R2[n]  # (G_r D, D), contiguous
@@ -213,91 +301,94 @@ def _fwd_job(cell, Wx, R2, b, s0, clip, has_clip, clamp, out, t_off, gates, stor
             for j in range(Gt):
                 for d in range(D):
                     pre[j, d] += b[j, n, d]
-            h_out = out[0, ib, t + t_off, n]  # (D,) views
-            if cell == ELMAN or cell == ELMAN_RELU:
+            st = sl[bb]
+            _cell_fwd(cell, pre, st, D, clip, has_clip, clamp)
+            for s in range(S):
                 for d in range(D):
-                    a = pre[0, d]
-                    if cell == ELMAN:
-                        h = _tanh(a)
-                    else:
-                        h = a if not (a < zero) else zero
-                    if has_clip:
-                        h = _clip(h, clip)
-                    sl[0, bb, d] = h
-                    if store_gates:
-                        gates[t, ib, 0, n, d] = h  # the reference caches the clipped h
-            elif cell == LSTM:
-                c_out = out[1, ib, t + t_off, n]
-                for d in range(D):
-                    i = _sigmoid(pre[0, d])
-                    f = _sigmoid(pre[1, d])
-                    z = _tanh(pre[2, d])
-                    o = _sigmoid(pre[3, d])
-                    c = f * sl[1, bb, d] + i * z
-                    h = o * _tanh(c)
-                    if has_clip:
-                        h = _clip(h, clip)
-                    sl[0, bb, d] = h
-                    sl[1, bb, d] = c
-                    c_out[d] = c
-                    pre[0, d] = i
-                    pre[1, d] = f
-                    pre[2, d] = z
-                    pre[3, d] = o
-            elif cell == GRU:
-                for d in range(D):
-                    g = pre[0, d]
-                    r = _sigmoid(pre[1, d])
-                    z = _sigmoid(pre[2, d])
-                    nc = _tanh(pre[3, d] + r * g)
-                    h = z * sl[0, bb, d] + (one - z) * nc
-                    if has_clip:
-                        h = _clip(h, clip)
-                    sl[0, bb, d] = h
-                    pre[1, d] = r
-                    pre[2, d] = z
-            else:  # SLSTM
-                c_out = out[1, ib, t + t_off, n]
-                n_out = out[2, ib, t + t_off, n]
-                m_out = out[3, ib, t + t_off, n]
-                for d in range(D):
-                    ip, fp = pre[0, d], pre[1, d]
-                    z = _tanh(pre[2, d])
-                    o = _sigmoid(pre[3, d])
-                    c_p, n_p, m_p = sl[1, bb, d], sl[2, bb, d], sl[3, bb, d]
-                    ls = _log_sigmoid(fp)
-                    ell = ls + m_p
-                    if n_p == zero:
-                        m = ip
-                    else:
-                        m = ip if ip >= ell else ell
-                    i_s = _exp(ip - m)
-                    f_s = _exp(ls + m_p - m)
-                    if clamp:
-                        i_s = i_s if i_s < one else one
-                        f_s = f_s if f_s < one else one
-                    c = f_s * c_p + i_s * z
-                    nn = f_s * n_p + i_s
-                    nn = nn if nn > one else one
-                    h = o * c / nn
-                    if has_clip:
-                        h = _clip(h, clip)
-                    sl[0, bb, d] = h
-                    sl[1, bb, d] = c
-                    sl[2, bb, d] = nn
-                    sl[3, bb, d] = m
-                    c_out[d] = c
-                    n_out[d] = nn
-                    m_out[d] = m
-                    pre[2, d] = z
-                    pre[3, d] = o
+                    out[s, ib, t + t_off, n, d] = st[s, d]
             for d in range(D):
-                h_out[d] = sl[0, bb, d]
-                hT[d, bb] = sl[0, bb, d]
-            if store_gates and cell != ELMAN and cell != ELMAN_RELU:
+                hT[d, bb] = st[0, d]
+            if store_gates:
                 for j in range(Gt):
                     for d in range(D):
                         gates[t, ib, j, n, d] = pre[j, d]
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _fwd_units(cell, Wx, Ru, b, s0, clip, has_clip, clamp, out, t_off, gates, store_gates,
+               chunks):  # pragma: no cover - compiled
+    """The ``"units"`` plan: every step, ``prange`` over (head, chunk of hidden units) jobs.
+
+    ``Ru (N, G_r D, D)`` is ``R`` regrouped so that the rows a job needs are contiguous: for
+    units ``d0..d1-1`` of head n, row ``G_r d0 + g (d1 - d0) + k`` holds ``R[g, n, d0 + k]``.
+    A job forms its rows of ``(R h_{t-1})^T`` with one BLAS call (the caller pins BLAS to one
+    thread: :mod:`refseq.jit.blas_threads`), then the pointwise update of its units for every
+    batch row, and writes its part of ``h_t``. ``h^T`` is double-buffered: step t reads buffer
+    ``t % 2`` (complete after the previous parallel loop) and writes the other, so no job reads
+    a unit that another job is writing. Each job keeps its units' states and pre-activations
+    in its own buffers, indexed from 0 (see :func:`_cell_fwd`).
+    """
+    B, T, Gw, N, D = Wx.shape
+    Gt = b.shape[0]
+    Gr = Ru.shape[1] // D
+    S = s0.shape[0]
+    woff = Gt - Gw
+    nc = chunks.shape[0]
+    du_max = 0
+    for c in range(nc):
+        du_max = max(du_max, chunks[c, 1] - chunks[c, 0])
+    dt = Wx.dtype
+    zero = dt.type(0.0)
+    hT = np.empty((2, N, D, B), dt)
+    RyT = np.empty((N, Gr * D, B), dt)
+    sl = np.empty((N * nc, B, S, du_max), dt)  # a job's states, row by row
+    pre = np.empty((N * nc, Gt, du_max), dt)  # a job's pre-activations of one row
+    for job in range(N * nc):
+        n, d0, d1 = job // nc, chunks[job % nc, 0], chunks[job % nc, 1]
+        for ib in range(B):
+            for s in range(S):
+                for k in range(d1 - d0):
+                    sl[job, ib, s, k] = s0[s, ib, n, d0 + k]
+            for k in range(d1 - d0):
+                hT[0, n, d0 + k, ib] = s0[0, ib, n, d0 + k]
+    for t in range(T):
+        cur, nxt = t % 2, (t + 1) % 2
+        for job in prange(N * nc):
+            n, d0, d1 = job // nc, chunks[job % nc, 0], chunks[job % nc, 1]
+            du = d1 - d0
+            Ry = RyT[n, Gr * d0:Gr * d1]  # (G_r du, B), row g du + k
+            np.dot(Ru[n, Gr * d0:Gr * d1], hT[cur, n], Ry)
+            p = pre[job]
+            for ib in range(B):
+                # pre = (Wx + Ry) + b, the reference's order (preactivations)
+                for j in range(Gt):
+                    for k in range(du):
+                        p[j, k] = zero
+                for j in range(Gw):
+                    wx = Wx[ib, t, j, n, d0:d1]
+                    for k in range(du):
+                        p[j + woff, k] = wx[k]
+                for g in range(Gr):
+                    for k in range(du):
+                        p[g, k] += Ry[g * du + k, ib]
+                for j in range(Gt):
+                    bj = b[j, n, d0:d1]
+                    for k in range(du):
+                        p[j, k] += bj[k]
+                st = sl[job, ib]
+                _cell_fwd(cell, p, st, du, clip, has_clip, clamp)
+                for s in range(S):
+                    o = out[s, ib, t + t_off, n, d0:d1]
+                    for k in range(du):
+                        o[k] = st[s, k]
+                h_next = hT[nxt, n]
+                for k in range(du):
+                    h_next[d0 + k, ib] = st[0, k]
+                if store_gates:
+                    for j in range(Gt):
+                        gj = gates[t, ib, j, n, d0:d1]
+                        for k in range(du):
+                            gj[k] = p[j, k]
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
@@ -476,22 +567,47 @@ def _bwd_serial(cell, d_all, d_last, R2, R2T, states, gates, cut, clip, has_clip
 # Host wrappers.
 
 
-def plan(B, N, D, G_r, threads=None):
-    """``(mode, tiles)``: ``"heads"`` (prange over jobs) or ``"gemm"`` (jobs in sequence, one
-    batch tile, BLAS parallel inside each step's GEMM), and the (b0, b1) batch tiles.
+def plan(B, N, D, G_r, threads=None, modes=("units", "heads", "gemm"), pinnable=None):
+    """``(mode, tiles)``: the first of ``modes`` that applies, and its job table.
 
-    ``"heads"`` needs at least two jobs and a per-step GEMM of at most
-    :data:`BLAS_THREADED_MACS` multiply-adds per tile; the batch is cut into just enough tiles
-    to give every thread a job.
+    ``pinnable`` (default :func:`refseq.jit.blas_threads.available`) says whether BLAS can be
+    set to one thread while a kernel runs; the ``"units"`` and ``"heads"`` kernels run under
+    :func:`~refseq.jit.blas_threads.single_threaded_blas` then, so only Numba's pool works.
+
+    * ``"units"`` (forward only): a ``prange`` per step over (head, chunk of hidden units) jobs,
+      each doing its rows of the GEMM and its units' pointwise update; ``tiles`` are (d0, d1)
+      unit ranges. For fewer heads than threads, steps of at least :data:`UNITS_MIN_MACS`
+      multiply-adds (one parallel region per step), and a pinnable BLAS.
+    * ``"heads"``: ``prange`` over (head, batch tile) jobs that each run the whole time loop;
+      needs at least two jobs, and per-step GEMMs that BLAS runs single-threaded: at most
+      :data:`BLAS_THREADED_MACS` multiply-adds per tile, or any size with a pinnable BLAS. The
+      batch is cut into just enough tiles to give every thread a job; ``tiles`` are (b0, b1).
+    * ``"gemm"``: jobs one after the other, the whole batch in one tile, BLAS parallel inside
+      each step's GEMM; always applies.
     """
     threads = numba.get_num_threads() if threads is None else threads
-    n_tiles = max(1, min(B, -(-threads // max(N, 1))))
-    rows = -(-B // n_tiles) if B else 0
-    small = G_r * D * D * max(rows, 1) <= BLAS_THREADED_MACS
-    if threads > 1 and N * n_tiles > 1 and small:
-        edges = list(range(0, B, rows)) + [B]
-        return "heads", np.array(list(zip(edges[:-1], edges[1:])), np.int64).reshape(-1, 2)
+    pinnable = blas_threads.available() if pinnable is None else pinnable
+    if threads > 1 and "units" in modes and pinnable and N < threads:
+        if G_r * D * D * N * B >= UNITS_MIN_MACS:
+            n_chunks = min(D, -(-threads // N))
+            edges = [D * k // n_chunks for k in range(n_chunks + 1)]
+            return "units", np.array(list(zip(edges[:-1], edges[1:])), np.int64).reshape(-1, 2)
+    if threads > 1 and "heads" in modes:
+        n_tiles = max(1, min(B, -(-threads // max(N, 1))))
+        rows = -(-B // n_tiles) if B else 0
+        single = pinnable or G_r * D * D * max(rows, 1) <= BLAS_THREADED_MACS
+        if N * n_tiles > 1 and single:
+            edges = list(range(0, B, rows)) + [B]
+            return "heads", np.array(list(zip(edges[:-1], edges[1:])), np.int64).reshape(-1, 2)
     return "gemm", np.array([[0, B]], np.int64)
+
+
+def _unit_major(R, chunks):
+    """``R (G_r, N, D, D)`` -> ``Ru (N, G_r D, D)`` for the ``"units"`` plan: the rows of each
+    chunk ``(d0, d1)`` of units are contiguous, gate by gate (see :func:`_fwd_units`)."""
+    G, N, D, _ = R.shape
+    order = [g * D + d for d0, d1 in chunks for g in range(G) for d in range(d0, d1)]
+    return np.ascontiguousarray(R.transpose(1, 0, 2, 3).reshape(N, G * D, D)[:, order])
 
 
 def _head_major(R):
@@ -525,7 +641,6 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     B, T, _, N, D = Wx.shape
     S, dt = spec.num_states, Wx.dtype
     Wx, b, s0 = (np.ascontiguousarray(x) for x in (Wx, b, states0))
-    R2, _ = _head_major(R)
     if return_cache:
         out = np.empty((S, B, T + 1, N, D), dt)
         out[:, :, 0] = s0
@@ -535,9 +650,18 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
         gates = np.empty((0, 0, 0, 0, 0), dt)
     if T > 0 and B * N * D > 0:
         mode, tiles = plan(B, N, D, spec.num_gates_r)
-        kernel = _fwd_heads if mode == "heads" else _fwd_serial
-        kernel(CELL_IDS[spec.name], Wx, R2, b, s0, dt.type(clip or 0), clip is not None,
-               bool(clamp_gates_le_one), out, int(return_cache), gates, bool(return_cache), tiles)
+        cell_id = CELL_IDS[spec.name]
+        rest = (b, s0, dt.type(clip or 0), clip is not None, bool(clamp_gates_le_one), out,
+                int(return_cache), gates, bool(return_cache), tiles)
+        if mode == "units":
+            Ru = _unit_major(R, tiles)
+            with blas_threads.single_threaded_blas():
+                _fwd_units(cell_id, Wx, Ru, *rest)
+        elif mode == "heads":
+            with blas_threads.single_threaded_blas():
+                _fwd_heads(cell_id, Wx, _head_major(R)[0], *rest)
+        else:
+            _fwd_serial(cell_id, Wx, _head_major(R)[0], *rest)
     if return_cache:
         states_all = out[:, :, 1:].copy()
         return states_all, out[:, :, T].copy(), {"states": out, "gates": gates}
@@ -572,14 +696,18 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     db = np.zeros(b.shape, dt)
     if B * N * D == 0:
         return ds0, dWx, dR, db
-    mode, tiles = plan(B, N, D, G_r)
+    mode, tiles = plan(B, N, D, G_r, modes=("heads", "gemm"))
     nt = tiles.shape[0]
     dR_part = np.empty((N * nt, G_r * D, D), dt)
     db_part = np.empty((N * nt, G_t, D), dt)
-    kernel = _bwd_heads if mode == "heads" else _bwd_serial
-    kernel(CELL_IDS[spec.name], d_all, d_last, R2, R2T, states, gates,
-           bool(gradient_recurrent_cut), dt.type(clip if clip is not None else 0),
-           clip is not None, bool(clamp_gates_le_one), dWx, ds0, dR_part, db_part, tiles)
+    args = (CELL_IDS[spec.name], d_all, d_last, R2, R2T, states, gates,
+            bool(gradient_recurrent_cut), dt.type(clip if clip is not None else 0),
+            clip is not None, bool(clamp_gates_le_one), dWx, ds0, dR_part, db_part, tiles)
+    if mode == "heads":
+        with blas_threads.single_threaded_blas():
+            _bwd_heads(*args)
+    else:
+        _bwd_serial(*args)
     dR_part = dR_part.reshape(N, nt, G_r, D, D)
     db_part = db_part.reshape(N, nt, G_t, D)
     dR2, db2 = dR_part[:, 0].copy(), db_part[:, 0].copy()
@@ -608,10 +736,44 @@ def _blas_dot(a, b):  # pragma: no cover - compiled
     return np.dot(a, b)
 
 
+@numba.njit(cache=True, parallel=True)
+def _row_blocks_dot(a, b, out, jobs):  # pragma: no cover - compiled
+    """``out = a @ b`` as ``jobs`` blocks of rows of ``a``, one BLAS call per ``prange`` job."""
+    M = a.shape[0]
+    for j in prange(jobs):
+        r0, r1 = j * M // jobs, (j + 1) * M // jobs
+        np.dot(a[r0:r1], b, out[r0:r1])
+
+
+@numba.njit(cache=True, parallel=True)
+def _row_blocks_gram(a, b, parts):  # pragma: no cover - compiled
+    """``parts[j] = a[rows_j]^T b[rows_j]`` for ``len(parts)`` blocks of rows, one BLAS call
+    per ``prange`` job (``a[rows_j].T`` is F-contiguous: BLAS transposes it, no copy)."""
+    M, jobs = a.shape[0], parts.shape[0]
+    for j in prange(jobs):
+        r0, r1 = j * M // jobs, (j + 1) * M // jobs
+        np.dot(a[r0:r1].T, b[r0:r1], parts[j])
+
+
+def _dot(a, b):
+    """``a @ b`` for 2-D C-contiguous arrays of one dtype, on the library of the recurrence's
+    GEMMs: as row blocks in Numba's pool with BLAS pinned to one thread where that is possible
+    (no BLAS pool left spinning against the next kernel), else one threaded BLAS call."""
+    jobs = min(numba.get_num_threads(), a.shape[0])
+    if jobs < 2 or not blas_threads.available():
+        return _blas_dot(a, b)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    with blas_threads.single_threaded_blas():
+        _row_blocks_dot(a, b, out, jobs)
+    return out
+
+
 def project_inputs(x, W, bias=None):
-    """Twin of :func:`refseq.rnn.flashrnn.project_inputs` as one BLAS matmul:
+    """Twin of :func:`refseq.rnn.flashrnn.project_inputs` as one matmul:
     ``Wx (B, T, G_w, N, D) = x (B, T, I) @ W (G_w, N, D, I)^T (+ bias)``, in the widest dtype.
-    Parallel over time by construction; this is the part of an RNN layer outside the recurrence."""
+    Parallel over time by construction; this is the part of an RNN layer outside the recurrence.
+
+    The matmul is :func:`_dot`: row blocks in Numba's pool where BLAS can be pinned."""
     from refseq import _checks
 
     x = _checks.float_array(x, "x")
@@ -623,7 +785,7 @@ def project_inputs(x, W, bias=None):
     B, T, I = x.shape
     x2 = np.ascontiguousarray(x.reshape(B * T, I), dtype=dt)
     W2T = np.ascontiguousarray(W.reshape(-1, I).T, dtype=dt)
-    Wx = _blas_dot(x2, W2T).reshape((B, T) + W.shape[:3])
+    Wx = _dot(x2, W2T).reshape((B, T) + W.shape[:3])
     if bias is not None:
         bias = _checks.float_array(bias, "bias")
         _checks.check_shape(bias, W.shape[:3], "bias", "(G_w, N, D)")
@@ -634,8 +796,9 @@ def project_inputs(x, W, bias=None):
 def project_inputs_backward(dWx, x, W):
     """Gradients of :func:`project_inputs` (without bias): ``(dx (B, T, I), dW (G_w, N, D, I))``.
 
-    ``dx = dWx @ W`` and ``dW = dWx^T x`` over the flattened (B*T) rows, as two BLAS calls on
-    the same library as the recurrence (see :func:`_blas_dot`); ``db = dWx.sum((0, 1))``.
+    ``dx = dWx @ W`` and ``dW = dWx^T x`` over the flattened (B*T) rows, on the same library as
+    the recurrence: ``dx`` by :func:`_dot`, ``dW`` as per-thread partial sums over row blocks
+    added in a fixed order (deterministic); ``db = dWx.sum((0, 1))``.
     """
     from refseq import _checks
 
@@ -645,6 +808,16 @@ def project_inputs_backward(dWx, x, W):
     B, T, I = x.shape
     _checks.check_shape(dWx, (B, T) + W.shape[:3], "dWx", "(B, T, G_w, N, D)")
     g = np.ascontiguousarray(dWx.reshape(B * T, -1))  # (B*T, G_w*N*D)
-    dx = _blas_dot(g, np.ascontiguousarray(W.reshape(-1, I))).reshape(B, T, I)
-    dW = _blas_dot(np.ascontiguousarray(g.T), np.ascontiguousarray(x.reshape(B * T, I)))
+    x2 = np.ascontiguousarray(x.reshape(B * T, I))
+    dx = _dot(g, np.ascontiguousarray(W.reshape(-1, I))).reshape(B, T, I)
+    jobs = min(numba.get_num_threads(), B * T)
+    if jobs < 2 or not blas_threads.available():
+        dW = _blas_dot(g.T, x2)  # g.T is F-contiguous: BLAS transposes, no copy
+    else:  # partial sums over blocks of rows in Numba's pool, added in block order
+        parts = np.empty((jobs, g.shape[1], I), g.dtype)
+        with blas_threads.single_threaded_blas():
+            _row_blocks_gram(g, x2, parts)
+        dW = parts[0]
+        for j in range(1, jobs):
+            dW += parts[j]
     return dx, dW.reshape(W.shape)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import refseq.jit.recurrence as J  # noqa: E402  (numba is a runtime dependency)
 from refseq.cuda import recurrence_blocked
+from refseq.jit import blas_threads
 from refseq.rnn import CELLS
 from refseq.rnn import flashrnn as F
 from refseq.testing import assert_close, perturbed_runs
@@ -195,17 +196,37 @@ def cases(draw, B=(1, 3), T=(0, 24), N=(1, 4), D=(1, 8)):
                      carried=draw(st.booleans()), **flags)
 
 
-@pytest.fixture(params=["heads", "gemm"])
+@pytest.fixture(params=["heads", "units", "gemm"])
 def plan_mode(request, monkeypatch):
-    """Force either plan: ``heads`` = prange over (head, batch tile) jobs, ``gemm`` = one GEMM
-    per step with the whole batch."""
-    if request.param == "gemm":
-        monkeypatch.setattr(J, "BLAS_THREADED_MACS", -1)
-    else:
-        monkeypatch.setattr(J, "BLAS_THREADED_MACS", 1 << 40)
-        real = J.plan
-        monkeypatch.setattr(J, "plan", lambda B, N, D, G_r: real(B, N, D, G_r, threads=4))
+    """Force one plan (:func:`refseq.jit.recurrence.plan`) as if there were 4 threads:
+    ``heads`` = prange over (head, batch tile) jobs, ``units`` = a prange per step over (head,
+    chunk of hidden units) jobs (forward only; the backward then takes ``gemm``), ``gemm`` = one
+    GEMM per step with the whole batch."""
+    if request.param == "units" and not blas_threads.available():
+        pytest.skip("the units plan needs an OpenBLAS whose thread count can be set")
+    real = J.plan
+    allowed = (request.param, "gemm")
+    monkeypatch.setattr(J, "UNITS_MIN_MACS", 0)
+    monkeypatch.setattr(J, "plan", lambda B, N, D, G_r, modes=("units", "heads", "gemm"):
+                        real(B, N, D, G_r, threads=4,
+                             modes=tuple(m for m in modes if m in allowed)))
     return request.param
+
+
+def test_plan_choices():
+    """Many heads run as whole-sequence jobs; one big head splits its units when BLAS can be
+    pinned; tiny steps stay serial; without pinning, big per-step GEMMs are left to BLAS; the
+    backward never takes the forward-only plan."""
+    assert J.plan(B=16, N=4, D=8, G_r=4, threads=2)[0] == "heads"
+    assert J.plan(B=16, N=4, D=256, G_r=4, threads=2, pinnable=True)[0] == "heads"
+    mode, tiles = J.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=True)
+    assert mode == "units" and tiles.tolist() == [[0, 128], [128, 256]]
+    mode, tiles = J.plan(B=16, N=1, D=256, G_r=4, threads=2, modes=("heads", "gemm"),
+                         pinnable=True)
+    assert mode == "heads" and tiles.tolist() == [[0, 8], [8, 16]]
+    assert J.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=False)[0] == "gemm"
+    assert J.plan(B=1, N=1, D=64, G_r=4, threads=2, pinnable=True)[0] == "gemm"  # tiny steps
+    assert J.plan(B=16, N=1, D=256, G_r=4, threads=1, pinnable=True)[0] == "gemm"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ followed by the cell's pointwise update row by row. Two plans (:func:`plan`):
 
 The backward runs the same jobs in reverse time. ``δh^{rec} = R_n^T δg~_r`` is again one GEMM
 per step. ``dR`` and ``db`` are never accumulated across threads: each job keeps its own
-``δg~_r`` for all steps (G_r D, T bt) and its ``h_{t-1}`` (T bt, D) and forms its partial
-``dR_n = δG~ @ H`` with one GEMM after its time loop; partials of the batch tiles of a head are
+``δg~_r`` for all steps (T bt, G_r D) and its ``h_{t-1}`` (T bt, D), row by row, and forms its
+partial ``dR_n = δG~^T @ H`` with one GEMM after its time loop; partials of the batch tiles of a head are
 then summed in tile order after the parallel loop. No atomics, a fixed order per output, hence
 bitwise-identical results run to run (for a fixed thread count and BLAS).
 
@@ -434,10 +434,8 @@ def _bwd_job(cell, d_all, d_last, R2, R2T, states, gates, cut, clip, has_clip, c
     dg = np.empty((Gt, D), dt)  # δg~_t of one row
     dgr = np.empty((Gr * D, bt), dt)  # δg~_r of the step, GEMM operand
     dhT = np.empty((D, bt), dt)  # δh^{rec}_{t-1}^T
-    DG = np.empty(Gr * D * T * bt, dt)  # all steps: (G_r D, T bt)
-    H = np.empty(T * bt * D, dt)  # all steps: h_{t-1}, (T bt, D)
-    DG2 = DG.reshape((Gr * D, T * bt))
-    H2 = H.reshape((T * bt, D))
+    DG2 = np.empty((T * bt, Gr * D), dt)  # all steps' δg~_r, row t bt + bb (contiguous writes)
+    H2 = np.empty((T * bt, D), dt)  # all steps' h_{t-1}, same rows
     dbj = db_part[job]  # (G_t, D)
     dbj[:, :] = zero
     for bb in range(bt):
@@ -519,7 +517,7 @@ def _bwd_job(cell, d_all, d_last, R2, R2T, states, gates, cut, clip, has_clip, c
             for k in range(Gr):  # recurrent gates are the first G_r of the bias order
                 for d in range(D):
                     dgr[k * D + d, bb] = dg[k, d]
-                    DG2[k * D + d, col] = dg[k, d]
+                    DG2[col, k * D + d] = dg[k, d]
             for d in range(D):
                 H2[col, d] = states[0, ib, t, n, d]
         if cut:
@@ -537,8 +535,8 @@ def _bwd_job(cell, d_all, d_last, R2, R2T, states, gates, cut, clip, has_clip, c
         for s in range(S):
             for d in range(D):
                 ds0[s, b0 + bb, n, d] = ds[s, bb, d]
-    if T > 0:
-        np.dot(DG2, H2, dR_part[job])
+    if T > 0:  # dR_n = δG~^T H; the transpose is F-contiguous, BLAS reads it as is
+        np.dot(DG2.T, H2, dR_part[job])
     else:
         dR_part[job][:, :] = zero
 

@@ -28,10 +28,11 @@ followed by the cell's pointwise update row by row. Two plans (:func:`plan`):
 
 The backward runs the same jobs in reverse time. ``δh^{rec} = R_n^T δg~_r`` is again one GEMM
 per step. ``dR`` and ``db`` are never accumulated across threads: each job keeps its own
-``δg~_r`` for all steps (T bt, G_r D) and its ``h_{t-1}`` (T bt, D), row by row, and forms its
-partial ``dR_n = δG~^T @ H`` with one GEMM after its time loop; partials of the batch tiles of a head are
-then summed in tile order after the parallel loop. No atomics, a fixed order per output, hence
-bitwise-identical results run to run (for a fixed thread count and BLAS).
+``δg~_r`` for all steps (T bt, G_r D) and its ``h_{t-1}`` (T bt, D), row by row, and forms
+its partial ``dR_n = δG~^T @ H`` with one GEMM after its time loop; partials of the batch
+tiles of a head are then summed in tile order after the parallel loop. No atomics, a fixed
+order per output, hence bitwise-identical results run to run (for a fixed thread count and
+BLAS).
 
 Numerics
 --------
@@ -56,7 +57,11 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from refseq.jit import blas_threads
-from refseq.rnn.flashrnn import check_backward_args, check_recurrence_args
+from refseq.rnn.flashrnn_checks import (
+    _check_clipval,
+    check_backward_args,
+    check_recurrence_args,
+)
 
 ELMAN, ELMAN_RELU, LSTM, GRU, SLSTM = 0, 1, 2, 3, 4
 CELL_IDS = {"elman": ELMAN, "elman_relu": ELMAN_RELU, "lstm": LSTM, "gru": GRU, "slstm": SLSTM}
@@ -633,7 +638,7 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     _unsupported(accumulate_dtype=accumulate_dtype, emulate_bfloat16=emulate_bfloat16)
     spec, Wx, R, b, states0 = check_recurrence_args(Wx, R, b, states0, cell=cell,
                                                     check_finite=check_finite)
-    clip = _clipval(forward_clipval, "forward_clipval")
+    clip = _check_clipval(forward_clipval, "forward_clipval")
     if clamp_gates_le_one and spec.name != "slstm":
         raise ValueError(f"clamp_gates_le_one applies to the sLSTM only, not {spec.name!r}")
     B, T, _, N, D = Wx.shape
@@ -680,7 +685,7 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     _unsupported(accumulate_dtype=accumulate_dtype)
     spec, d_all, d_last, R, b, states, gates = check_backward_args(
         d_states_all, d_last_states, R, b, cache, cell=cell)
-    clip = _clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
+    clip = _check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
     if clamp_gates_le_one and spec.name != "slstm":
         raise ValueError(f"clamp_gates_le_one applies to the sLSTM only, not {spec.name!r}")
     S, B, T, N, D = d_all.shape
@@ -715,14 +720,6 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     dR[...] = dR2.transpose(1, 0, 2, 3)
     db[...] = db2.transpose(1, 0, 2)
     return ds0, dWx, dR, db
-
-
-def _clipval(v, name):
-    if v is None:
-        return None
-    if not np.isscalar(v) or np.isnan(v) or v < 0:
-        raise ValueError(f"{name} must be None or a number >= 0 (may be inf), got {v!r}")
-    return float(v)
 
 
 @numba.njit(cache=True)

@@ -15,16 +15,21 @@ A *job* is one head ``n`` and one tile of batch rows; jobs never communicate, an
 whole time loop. Inside a job the state is kept transposed, ``h^T`` (D, bt), so the recurrent
 product of a step is one BLAS GEMM on contiguous 2-D blocks,
 ``Ry^T (G_r D, bt) = R_n (G_r D, D) @ h^T (D, bt)`` (``np.dot`` inside ``@njit`` calls BLAS),
-followed by the cell's pointwise update row by row. Two plans (:func:`plan`):
+followed by the cell's pointwise update row by row. Three plans (:func:`plan`):
 
-* ``"heads"`` — ``prange`` over the (head, batch tile) jobs; used when there are several jobs and
-  each step's GEMM is small (BLAS then runs single-threaded inside each job);
-* ``"units"`` (forward only) — for one big head: a ``prange`` per step over chunks of hidden
-  units; each job does its rows of the GEMM with single-threaded BLAS calls and its units'
-  pointwise update, so only Numba's thread pool runs (:func:`_fwd_units`);
+* ``"units"`` (forward only) — fewer heads than threads and big steps: a ``prange`` per step
+  over chunks of hidden units; each job does its rows of the GEMM and its units' pointwise
+  update (:func:`_fwd_units`);
+* ``"heads"`` — ``prange`` over the (head, batch tile) jobs, each running the whole time loop;
+  used when there are several jobs and BLAS runs single-threaded inside each (small GEMMs, or
+  any size with BLAS pinned);
 * ``"gemm"`` — the jobs run one after the other with the whole batch in one tile, so each step is
   one large GEMM that BLAS itself spreads over the cores (a single small job also runs here, with
   no parallel region at all).
+
+``"units"`` and ``"heads"`` run with BLAS pinned to one thread where that is possible
+(:mod:`refseq.jit.blas_threads`), so that only Numba's thread pool works: OpenBLAS's own
+workers would otherwise oversubscribe the cores or keep spinning against the ``prange`` jobs.
 
 The backward runs the same jobs in reverse time. ``δh^{rec} = R_n^T δg~_r`` is again one GEMM
 per step. ``dR`` and ``db`` are never accumulated across threads: each job keeps its own

@@ -93,7 +93,7 @@ class Case:
           ``1 - h**2`` by thousands of its ulps);
         * for a float64 result, the float64 error of the reassociated twin in float32 units
           (float64 BLAS differs from ``einsum`` by a few ulps even where float32 is exact);
-        * two backward-error samples (:func:`refseq.testing.perturbed_runs`): the float64
+        * six backward-error samples (:func:`refseq.testing.perturbed_runs`): the float64
           reference on the tested dtype's inputs, each perturbed by one ``eps_f32``.
         """
         desired, ref32 = self.run(F, np.float64), self.run(F, np.float32)

@@ -59,9 +59,11 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from refseq.jit import blas_threads
+from refseq.jit.tile import TILE_ROWS, TILE_VECTORS, VECTOR_BYTES, lanes, tile_gemm
 from refseq.rnn.flashrnn_checks import (
     _check_clipval,
     check_backward_args,
@@ -102,33 +104,54 @@ def _bits_to_f64(typingctx, x):
     return types.float64(x), codegen
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM ``llvm.fma.f64``; a vector FMA where the loop
+    vectorises, a correctly rounded libm call on CPUs without FMA, so the same bits anywhere)."""
+    if not (a == b == c == types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        f64 = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f64, [f64] * 3),
+                                            "llvm.fma.f64")
+        return builder.call(fn, args)
+
+    return types.float64(a, b, c), codegen
+
+
 _P = (1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1)
 _Q = (3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1,
       2.00000000000000000009e0)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _exp_poly(x):  # pragma: no cover - compiled
-    """Branch-free Cephes ``exp`` in float64 (about 1 ulp): ``e^x = 2^n e^r``, |r| <= ln2/2,
-    with the (2, 3) Padé form of ``e^r``; x is clamped to [-708, 709] so ``2^n`` stays normal."""
+def _exp_ratio(x):  # pragma: no cover - compiled
+    """``(u, v)`` with ``e^x = u / v`` in float64, by branch-free Cephes ``exp``: ``e^x = 2^n
+    e^r``, |r| <= ln2/2, and the (2, 3) Padé form ``e^r = (Q + P) / (Q - P)``, so
+    ``u = 2^n (Q + P)`` and ``v = Q - P`` (about 1 ulp each; Q - P lies in [1.6, 2.4]). The
+    division is left to the caller, who folds it into its own: one division per sigmoid or tanh
+    instead of two. x is clamped to [-708, 709] so that ``2^n`` stays normal; NaN passes."""
     x = -708.0 if x < -708.0 else (709.0 if x > 709.0 else x)
     fx = np.floor(x * 1.4426950408889634 + 0.5)
-    r = x - fx * 6.93145751953125e-1 - fx * 1.42860682030941723212e-6
+    r = _fma(fx, -1.42860682030941723212e-6, _fma(fx, -6.93145751953125e-1, x))
     rr = r * r
-    px = r * ((_P[0] * rr + _P[1]) * rr + _P[2])
-    e = px / ((((_Q[0] * rr + _Q[1]) * rr + _Q[2]) * rr + _Q[3]) - px)
-    e = 1.0 + 2.0 * e
-    return e * _bits_to_f64((np.int64(fx) + np.int64(1023)) << np.int64(52))
+    P = r * _fma(_fma(_P[0], rr, _P[1]), rr, _P[2])
+    Q = _fma(_fma(_fma(_Q[0], rr, _Q[1]), rr, _Q[2]), rr, _Q[3])
+    scale = _bits_to_f64((np.int64(fx) + np.int64(1023)) << np.int64(52))
+    return scale * (Q + P), Q - P
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _tanh_poly(x):  # pragma: no cover - compiled
-    """``tanh`` in float64 without libm: ``1 - 2/(e^{2|x|}+1)`` (relative error below 1e-13 for
-    |x| >= 0.01), the series ``x - x^3/3 + 2x^5/15`` below; branch-free (both are evaluated)."""
+def _tanh_f64(x):  # pragma: no cover - compiled
+    """``tanh`` in float64 without libm: ``(e^{2|x|} - 1) / (e^{2|x|} + 1)`` with the sign of x
+    (relative error below 1e-13 for |x| >= 0.01), the series ``x - x^3/3 + 2x^5/15`` below;
+    branch-free (both are evaluated)."""
     a = abs(x)
     z = x * x
     series = x * (1.0 - z * (1.0 / 3.0 - z * (2.0 / 15.0)))
-    e = 1.0 - 2.0 / (_exp_poly(2.0 * a) + 1.0)
+    u, v = _exp_ratio(2.0 * a)
+    e = (u - v) / (u + v)
     e = e if x >= 0 else -e
     return series if a < 0.01 else e
 
@@ -136,7 +159,12 @@ def _tanh_poly(x):  # pragma: no cover - compiled
 @overload(_exp)
 def _exp_impl(x):
     if x == types.float32:
-        return lambda x: np.float32(_exp_poly(np.float64(x)))
+
+        def exp32(x):
+            u, v = _exp_ratio(np.float64(x))
+            return np.float32(u / v)
+
+        return exp32
     if x == types.float64:
         return lambda x: math.exp(x)
     return None
@@ -145,7 +173,7 @@ def _exp_impl(x):
 @overload(_tanh)
 def _tanh_impl(x):
     if x == types.float32:
-        return lambda x: np.float32(_tanh_poly(np.float64(x)))
+        return lambda x: np.float32(_tanh_f64(np.float64(x)))
     if x == types.float64:
         return lambda x: math.tanh(x)
     return None
@@ -154,7 +182,13 @@ def _tanh_impl(x):
 @overload(_sigmoid)
 def _sigmoid_impl(x):
     if x == types.float32:
-        return lambda x: np.float32(1.0 / (1.0 + _exp_poly(-np.float64(x))))
+
+        def sigmoid32(x):
+            """``1 / (1 + u/v) = v / (v + u)`` with ``e^{-x} = u / v``."""
+            u, v = _exp_ratio(-np.float64(x))
+            return np.float32(v / (v + u))
+
+        return sigmoid32
     if x == types.float64:
 
         def sigmoid64(x):
@@ -325,34 +359,35 @@ def _fwd_job(cell, Wx, R2, b, s0, clip, has_clip, clamp, out, t_off, gates, stor
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def _fwd_units(cell, Wx, Ru, b, s0, clip, has_clip, clamp, out, t_off, gates, store_gates,
-               chunks):  # pragma: no cover - compiled
+def _fwd_units(cell, Wx, Rp, b, s0, clip, has_clip, clamp, out, t_off, gates, store_gates,
+               chunks, Gr, dup):  # pragma: no cover - compiled
     """The ``"units"`` plan: every step, ``prange`` over (head, chunk of hidden units) jobs.
 
-    ``Ru (N, G_r D, D)`` is ``R`` regrouped so that the rows a job needs are contiguous: for
-    units ``d0..d1-1`` of head n, row ``G_r d0 + g (d1 - d0) + k`` holds ``R[g, n, d0 + k]``.
-    A job forms its rows of ``(R h_{t-1})^T`` with one BLAS call (the caller pins BLAS to one
-    thread: :mod:`refseq.jit.blas_threads`), then the pointwise update of its units for every
-    batch row, and writes its part of ``h_t``. ``h^T`` is double-buffered: step t reads buffer
-    ``t % 2`` (complete after the previous parallel loop) and writes the other, so no job reads
-    a unit that another job is writing. Each job keeps its units' states and pre-activations
-    in its own buffers, indexed from 0 (see :func:`_cell_fwd`).
+    A job owns units ``d0..d1-1`` of head n. ``Rp[job] (D, ncol)`` is its panel of ``R^T``
+    (:func:`_pack_units`): column ``g dup + k`` holds ``R[g, n, d0 + k, :]``, zero beyond
+    ``d1 - d0`` and beyond ``G_r dup``. Each step the job forms its columns of
+    ``Ry = h_{t-1} R^T`` for all batch rows with the register tile of :mod:`refseq.jit.tile`
+    (batch padded to whole tiles with zero rows), then the pointwise update of its units for
+    every batch row, and writes its part of ``h_t``. ``h`` is double-buffered: step t reads
+    buffer ``t % 2`` (complete after the previous parallel loop) and writes the other, so no
+    job reads a unit that another job is writing. Each job keeps its units' states and
+    pre-activations in its own buffers, indexed from 0 (see :func:`_cell_fwd`).
     """
     B, T, Gw, N, D = Wx.shape
     Gt = b.shape[0]
-    Gr = Ru.shape[1] // D
     S = s0.shape[0]
     woff = Gt - Gw
     nc = chunks.shape[0]
-    du_max = 0
-    for c in range(nc):
-        du_max = max(du_max, chunks[c, 1] - chunks[c, 0])
+    ncol = Rp.shape[2]
     dt = Wx.dtype
     zero = dt.type(0.0)
-    hT = np.empty((2, N, D, B), dt)
-    RyT = np.empty((N, Gr * D, B), dt)
-    sl = np.empty((N * nc, B, S, du_max), dt)  # a job's states, row by row
-    pre = np.empty((N * nc, Gt, du_max), dt)  # a job's pre-activations of one row
+    MB, NVW = TILE_ROWS, TILE_VECTORS * (VECTOR_BYTES // Wx.itemsize)  # a tile's rows, columns
+    Bp = -(-B // MB) * MB
+    h = np.zeros((2, N, Bp, D), dt)  # h_{t-1}, padded batch rows stay 0
+    Ry = np.empty((N * nc, Bp, ncol), dt)
+    sl = np.empty((N * nc, B, S, dup), dt)  # a job's states, row by row
+    pre = np.empty((N * nc, Gt, dup), dt)  # a job's pre-activations of one row
+    h_flat, Ry_flat, Rp_flat = h.reshape(-1), Ry.reshape(-1), Rp.reshape(-1)
     for job in range(N * nc):
         n, d0, d1 = job // nc, chunks[job % nc, 0], chunks[job % nc, 1]
         for ib in range(B):
@@ -360,40 +395,45 @@ def _fwd_units(cell, Wx, Ru, b, s0, clip, has_clip, clamp, out, t_off, gates, st
                 for k in range(d1 - d0):
                     sl[job, ib, s, k] = s0[s, ib, n, d0 + k]
             for k in range(d1 - d0):
-                hT[0, n, d0 + k, ib] = s0[0, ib, n, d0 + k]
+                h[0, n, ib, d0 + k] = s0[0, ib, n, d0 + k]
     for t in range(T):
         cur, nxt = t % 2, (t + 1) % 2
         for job in prange(N * nc):
             n, d0, d1 = job // nc, chunks[job % nc, 0], chunks[job % nc, 1]
             du = d1 - d0
-            Ry = RyT[n, Gr * d0:Gr * d1]  # (G_r du, B), row g du + k
-            np.dot(Ru[n, Gr * d0:Gr * d1], hT[cur, n], Ry)
+            for m0 in range(0, Bp, MB):
+                for j0 in range(0, ncol, NVW):
+                    tile_gemm(Rp_flat, job * D * ncol + j0, ncol,
+                              h_flat, ((cur * N + n) * Bp + m0) * D, D,
+                              Ry_flat, (job * Bp + m0) * ncol + j0, ncol, D)
             p = pre[job]
             for ib in range(B):
+                Ry_b = Ry[job, ib]
                 # pre = (Wx + Ry) + b, the reference's order (preactivations)
                 for j in range(Gt):
-                    for k in range(du):
-                        p[j, k] = zero
-                for j in range(Gw):
-                    wx = Wx[ib, t, j, n, d0:d1]
-                    for k in range(du):
-                        p[j + woff, k] = wx[k]
-                for g in range(Gr):
-                    for k in range(du):
-                        p[g, k] += Ry[g * du + k, ib]
-                for j in range(Gt):
                     bj = b[j, n, d0:d1]
-                    for k in range(du):
-                        p[j, k] += bj[k]
+                    if j >= woff:
+                        wx = Wx[ib, t, j - woff, n, d0:d1]
+                        if j < Gr:
+                            ry = Ry_b[j * dup:j * dup + du]
+                            for k in range(du):
+                                p[j, k] = (wx[k] + ry[k]) + bj[k]
+                        else:
+                            for k in range(du):
+                                p[j, k] = wx[k] + bj[k]
+                    else:  # gates without an input part (G_r > G_w)
+                        ry = Ry_b[j * dup:j * dup + du]
+                        for k in range(du):
+                            p[j, k] = (zero + ry[k]) + bj[k]
                 st = sl[job, ib]
                 _cell_fwd(cell, p, st, du, clip, has_clip, clamp)
                 for s in range(S):
                     o = out[s, ib, t + t_off, n, d0:d1]
                     for k in range(du):
                         o[k] = st[s, k]
-                h_next = hT[nxt, n]
+                h_next = h[nxt, n, ib, d0:d1]
                 for k in range(du):
-                    h_next[d0 + k, ib] = st[0, k]
+                    h_next[k] = st[0, k]
                 if store_gates:
                     for j in range(Gt):
                         gj = gates[t, ib, j, n, d0:d1]
@@ -595,7 +635,7 @@ def plan(B, N, D, G_r, threads=None, modes=("units", "heads", "gemm"), pinnable=
     """
     threads = numba.get_num_threads() if threads is None else threads
     pinnable = blas_threads.available() if pinnable is None else pinnable
-    if threads > 1 and "units" in modes and pinnable and N < threads:
+    if threads > 1 and "units" in modes and N < threads:
         if G_r * D * D * N * B >= UNITS_MIN_MACS:
             n_chunks = min(D, -(-threads // N))
             edges = [D * k // n_chunks for k in range(n_chunks + 1)]
@@ -610,12 +650,25 @@ def plan(B, N, D, G_r, threads=None, modes=("units", "heads", "gemm"), pinnable=
     return "gemm", np.array([[0, B]], np.int64)
 
 
-def _unit_major(R, chunks):
-    """``R (G_r, N, D, D)`` -> ``Ru (N, G_r D, D)`` for the ``"units"`` plan: the rows of each
-    chunk ``(d0, d1)`` of units are contiguous, gate by gate (see :func:`_fwd_units`)."""
+def _pack_units(R, chunks, dtype):
+    """``R (G_r, N, D, D)`` -> ``(Rp (N * n_chunks, D, ncol), dup)`` for the ``"units"`` plan.
+
+    ``Rp[n * n_chunks + c]`` is the panel of ``R^T`` that job (head n, chunk c = (d0, d1)) needs:
+    column ``g dup + k`` holds ``R[g, n, d0 + k, :]``. ``dup`` is the largest chunk rounded up
+    to whole vectors and ``ncol`` is ``G_r dup`` rounded up to whole tiles
+    (:mod:`refseq.jit.tile`); the padding is zero.
+    """
     G, N, D, _ = R.shape
-    order = [g * D + d for d0, d1 in chunks for g in range(G) for d in range(d0, d1)]
-    return np.ascontiguousarray(R.transpose(1, 0, 2, 3).reshape(N, G * D, D)[:, order])
+    width = max(d1 - d0 for d0, d1 in chunks)
+    vw = lanes(np.dtype(dtype))
+    dup = -(-width // vw) * vw
+    ncol = -(-G * dup // (TILE_VECTORS * vw)) * TILE_VECTORS * vw
+    Rp = np.zeros((N * len(chunks), D, ncol), dtype)
+    for n in range(N):
+        for c, (d0, d1) in enumerate(chunks):
+            for g in range(G):
+                Rp[n * len(chunks) + c, :, g * dup:g * dup + d1 - d0] = R[g, n, d0:d1].T
+    return Rp, dup
 
 
 def _head_major(R):
@@ -662,9 +715,8 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
         rest = (b, s0, dt.type(clip or 0), clip is not None, bool(clamp_gates_le_one), out,
                 int(return_cache), gates, bool(return_cache), tiles)
         if mode == "units":
-            Ru = _unit_major(R, tiles)
-            with blas_threads.single_threaded_blas():
-                _fwd_units(cell_id, Wx, Ru, *rest)
+            Rp, dup = _pack_units(R, tiles, dt)
+            _fwd_units(cell_id, Wx, Rp, *rest, spec.num_gates_r, dup)
         elif mode == "heads":
             with blas_threads.single_threaded_blas():
                 _fwd_heads(cell_id, Wx, _head_major(R)[0], *rest)

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 import refseq.jit.recurrence as J  # noqa: E402  (numba is a runtime dependency)
 from refseq.cuda import recurrence_blocked
-from refseq.jit import blas_threads
 from refseq.rnn import CELLS
 from refseq.rnn import flashrnn as F
 from refseq.testing import assert_close, perturbed_runs
@@ -202,8 +201,6 @@ def plan_mode(request, monkeypatch):
     ``heads`` = prange over (head, batch tile) jobs, ``units`` = a prange per step over (head,
     chunk of hidden units) jobs (forward only; the backward then takes ``gemm``), ``gemm`` = one
     GEMM per step with the whole batch."""
-    if request.param == "units" and not blas_threads.available():
-        pytest.skip("the units plan needs an OpenBLAS whose thread count can be set")
     real = J.plan
     allowed = (request.param, "gemm")
     monkeypatch.setattr(J, "UNITS_MIN_MACS", 0)
@@ -214,9 +211,10 @@ def plan_mode(request, monkeypatch):
 
 
 def test_plan_choices():
-    """Many heads run as whole-sequence jobs; one big head splits its units when BLAS can be
-    pinned; tiny steps stay serial; without pinning, big per-step GEMMs are left to BLAS; the
-    backward never takes the forward-only plan."""
+    """Many heads run as whole-sequence jobs; one big head splits its units (its own register
+    tile, no BLAS, so pinning does not matter); tiny steps stay serial; without pinning, big
+    per-step GEMMs of the backward are left to BLAS; the backward never takes the forward-only
+    plan."""
     assert J.plan(B=16, N=4, D=8, G_r=4, threads=2)[0] == "heads"
     assert J.plan(B=16, N=4, D=256, G_r=4, threads=2, pinnable=True)[0] == "heads"
     mode, tiles = J.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=True)
@@ -224,7 +222,9 @@ def test_plan_choices():
     mode, tiles = J.plan(B=16, N=1, D=256, G_r=4, threads=2, modes=("heads", "gemm"),
                          pinnable=True)
     assert mode == "heads" and tiles.tolist() == [[0, 8], [8, 16]]
-    assert J.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=False)[0] == "gemm"
+    assert J.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=False)[0] == "units"
+    assert J.plan(B=16, N=1, D=256, G_r=4, threads=2, modes=("heads", "gemm"),
+                  pinnable=False)[0] == "gemm"
     assert J.plan(B=1, N=1, D=64, G_r=4, threads=2, pinnable=True)[0] == "gemm"  # tiny steps
     assert J.plan(B=16, N=1, D=256, G_r=4, threads=1, pinnable=True)[0] == "gemm"
 

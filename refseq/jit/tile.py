@@ -2,17 +2,21 @@
 
 At (B=16, D=256, four gates) one step of an LSTM multiplies ``h_{t-1} (16, 256)`` by
 ``R^T (256, 1024)``: 4.2 M multiply-adds, 256 times in a row, with a pointwise update between
-steps. BLAS is built for larger products: OpenBLAS repacks its operand on every call and reached
-55-58 GFLOP/s per core on these shapes, while the same core sustains about 80. Numba's own loops
-do not vectorise a product into register tiles (18 GFLOP/s measured). So the tile below is written
-directly in LLVM IR, with vector types, through :func:`numba.extending.intrinsic`:
+steps. BLAS is built for larger products: scipy's OpenBLAS, called per step from Numba, reached
+55-58 GFLOP/s per core on these shapes (it repacks its operand on every call), and Numba's own
+loops do not vectorise a product into register tiles (18 GFLOP/s). So the tile below is written
+directly in LLVM IR, with vector types, through :func:`numba.extending.intrinsic`. On the
+2-core AVX-512 VM of docs/performance.md it runs at 106-116 GFLOP/s per core on that step's
+shapes, from an operand stored tile by tile (``_pack_units`` in :mod:`refseq.jit.recurrence`):
 
 ``C[m, v VW + l] = sum_{k=0}^{K-1} H[m, k] A[k, v VW + l]``  for ``m < MB``, ``v < NV``, ``l < VW``
 
-with ``VW`` = 64 bytes of lanes (16 float32, 8 float64), ``MB * NV`` accumulator vectors that
-stay in registers for the whole k loop, ``NV`` vector loads of ``A``'s row ``k`` and ``MB``
-broadcasts of ``H[m, k]`` per step of k. On AVX-512 each product is one ``vfmadd231ps`` with an
-embedded broadcast; on AVX2 LLVM splits each vector in two; elsewhere it is correct and slower.
+with ``VW`` lanes per vector (16 float32 / 8 float64 on AVX-512, half that on AVX2: see
+:data:`VECTOR_BYTES`), ``MB * NV`` accumulator vectors that stay in registers for the whole k
+loop, and ``NV`` vector loads of ``A``'s row ``k`` and ``MB`` broadcasts of ``H[m, k]`` per
+step of k. On AVX-512 each product is one ``vfmadd231ps`` with an
+embedded broadcast; on AVX2 a ``vfmadd231ps`` on a ``vbroadcastss``; elsewhere LLVM lowers the
+same IR to the target's own vectors.
 
 Rounding: every entry is the sequential fused multiply-add chain ``acc = fma(H[m,k], A[k,:], acc)``
 from ``acc = 0``, k ascending. The order depends on nothing but ``K``: not on the tile, the
@@ -26,19 +30,35 @@ callers pad their buffers so that every tile is in range (see ``_fwd_units`` in
 
 from __future__ import annotations
 
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: bytes per vector (an AVX-512 register); lanes per vector are this over the itemsize
-VECTOR_BYTES = 64
-#: batch rows and vectors of columns per tile: 8 x 3 = 24 accumulators of the 32 AVX-512 registers
-TILE_ROWS, TILE_VECTORS = 8, 3
+
+def _vector_bytes() -> int:
+    """64 where Numba compiles for AVX-512 (its ``NUMBA_CPU_FEATURES`` if set, else the host's),
+    32 elsewhere (AVX2; on other ISAs LLVM splits the vectors into its own registers)."""
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        from llvmlite import binding
+
+        return 64 if binding.get_host_cpu_features().get("avx512f", False) else 32
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+#: bytes per vector (one AVX-512 or AVX2 register); lanes per vector are this over the itemsize.
+#: Fixed at import from the target Numba compiles for, which is also part of the key of Numba's
+#: on-disk cache, so cached kernels and these constants always agree.
+VECTOR_BYTES = _vector_bytes()
+#: batch rows and vectors of columns per tile: 8 x 3 = 24 accumulators of the 32 AVX-512
+#: registers, or 6 x 2 = 12 of the 16 AVX2 ones
+TILE_ROWS, TILE_VECTORS = (8, 3) if VECTOR_BYTES == 64 else (6, 2)
 
 
 def lanes(dtype) -> int:
-    """Lanes per vector for a NumPy float dtype (16 for float32, 8 for float64)."""
+    """Lanes per vector for a NumPy float dtype (16 float32 or 8 float64 on AVX-512)."""
     return VECTOR_BYTES // dtype.itemsize
 
 

@@ -18,8 +18,9 @@ product of a step is one BLAS GEMM on contiguous 2-D blocks,
 followed by the cell's pointwise update row by row. Three plans (:func:`plan`):
 
 * ``"units"`` (forward only) — fewer heads than threads and big steps: a ``prange`` per step
-  over chunks of hidden units; each job does its rows of the GEMM and its units' pointwise
-  update (:func:`_fwd_units`);
+  over chunks of hidden units; each job does its columns of ``h_{t-1} R^T`` with its own
+  register-tile product (:mod:`refseq.jit.tile`, no BLAS) and its units' pointwise update
+  (:func:`_fwd_units`);
 * ``"heads"`` — ``prange`` over the (head, batch tile) jobs, each running the whole time loop;
   used when there are several jobs and BLAS runs single-threaded inside each (small GEMMs, or
   any size with BLAS pinned);
@@ -27,7 +28,7 @@ followed by the cell's pointwise update row by row. Three plans (:func:`plan`):
   one large GEMM that BLAS itself spreads over the cores (a single small job also runs here, with
   no parallel region at all).
 
-``"units"`` and ``"heads"`` run with BLAS pinned to one thread where that is possible
+``"heads"`` runs with BLAS pinned to one thread where that is possible
 (:mod:`refseq.jit.blas_threads`), so that only Numba's thread pool works: OpenBLAS's own
 workers would otherwise oversubscribe the cores or keep spinning against the ``prange`` jobs.
 
@@ -44,11 +45,13 @@ Numerics
 No ``fastmath``; literals carry the array dtype. float64 uses libm (``math.exp``, ``math.tanh``,
 ``math.log1p``). float32 evaluates ``exp``, ``tanh`` and the sigmoid in float64 with a
 branch-free Cephes ``exp`` (about 1 float64 ulp; the ``2^n`` scale is built from the exponent
-bits) and rounds once, so they are correctly rounded float32 values except in rare double-rounding
+bits), returned as a ratio so that each function takes one division (:func:`_exp_ratio`), and
+rounds once, so they are correctly rounded float32 values except in rare double-rounding
 cases, and the pointwise loops vectorise on CPUs without SVML (``error_model="numpy"`` removes
 the division-by-zero branch that would block it). Only the sLSTM's ``log σ`` uses libm
-``log1p`` in float32. The recurrent product and ``dR`` are BLAS sums, whose order differs from the
-reference's ``einsum``; results agree within the derived tolerance of ``refseq.testing``.
+``log1p`` in float32. The recurrent product and ``dR`` are BLAS sums or the tile's FMA
+chains, whose order differs from the reference's ``einsum``; results agree within the derived
+tolerance of ``refseq.testing``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -237,6 +238,19 @@ def test_plan_choices():
 @given(case=cases())
 def test_kernels_match_reference(case, dtype):
     case.check(J, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@given(case=cases())
+def test_units_plan_matches_reference(case, dtype):
+    """The ``"units"`` plan (register tile, padded panels and batch) on hypothesis shapes: the
+    size rule would send these tiny problems to the other plans."""
+    real = J.plan
+    with mock.patch.object(J, "UNITS_MIN_MACS", 0), mock.patch.object(
+            J, "plan", lambda B, N, D, G_r, modes=("units", "heads", "gemm"):
+            real(B, N, D, G_r, threads=4, modes=tuple(m for m in modes if m != "heads"))):
+        assert J.plan(2, 1, 3, 4)[0] == "units"
+        case.check(J, dtype)
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)

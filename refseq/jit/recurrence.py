@@ -622,13 +622,14 @@ def plan(B, N, D, G_r, threads=None, modes=("units", "heads", "gemm"), pinnable=
     """``(mode, tiles)``: the first of ``modes`` that applies, and its job table.
 
     ``pinnable`` (default :func:`refseq.jit.blas_threads.available`) says whether BLAS can be
-    set to one thread while a kernel runs; the ``"units"`` and ``"heads"`` kernels run under
+    set to one thread while a kernel runs; the ``"heads"`` kernels run under
     :func:`~refseq.jit.blas_threads.single_threaded_blas` then, so only Numba's pool works.
 
     * ``"units"`` (forward only): a ``prange`` per step over (head, chunk of hidden units) jobs,
-      each doing its rows of the GEMM and its units' pointwise update; ``tiles`` are (d0, d1)
-      unit ranges. For fewer heads than threads, steps of at least :data:`UNITS_MIN_MACS`
-      multiply-adds (one parallel region per step), and a pinnable BLAS.
+      each doing its columns of the step's product with the register tile of
+      :mod:`refseq.jit.tile` (no BLAS, so pinning does not matter) and its units' pointwise
+      update; ``tiles`` are (d0, d1) unit ranges. For fewer heads than threads and steps of at
+      least :data:`UNITS_MIN_MACS` multiply-adds (one parallel region per step).
     * ``"heads"``: ``prange`` over (head, batch tile) jobs that each run the whole time loop;
       needs at least two jobs, and per-step GEMMs that BLAS runs single-threaded: at most
       :data:`BLAS_THREADED_MACS` multiply-adds per tile, or any size with a pinnable BLAS. The

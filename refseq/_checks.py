@@ -61,12 +61,3 @@ def bool_mask(mask, shape: tuple, name: str, form: str) -> np.ndarray | None:
         m = m.astype(bool)
     check_shape(m, shape, name, form)
     return m
-
-
-def check_backend(backend) -> str:
-    """Validate the ``backend`` keyword of the hot-path functions."""
-    from refseq.registry import TIERS
-
-    if not isinstance(backend, str) or backend not in TIERS:
-        raise ValueError(f"backend must be one of {TIERS}, got {backend!r}")
-    return backend

@@ -38,58 +38,40 @@ def _audit(args) -> int:
 
 
 def _bench(args) -> int:
-    from refseq import bench
+    import importlib
 
-    if args.what == "train":
-        print(f"refseq bench train: one Adam step of the tiny transformer, float32, best of "
-              f"{args.repeats}\n", flush=True)
-        print(bench.format_train_rows(bench.bench_train(args.repeats, log=lambda r: None)))
-        return 0
-    if args.what == "recurrence":
-        from refseq import bench_recurrence
+    from refseq.bench import BENCHMARKS
 
-        print("refseq bench recurrence: LSTM forward and forward+backward, float32, jit vs the "
-              "NumPy reference and torch.nn.LSTM (CPU) when installed\n", flush=True)
-        rows = bench_recurrence.bench_recurrence(repeats=min(args.repeats, 5),
-                                                 numpy_reference=not args.no_numpy,
-                                                 log=lambda r: None)
-        print(bench_recurrence.format_rows(rows))
-        return 0
-    if args.what != "scan":
-        print(f"refseq bench: unknown benchmark {args.what!r}; available: scan, train, "
-              "recurrence", file=sys.stderr)
+    if args.what is None or args.what not in BENCHMARKS:
+        if args.what is not None:
+            print(f"refseq bench: unknown benchmark {args.what!r}", file=sys.stderr)
+        print("available benchmarks (refseq bench NAME):", file=sys.stderr)
+        _print_table({k: v[1] for k, v in BENCHMARKS.items()}, sys.stderr)
         return 2
-    print(
-        "refseq bench scan: float32, best of "
-        f"{args.repeats}; 'of copy' = effective bandwidth / np.copyto bandwidth of the same "
-        "bytes, measured in this run\n",
-        flush=True,
-    )
-    rows = bench.bench_scan(args.repeats, numpy_reference=not args.no_numpy, log=lambda r: None)
-    print(bench.format_rows(rows))
-    from refseq.cuda import availability, simulating
+    return importlib.import_module(BENCHMARKS[args.what][0]).main(args)
 
-    ok, why = availability()
-    if ok and not simulating():
-        print("\ncuda (device arrays; 'of copy' = vs a device-to-device copy):")
-        print(bench.format_rows(bench.bench_scan_cuda(log=lambda r: None)))
-    else:
-        print(f"\ncuda: not benchmarked ({why if not ok else 'simulator only'})")
-    return 0
+
+def _print_table(rows: dict, file) -> None:
+    width = max(map(len, rows), default=0)
+    for name, line in rows.items():
+        print(f"  {name.ljust(width)}  {line}", file=file)
 
 
 def _demo(args) -> int:
     import importlib
 
-    from refseq.demos import DEMOS as demos
+    from refseq.papers import demos
 
-    if args.name not in demos:
-        print(
-            f"refseq demo: unknown demo {args.name!r}; available: {', '.join(demos)}",
-            file=sys.stderr,
-        )
+    table = demos()
+    if args.name is None:
+        print("demos (refseq demo NAME [--help]): small-scale reproductions of papers' results")
+        _print_table({k: v[1] for k, v in table.items()}, sys.stdout)
+        return 0
+    if args.name not in table:
+        print(f"refseq demo: unknown demo {args.name!r}; available:", file=sys.stderr)
+        _print_table({k: v[1] for k, v in table.items()}, sys.stderr)
         return 2
-    return importlib.import_module(demos[args.name]).main(args.rest)
+    return importlib.import_module(table[args.name][0]).main(args.rest)
 
 
 def _papers(args) -> int:
@@ -100,7 +82,11 @@ def _papers(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="refseq", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="refseq",
+        description="refseq: readable references for sequence models, their compiled twins, "
+        "and the checks that tie them together.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("audit", help="check every hot path on every available tier")
     a.add_argument(
@@ -114,12 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--repeats", type=int, default=3, help="timed runs per check (best is kept)")
     a.set_defaults(func=_audit)
     b = sub.add_parser("bench", help="speed ratios measured side by side")
-    b.add_argument("what", nargs="?", default="scan")
+    b.add_argument("what", nargs="?", default=None, metavar="NAME",
+                   help="which benchmark (scan, recurrence, train); none: list them")
     b.add_argument("--repeats", type=int, default=10)
     b.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy reference")
     b.set_defaults(func=_bench)
     d = sub.add_parser("demo", help="reproduce a paper's small-scale result")
-    d.add_argument("name")
+    d.add_argument("name", nargs="?", default=None, help="which demo; none: list them")
     d.add_argument("rest", nargs=argparse.REMAINDER)
     d.set_defaults(func=_demo)
     sub.add_parser("papers", help="the papers and their status").set_defaults(func=_papers)

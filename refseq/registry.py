@@ -1,36 +1,28 @@
 """The hot-path registry: one entry per public hot-path function.
 
-An entry names the public function (which takes ``backend=``), the implementation of each tier as
-a lazily imported ``"module:function"`` path, an input generator, the audit shapes and the
-tolerance kind. The dispatchers (``backend=`` of the public functions), the tests, ``refseq audit``
-and ``refseq bench`` all read this table, so a new kernel is one entry here, one module per tier
-and its tests.
+An entry names the public function ``refseq.<hot_path>:<name>`` (which takes ``backend=``), an
+input generator, the shapes ``refseq audit`` runs and the tolerance kind. Its compiled twins are
+found by the mirrored layout (:func:`refseq.tiers.implementation`). The tests, ``refseq audit``
+and the kernel harness of :mod:`refseq.testing` read this table, so a new kernel is one entry
+here, one module per tier and its tests. The registry imports the references; no reference
+imports the registry.
 
-Backward entries have no kernels of their own: their public function runs the reverse scans of
-the forward entry named in ``uses`` on the requested tier.
+Backward entries of the scan have no kernels of their own: their public function runs the
+reverse scans of the forward entry named in ``uses`` on the requested tier.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-TIERS = ("numpy", "jit", "cuda")
+from refseq.tiers import TIERS, BackendUnavailable, check_backend, implementation, tier_available
 
-INSTALL_HINT = {
-    "jit": "the jit tier needs numba: pip install numba",
-    "cuda": (
-        "the cuda tier needs numba-cuda and a CUDA GPU: pip install 'refseq[cuda]' "
-        "(set NUMBA_ENABLE_CUDASIM=1 before importing numba to run it on the CPU simulator)"
-    ),
-}
-
-
-class BackendUnavailable(RuntimeError):
-    """A tier was asked for that cannot run here; the message says how to install it."""
+__all__ = ["REGISTRY", "TIERS", "BackendUnavailable", "HotPath", "register", "resolve",
+           "tier_available"]
 
 
 @dataclass(frozen=True)
@@ -40,63 +32,46 @@ class HotPath:
     ``make_inputs(rng, dims, dtype) -> (args, kwargs)`` draws well-scaled random inputs for the
     named dimensions; ``audit_dims`` are the shapes ``refseq audit`` runs on CPU tiers and
     ``cudasim_dims`` the tiny ones it uses under the CUDA simulator. ``kind`` selects the
-    tolerance multiple of style.md #9 (2x forward, 4x backward).
+    tolerance multiple (2x forward, 4x backward; docs/design.md, "Tolerances").
     """
 
     name: str
     hot_path: str
-    public: str
-    impls: Mapping[str, str]
     make_inputs: Callable
     audit_dims: tuple
     cudasim_dims: tuple
     kind: str = "forward"
     uses: str | None = None
-    summary: str = ""
-    bench_dims: tuple = field(default=())
+
+    @property
+    def public(self) -> str:
+        """``"module:function"`` of the public function (the one with ``backend=``)."""
+        return f"refseq.{self.hot_path}:{self.name}"
+
+    @property
+    def kernel(self) -> str:
+        """The entry whose compiled twins run when this function runs on a compiled tier."""
+        return self.uses or self.name
 
     def function(self) -> Callable:
-        return _load(self.public)
+        return getattr(importlib.import_module(f"refseq.{self.hot_path}"), self.name)
 
     def call(self, backend: str, *args, **kwargs):
         """Run the public function on ``backend`` (raises ``BackendUnavailable`` if it can't)."""
-        if backend != "numpy":
-            resolve(self.uses or self.name, backend)  # fail early, with the install hint
+        if check_backend(backend) != "numpy":
+            implementation(self.hot_path, self.kernel, backend)  # fail early, with the hint
         return self.function()(*args, backend=backend, **kwargs)
 
 
-def _load(path: str) -> Callable:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def tier_available(backend: str) -> tuple[bool, str]:
-    """``(available, reason)`` for a tier on this machine."""
-    if backend == "numpy":
-        return True, ""
-    if backend == "jit":
-        try:
-            importlib.import_module("numba")
-        except ImportError:
-            return False, INSTALL_HINT["jit"]
-        return True, ""
-    if backend == "cuda":
-        from refseq.cuda import availability
-
-        return availability()
-    raise ValueError(f"backend must be one of {TIERS}, got {backend!r}")
-
-
 def resolve(name: str, backend: str) -> Callable:
-    """The implementation of entry ``name`` on ``backend``; never falls back silently."""
+    """The implementation of entry ``name`` on ``backend`` (the public function for numpy);
+    never falls back silently."""
     if name not in REGISTRY:
         raise KeyError(f"no hot path named {name!r}; registered: {sorted(REGISTRY)}")
-    if backend not in TIERS:
-        raise ValueError(f"backend must be one of {TIERS}, got {backend!r}")
-    ok, why = tier_available(backend)
-    if not ok:
-        raise BackendUnavailable(f"{name}: backend {backend!r} is unavailable: {why}")
-    return _load(REGISTRY[name].impls[backend])
+    entry = REGISTRY[name]
+    if check_backend(backend) == "numpy":
+        return entry.function()
+    return implementation(entry.hot_path, entry.kernel, backend)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,66 +123,46 @@ register(
     HotPath(
         name="linear_scan",
         hot_path="scan",
-        public="refseq.scan:linear_scan",
-        impls={
-            "numpy": "refseq.scan:_linear_scan_numpy",
-            "jit": "refseq.jit.scan:linear_scan",
-            "cuda": "refseq.cuda.scan:linear_scan",
-        },
         make_inputs=_linear_inputs,
         audit_dims=({"B": 4, "T": 1000, "D": 64}, {"B": 1, "T": 4097, "D": 3}),
         cudasim_dims=({"B": 2, "T": 37, "D": 3},),
-        summary="h_t = a_t * h_{t-1} + b_t",
     )
 )
 register(
     HotPath(
         name="linear_scan_backward",
         hot_path="scan",
-        public="refseq.scan:linear_scan_backward",
-        impls={},
         uses="linear_scan",
         kind="backward",
         make_inputs=_linear_backward_inputs,
         audit_dims=({"B": 4, "T": 1000, "D": 64},),
         cudasim_dims=({"B": 2, "T": 37, "D": 3},),
-        summary="VJP of linear_scan via the reverse scan",
     )
 )
 register(
     HotPath(
         name="softmax_scan",
         hot_path="scan",
-        public="refseq.scan:softmax_scan",
-        impls={
-            "numpy": "refseq.scan:_softmax_scan_numpy",
-            "jit": "refseq.jit.scan:softmax_scan",
-            "cuda": "refseq.cuda.scan:softmax_scan",
-        },
         make_inputs=_softmax_inputs,
         audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32}, {"B": 1, "T": 4097, "H": 1, "D": 3}),
         cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
-        summary="Aaren prefix softmax (m, u, w)",
     )
 )
 register(
     HotPath(
         name="softmax_scan_backward",
         hot_path="scan",
-        public="refseq.scan:softmax_scan_backward",
-        impls={},
         uses="linear_scan",
         kind="backward",
         make_inputs=_softmax_backward_inputs,
         audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32},),
         cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
-        summary="VJP of softmax_scan via two reverse scans",
     )
 )
 
 
 def _recurrence_inputs(rng, dims, dtype):
-    from refseq.rnn.cells import CELLS
+    from refseq.recurrence.cells import CELLS
 
     spec = CELLS[dims["cell"]]
     B, T, N, D = dims["B"], dims["T"], dims["N"], dims["D"]
@@ -218,7 +173,7 @@ def _recurrence_inputs(rng, dims, dtype):
 
 
 def _recurrence_backward_inputs(rng, dims, dtype):
-    from refseq.rnn.flashrnn import flashrnn_forward
+    from refseq.recurrence.engine import flashrnn_forward
 
     (Wx, R, b), kw = _recurrence_inputs(rng, dims, np.float64)
     states_all, last, cache = flashrnn_forward(Wx, R, b, cell=kw["cell"], return_cache=True)
@@ -240,32 +195,18 @@ register(
     HotPath(
         name="flashrnn_forward",
         hot_path="recurrence",
-        public="refseq.rnn.flashrnn:flashrnn_forward",
-        impls={
-            "numpy": "refseq.rnn.flashrnn:flashrnn_forward",
-            "jit": "refseq.jit.recurrence:flashrnn_forward",
-            "cuda": "refseq.cuda.recurrence:flashrnn_forward",
-        },
         make_inputs=_recurrence_inputs,
         audit_dims=_RNN_AUDIT,
         cudasim_dims=_RNN_SIM,
-        summary="head-wise RNN forward (elman, lstm, gru, slstm)",
     )
 )
 register(
     HotPath(
         name="flashrnn_backward",
         hot_path="recurrence",
-        public="refseq.rnn.flashrnn:flashrnn_backward",
-        impls={
-            "numpy": "refseq.rnn.flashrnn:flashrnn_backward",
-            "jit": "refseq.jit.recurrence:flashrnn_backward",
-            "cuda": "refseq.cuda.recurrence:flashrnn_backward",
-        },
         make_inputs=_recurrence_backward_inputs,
         audit_dims=_RNN_AUDIT,
         cudasim_dims=_RNN_SIM,
         kind="backward",
-        summary="BPTT of flashrnn_forward",
     )
 )

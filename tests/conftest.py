@@ -4,10 +4,8 @@ The cuda tier runs on a real GPU when one is visible and under the Numba CUDA si
 otherwise; ``REFSEQ_CUDA=sim`` or ``REFSEQ_CUDA=gpu`` forces either. The switch must happen
 before numba is imported, which is why it sits at the top of this file.
 
-Hypothesis profiles: ``dev`` (default: derandomized, 40 examples, so the README's test command
-gives the same verdict on every machine), ``ci`` (selected by ``CI=true``: derandomized, 20),
-``cudasim`` (tiny budgets for simulated kernels; tests use it through ``cuda_settings()``) and
-``deep`` (``HYPOTHESIS_PROFILE=deep``: 1000 random examples per test, for hunting bugs).
+Hypothesis profiles live in :mod:`refseq.testing.profiles` (``dev`` by default, ``ci`` with
+``CI=true``, ``deep`` with ``HYPOTHESIS_PROFILE=deep``; cuda tests use ``cuda_settings()``).
 """
 
 from __future__ import annotations
@@ -31,26 +29,11 @@ elif _mode == "gpu":
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
 
 from refseq.registry import REGISTRY, TIERS, tier_available  # noqa: E402
+from refseq.testing.profiles import load_default_profile  # noqa: E402
 
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", max_examples=40, derandomize=True, **_common)
-settings.register_profile("ci", max_examples=20, derandomize=True, print_blob=True, **_common)
-settings.register_profile("deep", max_examples=1000, **_common)
-settings.register_profile("cudasim", max_examples=6, derandomize=True, **_common)
-settings.register_profile("gpu", max_examples=40, **_common)
-settings.load_profile(
-    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
-)
-
-
-def cuda_settings():
-    """Hypothesis settings for cuda-tier tests: tiny budgets under the simulator."""
-    from refseq.cuda import simulating
-
-    return settings.get_profile("cudasim" if simulating() else "gpu")
+load_default_profile()
 
 
 def _serialise_simulated_shared_arrays():
@@ -92,7 +75,21 @@ def _serialise_simulated_shared_arrays():
     kernelapi.FakeCUDAShared.array = array
 
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+def _numba_cuda_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numba-cuda")
+    except PackageNotFoundError:
+        return ""
+
+
+# The patch replaces a private method of numba-cuda 0.30's simulator; on any other version it
+# would be a guess, so it is applied to exactly the line it was written for.
+SIMULATOR_PATCH_FOR = "0.30."
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and _numba_cuda_version().startswith(
+    SIMULATOR_PATCH_FOR
+):
     _serialise_simulated_shared_arrays()
 
 
@@ -112,7 +109,7 @@ def _jit_warmup():
         return
     rng = np.random.default_rng(0)
     for entry in REGISTRY.values():
-        if entry.impls.get("jit") is None:
+        if entry.uses is not None:  # runs the kernels of another entry
             continue
         dims = dict(entry.cudasim_dims[0])
         for dtype in (np.float32, np.float64):

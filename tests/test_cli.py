@@ -25,11 +25,36 @@ def test_papers_and_module_entry_point():
 
 
 def test_papers_table_lists_all_29_papers_and_the_cross_cutting_specs():
-    from refseq.papers import PAPERS, STATUS, format_papers
+    from refseq.papers import CROSS_CUTTING, PLANNED, format_papers, paper, slugs
 
-    numbered = [p for p in PAPERS if p[0] != "—"]
-    assert [int(p[0]) for p in numbered] == list(range(1, 30))
-    assert len(PAPERS) == 31  # plus the verification core and search decoding specs
-    assert set(STATUS) <= {p[1] for p in PAPERS}
-    done = sum(status == "implemented" for status, _ in STATUS.values())
-    assert format_papers().splitlines()[-1] == f"{done} of 31 implemented"
+    numbers = sorted([paper(s).number for s in slugs()] + [n for n, *_ in PLANNED])
+    assert numbers == list(range(1, 30))  # each paper once: a package or a planned row
+    lines = format_papers().splitlines()
+    assert len(lines) == 2 + 29 + len(CROSS_CUTTING) + 1
+    assert lines[-1] == f"{len(slugs())} of {29 + len(CROSS_CUTTING)} implemented"
+
+
+def test_demo_without_a_name_lists_every_paper_demo(capsys):
+    from refseq.papers import demos
+
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert set(demos()) == {"aaren", "gradient-noise", "pv-rnn", "recoding", "rnn-review",
+                            "rnn-sparsity"}
+    for name, (_, summary) in demos().items():
+        assert f"{name}  " in out and summary in out and summary
+
+
+def test_bench_and_demo_reject_unknown_names_with_the_list(capsys):
+    assert main(["demo", "nope"]) == 2
+    assert "rnn-review" in capsys.readouterr().err
+    assert main(["bench", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'nope'" in err and "recurrence" in err and "train" in err
+
+
+def test_help_texts_carry_no_markup():
+    from refseq.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "``" not in text and ":mod:" not in text and ":func:" not in text

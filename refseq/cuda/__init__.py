@@ -44,7 +44,7 @@ def require_numba_cuda(who: str):
     Kernel modules bind the result to a module-level global ``cuda`` on first use: the simulator
     swaps module globals while a kernel runs, so a closure variable would not do.
     """
-    from refseq.registry import BackendUnavailable
+    from refseq.tiers import BackendUnavailable
 
     ok, why = availability()
     if not ok:

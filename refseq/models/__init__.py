@@ -1,6 +1,6 @@
 """Composed models built from :mod:`refseq.nn` layers and the mixing layers of the references."""
 
-from refseq.models.aaren_stack import (
+from refseq.papers.aaren.stack import (
     AarenBlockParams,
     aaren_block,
     aaren_block_step,

@@ -5,7 +5,7 @@ leading shape ``(...)`` and works on the last axis. The result has the dtype of 
 float64); parameters are cast to it, so a float64 parameter set can run a float32 forward pass.
 
 These are the pieces a Transformer-style block needs around its mixing layer (Aaren's block,
-``refseq.models.aaren_stack``). Each returns only the output of the layer's ``*_forward`` in
+``refseq.papers.aaren.stack``). Each returns only the output of the layer's ``*_forward`` in
 :mod:`refseq.nn` (which also returns the cache its ``*_backward`` needs).
 """
 

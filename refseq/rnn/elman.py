@@ -20,7 +20,7 @@ With ``lengths``, padded steps keep the state (``h(t) = h(t-1)`` for ``t > L_b``
 is the state after each sequence's last real token and padded steps pass ``δh`` through unchanged.
 
 For ``tanh`` and ``relu`` the recurrence runs on the shared engine
-(:func:`refseq.rnn.flashrnn.flashrnn_forward`, cells ``elman`` / ``elman_relu``, one head);
+(:func:`refseq.recurrence.engine.flashrnn_forward`, cells ``elman`` / ``elman_relu``, one head);
 ``use_engine=False`` (and ``sigmoid``, which the engine's cell registry does not have) runs this
 module's own loop. The two agree to round-off (a test).
 """
@@ -130,7 +130,7 @@ def _forward_loop(x, W_hx, W_hh, b_h, h0, L, activation):
 def _forward_engine(x, W_hx, W_hh, b_h, h0, L, cell):
     """One-head call of the shared engine; lengths applied afterwards (a right-padded run is
     causal, so real positions never see padding); padded outputs copy the last real state."""
-    from refseq.rnn.flashrnn import flashrnn_forward, project_inputs
+    from refseq.recurrence.engine import flashrnn_forward, project_inputs
 
     Wx = project_inputs(x, W_hx[None, None], None)  # (B, T, 1, 1, H)
     states_all, last, ecache = flashrnn_forward(
@@ -192,7 +192,7 @@ def elman_backward(dh, dh_last, cache: ElmanCache):
 
 
 def _backward_engine(dh, dh_last, cache):
-    from refseq.rnn.flashrnn import flashrnn_backward
+    from refseq.recurrence.engine import flashrnn_backward
 
     x, W_hx, W_hh, h0, h, L, activation, ecache, b_h = cache
     B, T, _ = x.shape

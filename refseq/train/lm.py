@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.models.tiny_transformer_backward import backward
-from refseq.models.tiny_transformer_forward import forward
-from refseq.models.tiny_transformer_params import (
+from refseq.models.tiny_transformer.backward import backward
+from refseq.models.tiny_transformer.forward import forward
+from refseq.models.tiny_transformer.params import (
     check_params,
     named_parameters,
     params_from_named,

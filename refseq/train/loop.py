@@ -3,7 +3,7 @@ progress line and a hard stop on a non-finite loss.
 
 ``loss_and_grad(params, batch) -> (loss, grads)`` is the model: a float loss (already averaged
 over the batch) and gradients with the names of ``params``. Nothing here knows about layers;
-:mod:`refseq.experiments.gradient_noise_mlp` is a worked example.
+:mod:`refseq.papers.gradient_noise.mlp` is a worked example.
 """
 
 from __future__ import annotations

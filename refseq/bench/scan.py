@@ -1,0 +1,152 @@
+"""``refseq bench scan``: the jit scans against the NumPy reference and against a memory copy
+of the same number of bytes measured in the same process, which is the bandwidth ceiling a
+memory-bound scan can reach; the cuda rows when a GPU (not the simulator) is present.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from refseq.bench import best_time, copy_bandwidth
+
+SCAN_CASES = (
+    {"B": 8, "T": 4096, "D": 256},  # many channels: bandwidth-bound
+    {"B": 1, "T": 2**20, "D": 4},  # long sequence, few channels: latency-bound
+)
+
+
+def _row(name, case, nbytes, t, t_numpy, copy_bw):
+    bw = nbytes / t
+    return {
+        "kernel": name,
+        "shape": " ".join(f"{k}={v}" for k, v in case.items()),
+        "ms": t * 1e3,
+        "GB/s": bw / 1e9,
+        "copy GB/s": copy_bw / 1e9,
+        "of copy": bw / copy_bw,
+        "vs numpy": (t_numpy / t) if t_numpy else float("nan"),
+    }
+
+
+def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
+    """Rows for jit ``linear_scan`` and ``softmax_scan`` (float32) on ``cases``."""
+    from refseq import scan as S
+    from refseq.jit import scan as J
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for case in cases:
+        B, T, D = case["B"], case["T"], case["D"]
+        a = rng.uniform(0.5, 1.0, (B, T, D)).astype(np.float32)
+        b = rng.standard_normal((B, T, D)).astype(np.float32)
+        out = np.empty_like(b)
+        nbytes = a.nbytes + b.nbytes + out.nbytes  # read a, b; write h
+        copy_bw = copy_bandwidth(nbytes, repeats)
+        t = best_time(lambda: J.linear_scan(a, b, out=out, check_finite=False), repeats)
+        t_np = best_time(lambda: S._linear_scan_numpy(a, b), 1) if numpy_reference else None
+        rows.append(_row("jit linear_scan", case, nbytes, t, t_np, copy_bw))
+        log(rows[-1])
+        # softmax scan at the same bytes per step: H heads of width D_h with H * D_h = D
+        H = 4 if D >= 64 else 1
+        s = (3 * rng.standard_normal((B, T, H))).astype(np.float32)
+        v = rng.standard_normal((B, T, H, D // H)).astype(np.float32)
+        nbytes = s.nbytes + 2 * v.nbytes  # read s, v; write o
+        copy_bw = copy_bandwidth(nbytes, repeats)
+        o = np.empty_like(v)
+        t = best_time(lambda: J.softmax_scan(s, v, check_finite=False, out=o), repeats)
+        t_np = best_time(lambda: S._softmax_scan_numpy(s, v), 1) if numpy_reference else None
+        sm_case = {"B": B, "T": T, "H": H, "D": D // H}
+        rows.append(_row("jit softmax_scan", sm_case, nbytes, t, t_np, copy_bw))
+        log(rows[-1])
+    return rows
+
+
+def bench_scan_cuda(repeats=20, cases=SCAN_CASES, log=print):
+    """Rows for the cuda ``linear_scan`` kernels on device-resident float32 data.
+
+    Times :func:`refseq.cuda.scan.launch_linear_scan` (kernels only, no transfers, synchronised)
+    against a device-to-device copy moving the same bytes, measured in the same run.
+    """
+    from refseq.cuda import scan as CU
+    from refseq.cuda._device import cuda
+
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def sync_time(fn):
+        fn()
+        cuda.synchronize()
+        best = np.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    for case in cases:
+        B, T, D = case["B"], case["T"], case["D"]
+        d_a = cuda.to_device(rng.uniform(0.5, 1.0, (B, T, D)).astype(np.float32))
+        d_b = cuda.to_device(rng.standard_normal((B, T, D)).astype(np.float32))
+        d_cmap = cuda.to_device(np.arange(D, dtype=np.int64))
+        d_h0 = cuda.to_device(np.zeros((B, D), np.float32))
+        nbytes = 3 * B * T * D * 4  # read a, b; write h
+        src = cuda.to_device(np.ones(max(1, nbytes // 8), np.float32))
+        dst = cuda.device_array_like(src)
+        copy_bw = 2 * src.size * 4 / sync_time(lambda: dst.copy_to_device(src))
+        for method in ("sequential", "parallel"):
+            t = sync_time(lambda m=method: CU.launch_linear_scan(
+                d_a, 1, 1, d_cmap, d_b, d_h0, False, m))
+            rows.append(_row(f"cuda linear_scan[{method}]", case, nbytes, t, None, copy_bw))
+            log(rows[-1])
+    return rows
+
+
+def format_rows(rows) -> str:
+    head = ["kernel", "shape", "ms", "GB/s", "copy GB/s", "of copy", "vs numpy"]
+    fmt = {
+        "ms": "{:.2f}",
+        "GB/s": "{:.1f}",
+        "copy GB/s": "{:.1f}",
+        "of copy": "{:.2f}x",
+        "vs numpy": "{:.0f}x",
+    }
+    table = [
+        [
+            fmt.get(k, "{}").format(r[k])
+            if not (isinstance(r[k], float) and np.isnan(r[k]))
+            else "-"
+            for k in head
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *table)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(x.rjust(w) if i >= 2 else x.ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
+        for row in table
+    ]
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    print(
+        "refseq bench scan: float32, best of "
+        f"{args.repeats}; 'of copy' = effective bandwidth / np.copyto bandwidth of the same "
+        "bytes, measured in this run\n",
+        flush=True,
+    )
+    rows = bench_scan(args.repeats, numpy_reference=not args.no_numpy, log=lambda r: None)
+    print(format_rows(rows))
+    from refseq.cuda import availability, simulating
+
+    ok, why = availability()
+    if ok and not simulating():
+        print("\ncuda (device arrays; 'of copy' = vs a device-to-device copy):")
+        print(format_rows(bench_scan_cuda(log=lambda r: None)))
+    else:
+        print(f"\ncuda: not benchmarked ({why if not ok else 'simulator only'})")
+    return 0

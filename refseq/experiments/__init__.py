@@ -1,1 +1,0 @@
-"""Small experiments that reproduce papers' results; the demos in :mod:`refseq.demos` run them."""

@@ -1,0 +1,60 @@
+"""The recurrence hot path: FlashRNN's head-wise RNN time loop (arXiv 2412.07752), NumPy reference.
+
+* :mod:`refseq.recurrence.cells` — ``CELLS`` table, pointwise forward/backward of Elman (tanh,
+  relu), LSTM, GRU and sLSTM.
+* :mod:`refseq.recurrence.engine` — ``flashrnn_forward`` / ``flashrnn_backward`` (BPTT) /
+  ``flashrnn_step`` / ``project_inputs``, each with ``backend="numpy" | "jit" | "cuda"``.
+* :mod:`refseq.recurrence.checks` — the argument checks every tier imports.
+* :mod:`refseq.recurrence.layouts` — block-diagonal conversions, layout permutations, torch
+  converters.
+
+The compiled twins are :mod:`refseq.jit.recurrence` and :mod:`refseq.cuda.recurrence`.
+
+Contract and cache format: ``docs/hot-paths/recurrence.md``; paper notes:
+``docs/papers/flashrnn.md``.
+"""
+
+from refseq.recurrence.cells import CELLS, CellSpec, get_cell, pointwise_backward, pointwise_forward
+from refseq.recurrence.checks import check_backward_args, check_recurrence_args
+from refseq.recurrence.engine import (
+    flashrnn_backward,
+    flashrnn_forward,
+    flashrnn_step,
+    project_inputs,
+)
+from refseq.recurrence.layouts import (
+    elman_from_torch,
+    elman_to_torch,
+    from_block_diagonal,
+    gru_from_torch,
+    gru_to_torch,
+    lstm_from_torch,
+    lstm_to_torch,
+    permute_layout,
+    round_to_bfloat16,
+    to_block_diagonal,
+)
+
+__all__ = [
+    "CELLS",
+    "CellSpec",
+    "check_backward_args",
+    "check_recurrence_args",
+    "elman_from_torch",
+    "elman_to_torch",
+    "flashrnn_backward",
+    "flashrnn_forward",
+    "flashrnn_step",
+    "from_block_diagonal",
+    "get_cell",
+    "gru_from_torch",
+    "gru_to_torch",
+    "lstm_from_torch",
+    "lstm_to_torch",
+    "permute_layout",
+    "pointwise_backward",
+    "pointwise_forward",
+    "project_inputs",
+    "round_to_bfloat16",
+    "to_block_diagonal",
+]

@@ -1,93 +1,23 @@
 """``refseq audit``: every registered hot path x every available tier, checked against float64.
 
-One check draws inputs in float64, runs the NumPy reference on them (the oracle) and on their
-float32 rounding (the reference's own float32 error, which sets the derived tolerance), then runs
-the tier under test at the requested dtype and compares with :func:`refseq.testing.check_close`.
-The kernel tests call :func:`run_check` too, so the audit and the test suite apply one rule.
+One check (:func:`refseq.testing.harness.run_check`, re-exported here as :func:`run_check`)
+draws inputs in float64, runs the NumPy reference on them (the oracle) and measures the error
+the problem forces on float32 arithmetic (the reference on the float32-rounded inputs, plus
+backward-error and elementary-function rounding samples), which sets the derived tolerance; it
+then runs the tier under test at the requested dtype, counting the calls of the tier's compiled
+twin so that a dispatch that silently runs the NumPy code fails, and compares with
+:func:`refseq.testing.check_close`. The kernel tests call the same function, so the audit and
+the test suite apply one rule.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 import numpy as np
 
-from refseq.registry import REGISTRY, TIERS, HotPath, tier_available
-from refseq.testing import check_close
+from refseq.registry import REGISTRY, TIERS, tier_available
+from refseq.testing.harness import Check, cast_inputs, oracle, run_check
 
-
-@dataclass
-class Check:
-    name: str
-    tier: str
-    dims: dict
-    dtype: str
-    ok: bool
-    max_err: float
-    bound: float
-    ratio: float
-    seconds: float
-    numpy_seconds: float
-    message: str = ""
-
-    @property
-    def speedup(self) -> float:
-        return self.numpy_seconds / self.seconds if self.seconds > 0 else float("nan")
-
-
-def cast_inputs(args, kwargs, dtype):
-    """Cast every floating array among ``args``/``kwargs`` (in tuples and dicts) to ``dtype``."""
-
-    def cast(x):
-        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
-            return x.astype(dtype)
-        if isinstance(x, dict):
-            return {k: cast(v) for k, v in x.items()}
-        if isinstance(x, tuple):
-            return type(x)(*(cast(y) for y in x)) if hasattr(x, "_fields") else tuple(map(cast, x))
-        return x
-
-    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
-
-
-def _timed(fn, repeats):
-    """Result of the first call and the best wall time of ``repeats`` calls (after it)."""
-    out = fn()
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, (best if repeats else np.nan)
-
-
-def run_check(entry: HotPath, tier: str, dims: dict, dtype, seed: int = 0, repeats: int = 0):
-    """Check ``entry`` on ``tier`` at ``dims``/``dtype`` against the float64 reference."""
-    rng = np.random.default_rng(seed)
-    args64, kw64 = entry.make_inputs(rng, dims, np.float64)
-    args32, kw32 = cast_inputs(args64, kw64, np.float32)
-    args, kw = cast_inputs(args64, kw64, dtype)
-    desired = entry.call("numpy", *args64, **kw64)
-    reference32 = entry.call("numpy", *args32, **kw32)
-    actual, seconds = _timed(lambda: entry.call(tier, *args, **kw), repeats)
-    numpy_seconds = seconds
-    if tier != "numpy" and repeats:
-        _, numpy_seconds = _timed(lambda: entry.call("numpy", *args, **kw), max(1, repeats // 3))
-    ok, err, bound, ratio, msg = check_close(actual, desired, reference32, kind=entry.kind)
-    return Check(
-        entry.name,
-        tier,
-        dict(dims),
-        np.dtype(dtype).name,
-        ok,
-        err,
-        bound,
-        ratio,
-        seconds,
-        numpy_seconds,
-        msg,
-    )
+__all__ = ["Check", "audit", "cast_inputs", "format_table", "run_check"]
 
 
 def audit(tiers=None, names=None, seed=0, repeats=3, log=None):
@@ -99,13 +29,14 @@ def audit(tiers=None, names=None, seed=0, repeats=3, log=None):
     from refseq.cuda import simulating
 
     tiers = list(tiers or TIERS)
-    checks, skipped = [], {}
+    checks, skipped, oracles = [], {}, {}
     for tier in tiers:
         ok, why = tier_available(tier)
         if not ok:
             skipped[tier] = why
     for name in names or REGISTRY:
         entry = REGISTRY[name]
+        oracles.clear()  # kept per entry only: they hold several results of every shape
         for tier in tiers:
             if tier in skipped:
                 continue
@@ -114,7 +45,11 @@ def audit(tiers=None, names=None, seed=0, repeats=3, log=None):
                 # numpy in float64 is the oracle itself; its float32 run shows the error that
                 # the tolerance is derived from
                 for dtype in (np.float32,) if tier == "numpy" else (np.float32, np.float64):
-                    c = run_check(entry, tier, dims, dtype, seed, 0 if sim else repeats)
+                    key = (name, tuple(sorted(dims.items())), np.dtype(dtype).name)
+                    if key not in oracles:  # one oracle per input, shared by the tiers
+                        oracles[key] = oracle(entry, dims, dtype, seed)
+                    c = run_check(entry, tier, dims, dtype, seed, 0 if sim else repeats,
+                                  reference=oracles[key])
                     checks.append(c)
                     if log:
                         log(c)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from refseq.recurrence.cells import CELLS
 from refseq.tiers import TIERS, BackendUnavailable, check_backend, implementation, tier_available
 
 __all__ = ["REGISTRY", "TIERS", "BackendUnavailable", "HotPath", "register", "resolve",
@@ -31,8 +32,12 @@ class HotPath:
 
     ``make_inputs(rng, dims, dtype) -> (args, kwargs)`` draws well-scaled random inputs for the
     named dimensions; ``audit_dims`` are the shapes ``refseq audit`` runs on CPU tiers and
-    ``cudasim_dims`` the tiny ones it uses under the CUDA simulator. ``kind`` selects the
-    tolerance multiple (2x forward, 4x backward; docs/design.md, "Tolerances").
+    ``cudasim_dims`` the tiny ones it uses under the CUDA simulator. ``test_dims`` and
+    ``cudasim_test_dims`` are the ranges the kernel harness draws from (hypothesis, through
+    :func:`refseq.testing.strategies.registry_dims`): a name maps to an inclusive ``(low, high)``
+    integer range, or to a tuple of strings to choose from (every cell of the recurrence).
+    ``kind`` selects the tolerance multiple (2x forward, 4x backward; docs/design.md, "The
+    tolerance rule").
     """
 
     name: str
@@ -42,6 +47,8 @@ class HotPath:
     cudasim_dims: tuple
     kind: str = "forward"
     uses: str | None = None
+    test_dims: dict | None = None
+    cudasim_test_dims: dict | None = None
 
     @property
     def public(self) -> str:
@@ -109,6 +116,13 @@ def _softmax_backward_inputs(rng, dims, dtype):
     return (s, v, g, mask), {}
 
 
+# The harness's ranges: T = 1 and lengths that are not multiples of a tile or block are always
+# possible; under the simulator every thread is interpreted, so shapes stay tiny.
+_LINEAR_TEST = {"B": (1, 3), "T": (1, 130), "D": (1, 8)}
+_LINEAR_SIM = {"B": (1, 2), "T": (1, 19), "D": (1, 3)}
+_SOFTMAX_TEST = {"B": (1, 3), "T": (1, 130), "H": (1, 3), "D": (1, 8)}
+_SOFTMAX_SIM = {"B": (1, 2), "T": (1, 19), "H": (1, 2), "D": (1, 3)}
+
 REGISTRY: dict[str, HotPath] = {}
 
 
@@ -126,6 +140,8 @@ register(
         make_inputs=_linear_inputs,
         audit_dims=({"B": 4, "T": 1000, "D": 64}, {"B": 1, "T": 4097, "D": 3}),
         cudasim_dims=({"B": 2, "T": 37, "D": 3},),
+        test_dims=_LINEAR_TEST,
+        cudasim_test_dims=_LINEAR_SIM,
     )
 )
 register(
@@ -137,6 +153,8 @@ register(
         make_inputs=_linear_backward_inputs,
         audit_dims=({"B": 4, "T": 1000, "D": 64},),
         cudasim_dims=({"B": 2, "T": 37, "D": 3},),
+        test_dims=_LINEAR_TEST,
+        cudasim_test_dims=_LINEAR_SIM,
     )
 )
 register(
@@ -146,6 +164,8 @@ register(
         make_inputs=_softmax_inputs,
         audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32}, {"B": 1, "T": 4097, "H": 1, "D": 3}),
         cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
+        test_dims=_SOFTMAX_TEST,
+        cudasim_test_dims=_SOFTMAX_SIM,
     )
 )
 register(
@@ -157,6 +177,8 @@ register(
         make_inputs=_softmax_backward_inputs,
         audit_dims=({"B": 4, "T": 1000, "H": 4, "D": 32},),
         cudasim_dims=({"B": 2, "T": 37, "H": 2, "D": 3},),
+        test_dims=_SOFTMAX_TEST,
+        cudasim_test_dims=_SOFTMAX_SIM,
     )
 )
 
@@ -190,6 +212,9 @@ _RNN_AUDIT = (
     {"cell": "elman", "B": 3, "T": 17, "N": 1, "D": 5},
 )
 _RNN_SIM = ({"cell": "lstm", "B": 2, "T": 5, "N": 2, "D": 3},)
+_RNN_CELLS = tuple(CELLS)
+_RNN_TEST = {"cell": _RNN_CELLS, "B": (1, 3), "T": (0, 24), "N": (1, 3), "D": (1, 6)}
+_RNN_TEST_SIM = {"cell": _RNN_CELLS, "B": (1, 2), "T": (0, 5), "N": (1, 2), "D": (1, 3)}
 
 register(
     HotPath(
@@ -198,6 +223,8 @@ register(
         make_inputs=_recurrence_inputs,
         audit_dims=_RNN_AUDIT,
         cudasim_dims=_RNN_SIM,
+        test_dims=_RNN_TEST,
+        cudasim_test_dims=_RNN_TEST_SIM,
     )
 )
 register(
@@ -208,5 +235,7 @@ register(
         audit_dims=_RNN_AUDIT,
         cudasim_dims=_RNN_SIM,
         kind="backward",
+        test_dims=_RNN_TEST,
+        cudasim_test_dims=_RNN_TEST_SIM,
     )
 )

@@ -93,6 +93,18 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and _numba_cuda_version().start
     _serialise_simulated_shared_arrays()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``slow`` unless they are selected: ``-m slow`` (any ``-m`` expression
+    that names the marker) or ``REFSEQ_SLOW=1``. Plain ``python -m pytest``, which CI runs,
+    skips them."""
+    if "slow" in (config.getoption("markexpr") or "") or os.environ.get("REFSEQ_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: select with -m slow or REFSEQ_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", params=TIERS)
 def backend(request):
     """Every tier; unavailable ones are skipped with the reason."""

@@ -16,6 +16,15 @@ def test_every_entry_imports_and_generates_inputs():
             assert callable(R.resolve(name, "jit")), name
         args, kwargs = e.make_inputs(np.random.default_rng(0), e.cudasim_dims[0], np.float32)
         assert all(not isinstance(a, np.ndarray) or a.dtype in (np.float32, bool) for a in args)
+        # the harness draws every dimension the inputs take, on CPU tiers and the simulator
+        assert set(e.test_dims) == set(e.cudasim_test_dims) == set(e.audit_dims[0]), name
+        for ranges in (e.test_dims, e.cudasim_test_dims):
+            for key, spec in ranges.items():
+                if all(isinstance(x, str) for x in spec):  # choices: every audited one included
+                    assert {d[key] for d in e.audit_dims} <= set(spec), (name, key)
+                else:
+                    lo, hi = spec
+                    assert 0 <= lo <= hi and (lo <= 1 or key != "T"), (name, key)
 
 
 def test_unknown_names_and_backends_are_errors():

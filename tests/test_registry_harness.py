@@ -1,43 +1,67 @@
-"""Every registered scan function on every tier against the float64 reference.
+"""Every registered hot-path function on every tier against the float64 reference.
 
-The comparison is ``refseq.audit.run_check``, the same rule ``refseq audit`` applies: the derived
-tolerance of style.md #9. Under the CUDA simulator the cuda tier gets tiny shapes.
+The check is :func:`refseq.testing.harness.run_check`, the function ``refseq audit`` runs: the
+derived tolerance (docs/design.md, "The tolerance rule") with backward-error and rounding
+samples, and a count of the calls of the tier's compiled twin, so a tier that silently runs the
+NumPy code fails here. Entries with cells (the recurrence) are checked cell by cell. Under the
+CUDA simulator the cuda tier draws from the entries' tiny ``cudasim_test_dims``.
 """
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from refseq.audit import cast_inputs, run_check
 from refseq.registry import REGISTRY
+from refseq.testing import leaves
+from refseq.testing.harness import assert_tier_matches, cast_inputs
 from refseq.testing.profiles import cuda_settings
-from refseq.testing.strategies import cudasim_dims, dims, dtypes, seeds
-
-SCAN = sorted(n for n, e in REGISTRY.items() if e.hot_path == "scan")
+from refseq.testing.strategies import dtypes, registry_dims, seeds
 
 
-def _dims_for(backend):
+def _cases():
+    """``(entry name, fixed dims)``: one case per entry, or one per cell."""
+    out = []
+    for name, entry in sorted(REGISTRY.items()):
+        cells = (entry.test_dims or {}).get("cell")
+        out += [(name, {"cell": c}) for c in cells] if cells else [(name, {})]
+    return out
+
+
+CASES = _cases()
+
+
+def _simulated(backend):
     from refseq.cuda import simulating
 
-    return cudasim_dims() if backend == "cuda" and simulating() else dims(T=(1, 130))
+    return backend == "cuda" and simulating()
 
 
-@pytest.mark.parametrize("name", SCAN)
-def test_tier_matches_float64_reference(name, backend):
+@pytest.mark.parametrize("name, fixed", CASES,
+                         ids=[n + "".join(f"-{v}" for v in f.values()) for n, f in CASES])
+def test_tier_matches_float64_reference(name, fixed, backend):
     entry = REGISTRY[name]
     budget = cuda_settings() if backend == "cuda" else settings()
 
     @budget
-    @given(seed=seeds(), d=_dims_for(backend), dtype=dtypes())
+    @given(seed=seeds(), d=registry_dims(entry, _simulated(backend), **fixed), dtype=dtypes())
     def check(seed, d, dtype):
-        c = run_check(entry, backend, d, dtype, seed)
-        assert c.ok, c.message
+        c = assert_tier_matches(entry, backend, d, dtype, seed)
+        assert c.calls is None if backend == "numpy" else c.calls >= 1
 
     check()
 
 
-@pytest.mark.parametrize("name", SCAN)
+def test_every_hot_path_and_cell_is_covered():
+    """The harness reaches both hot paths, every registered function and every cell."""
+    from refseq.recurrence import CELLS
+
+    assert {REGISTRY[n].hot_path for n, _ in CASES} == {"scan", "recurrence"}
+    assert {n for n, _ in CASES} == set(REGISTRY)
+    cells = {f["cell"] for n, f in CASES if n == "flashrnn_backward"}
+    assert cells == set(CELLS) == {f["cell"] for n, f in CASES if n == "flashrnn_forward"}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_tier_is_bitwise_deterministic(name, backend):
     entry = REGISTRY[name]
     d = dict(entry.cudasim_dims[0])
@@ -46,46 +70,5 @@ def test_tier_is_bitwise_deterministic(name, backend):
         a, k = cast_inputs(args, kw, dtype)
         first = entry.call(backend, *a, **k)
         again = entry.call(backend, *a, **k)
-        from refseq.testing import leaves
-
-        for x, y in zip(leaves(first), leaves(again)):
+        for x, y in zip(leaves(first), leaves(again), strict=True):
             np.testing.assert_array_equal(x, y)
-
-
-@given(seed=seeds(), d=dims(T=(1, 40)), backend=st.sampled_from(["numpy", "jit"]))
-def test_jit_linear_scan_is_bitwise_equal_to_reference(seed, d, backend):
-    """The affine step is the same IEEE expression ``a * h + b`` in both tiers (no FMA)."""
-    from refseq.jit.scan import linear_scan as jit_linear_scan
-    from refseq.scan import linear_scan
-
-    rng = np.random.default_rng(seed)
-    B, T, H, D = d["B"], d["T"], d["H"], d["D"]
-    b = rng.standard_normal((B, T, H, D, 2))
-    h0 = rng.standard_normal((B, H, D, 2))
-    for a in (
-        rng.uniform(0.5, 1, (B, T, H, D, 2)),
-        rng.uniform(0.5, 1, (B, T, H, 1, 1)),
-        rng.uniform(0.5, 1, (1, T, 1, D, 1)),
-        rng.uniform(0.5, 1, (H, 1, 2)),
-    ):
-        for reverse in (False, True):
-            np.testing.assert_array_equal(
-                jit_linear_scan(a, b, h0, reverse=reverse), linear_scan(a, b, h0, reverse=reverse)
-            )
-
-
-def test_jit_out_buffer_is_used_and_validated():
-    from refseq.jit.scan import linear_scan as jit_linear_scan
-
-    b = np.ones((2, 5, 3))
-    out = np.empty_like(b)
-    assert jit_linear_scan(0.5, b, out=out) is out
-    with pytest.raises(ValueError, match="out must be"):
-        jit_linear_scan(0.5, b, out=np.empty((2, 5, 3), np.float32))
-    from refseq.jit.scan import softmax_scan as jit_softmax_scan
-
-    s, v = np.ones((2, 5, 3)), np.ones((2, 5, 3, 4))
-    o = np.empty_like(v)
-    assert jit_softmax_scan(s, v, out=o)[0] is o
-    with pytest.raises(ValueError, match="out must be"):
-        jit_softmax_scan(s, v, out=np.empty((2, 5, 3, 3)))

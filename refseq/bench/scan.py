@@ -32,8 +32,9 @@ def _row(name, case, nbytes, t, t_numpy, copy_bw):
 
 def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
     """Rows for jit ``linear_scan`` and ``softmax_scan`` (float32) on ``cases``."""
-    from refseq import scan as S
     from refseq.jit import scan as J
+    from refseq.scan.linear import _linear_scan_numpy
+    from refseq.scan.softmax import _softmax_scan_numpy
 
     rng = np.random.default_rng(0)
     rows = []
@@ -45,7 +46,7 @@ def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
         nbytes = a.nbytes + b.nbytes + out.nbytes  # read a, b; write h
         copy_bw = copy_bandwidth(nbytes, repeats)
         t = best_time(lambda: J.linear_scan(a, b, out=out, check_finite=False), repeats)
-        t_np = best_time(lambda: S._linear_scan_numpy(a, b), 1) if numpy_reference else None
+        t_np = best_time(lambda: _linear_scan_numpy(a, b), 1) if numpy_reference else None
         rows.append(_row("jit linear_scan", case, nbytes, t, t_np, copy_bw))
         log(rows[-1])
         # softmax scan at the same bytes per step: H heads of width D_h with H * D_h = D
@@ -56,7 +57,7 @@ def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
         copy_bw = copy_bandwidth(nbytes, repeats)
         o = np.empty_like(v)
         t = best_time(lambda: J.softmax_scan(s, v, check_finite=False, out=o), repeats)
-        t_np = best_time(lambda: S._softmax_scan_numpy(s, v), 1) if numpy_reference else None
+        t_np = best_time(lambda: _softmax_scan_numpy(s, v), 1) if numpy_reference else None
         sm_case = {"B": B, "T": T, "H": H, "D": D // H}
         rows.append(_row("jit softmax_scan", sm_case, nbytes, t, t_np, copy_bw))
         log(rows[-1])

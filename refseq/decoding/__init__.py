@@ -1,6 +1,5 @@
-"""Decoding algorithms for autoregressive models (spec search-decoding.md and the decoding specs
-that build on it). :mod:`refseq.decoding.interfaces` defines the ``StepLM`` protocol that every
-decoder consumes."""
+"""Decoding algorithms for autoregressive models. :mod:`refseq.decoding.interfaces` defines the
+``StepLM`` protocol that every decoder consumes."""
 
 from refseq.decoding.interfaces import PrefixLM, StepLM, as_prompts, log_softmax, logprobs_fn
 

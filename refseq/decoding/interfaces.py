@@ -1,4 +1,4 @@
-"""The model interface every decoder consumes (spec search-decoding.md, item 1).
+"""The model interface every decoder consumes: the ``StepLM`` protocol.
 
 A language model for decoding is anything with
 

@@ -23,7 +23,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from refseq.scan import SoftmaxState, check_linear_scan_args, check_softmax_scan_args
+from refseq.scan.assoc import SoftmaxState
+from refseq.scan.checks import check_linear_scan_args, check_softmax_scan_args
 
 
 @numba.njit(cache=True, parallel=True)

@@ -7,7 +7,7 @@ steps. BLAS is built for larger products: scipy's OpenBLAS, called per step from
 loops do not vectorise a product into register tiles (18 GFLOP/s). So the tile below is written
 directly in LLVM IR, with vector types, through :func:`numba.extending.intrinsic`. On the
 2-core AVX-512 VM of docs/performance.md it runs at 106-116 GFLOP/s per core on that step's
-shapes, from an operand stored tile by tile (``_pack_units`` in :mod:`refseq.jit.recurrence`):
+shapes, from an operand stored tile by tile (:func:`refseq.jit.recurrence.planner._pack_units`):
 
 ``C[m, v VW + l] = sum_{k=0}^{K-1} H[m, k] A[k, v VW + l]``  for ``m < MB``, ``v < NV``, ``l < VW``
 
@@ -25,7 +25,7 @@ thread count or the padding, so results are bitwise equal run to run and across 
 The operands are flat C-contiguous arrays of one float dtype with element offsets and leading
 dimensions (``A[k, j]`` is ``A[a_off + k lda + j]``, and so on). The tile does no bounds checks:
 callers pad their buffers so that every tile is in range (see ``_fwd_units`` in
-:mod:`refseq.jit.recurrence`).
+:mod:`refseq.jit.recurrence.forward`).
 """
 
 from __future__ import annotations

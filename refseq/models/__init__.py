@@ -1,16 +1,8 @@
-"""Composed models built from :mod:`refseq.nn` layers and the mixing layers of the references."""
+"""Composed models shared by several papers, built from :mod:`refseq.nn` layers.
 
-from refseq.papers.aaren.stack import (
-    AarenBlockParams,
-    aaren_block,
-    aaren_block_step,
-    aaren_stack,
-    aaren_stack_step,
-    init_aaren_block_params,
-    init_aaren_stack_params,
-)
+* :mod:`refseq.models.tiny_transformer` — the tiny GPT-style decoder (KV cache, tree masks, full
+  backward, save/load); docs/models/tiny_transformer.md.
+* :mod:`refseq.models.toy_lm` — toy language models with exact probabilities for the decoders.
 
-__all__ = [
-    "AarenBlockParams", "aaren_block", "aaren_block_step", "aaren_stack", "aaren_stack_step",
-    "init_aaren_block_params", "init_aaren_stack_params",
-]
+Models that one paper uses live in its package (the Aaren stack: :mod:`refseq.papers.aaren`).
+"""

@@ -1,5 +1,5 @@
-"""Toy language models with exact probabilities, for testing decoders (spec search-decoding.md,
-item 2) and for generating training sequences from a known source.
+"""Toy language models with exact probabilities, for testing decoders and for generating
+training sequences from a known source.
 
 :class:`TabularLM` is an n-gram model of order ``n`` (the next token depends on the previous
 ``k = n - 1`` tokens) stored as a dense log-probability table ``(V**k, V)``; it implements the

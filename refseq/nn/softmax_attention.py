@@ -4,7 +4,7 @@ Symbols: B batch, T time, H heads, Dk key width, Dv value width. Seen as an RNN 
 arXiv 2405.13956, Sec. 3.1), a Transformer's decoder state is its KV cache, which grows with
 every token, so step t costs O(t) time and memory; Aaren's state (``refseq.papers.aaren.layer``) is
 constant. Softmax weights are computed log-sum-exp-stably (:func:`masked_softmax`); the textbook
-form :func:`softmax_unstable` sits beside it only to show where it fails (style.md #7).
+form :func:`softmax_unstable` sits beside it only to show where it fails (a negative test).
 
 Masks are boolean, True = a valid token. A masked key gets weight exactly 0 (it is excluded, not
 given a large negative score); a query that sees no valid key outputs 0.
@@ -200,7 +200,7 @@ def kv_single_query_step(q, k_t, v_t, cache, valid_t=None, scale=None, *, check_
     """:func:`kv_attention_step` for one fixed query ``q`` (H, Dk) shared by the batch.
 
     Aaren's many-to-one attention computed the Transformer way, by re-reading the whole growing
-    KV cache every step: the baseline (b) of the spec's efficiency demo (``refseq demo aaren``).
+    KV cache every step: the baseline (b) of Aaren's efficiency demo (``refseq demo aaren``).
     Its outputs equal Aaren's (``aaren_cell_step``) up to rounding, at O(t) instead of O(1) cost.
     """
     k_t, v_t, valid_t = _check_step(cache, k_t, v_t, valid_t, check_finite)

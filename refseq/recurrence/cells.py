@@ -1,4 +1,4 @@
-"""Pointwise RNN cells of FlashRNN (arXiv 2412.07752; spec ``flashrnn.md`` items 1-2, Equations).
+"""Pointwise RNN cells of FlashRNN (arXiv 2412.07752; equations of the official NX-AI/flashrnn).
 
 Every cell is written in FlashRNN's generic form: the gate pre-activations of step t are
 
@@ -150,8 +150,17 @@ def _slstm_forward(pre, states, *, clamp_gates_le_one=False, **_):
     return np.stack([h, c, n, m]), {"i": i_pre, "f": f_pre, "z": z, "o": o}
 
 
-def _slstm_backward(d_states, states_prev, states_new, cache, *, clamp_gates_le_one=False, **_):
-    """m is a stop-gradient and ``max(., 1)`` the identity; incoming ``δm`` is ignored."""
+def _slstm_backward(d_states, states_prev, states_new, cache, *, clamp_gates_le_one=False,
+                    exact_stabiliser=False, **_):
+    """VJP of :func:`_slstm_forward`.
+
+    Official convention (FlashRNN's kernels, ``exact_stabiliser=False``): ``m`` is a
+    stop-gradient and ``max(., 1)`` (and the optional ``min(1, .)``) the identity, so an incoming
+    ``δm`` is ignored and ``δm_{t-1} = 0``. ``exact_stabiliser=True`` differentiates ``m`` as the
+    state it is: ``m_t = max(ĩ, ℓ_t)`` (``ĩ`` when ``n_{t-1} = 0``; a tie goes to ``ĩ``),
+    ``ℓ_t = log σ(f̃) + m_{t-1}``, the ``max(n, 1)`` clamp passes the gradient where
+    ``f' n_{t-1} + i' >= 1`` and ``min(1, f')`` where its argument is ``<= 1`` (``i' <= 1`` always).
+    """
     i_pre, f_pre, z, o = cache["i"], cache["f"], cache["z"], cache["o"]
     _, c_prev, n_prev, m_prev = states_prev
     _, c, n, m = states_new
@@ -159,17 +168,38 @@ def _slstm_backward(d_states, states_prev, states_new, cache, *, clamp_gates_le_
     i_s, f_s = _slstm_gates(i_pre, f_pre, m_prev, m, clamp_gates_le_one)
     dc = dc_t + dh * o / n
     dn = dn_t - dh * o * c / (n * n)
+    zero = np.zeros_like(dh)
+    if not exact_stabiliser:
+        d_gates = np.stack(
+            [
+                (dc * z + dn) * i_s,  # δĩ
+                (dc * c_prev + dn * n_prev) * f_s * (1 - sigmoid(f_pre)),  # δf̃
+                dc * i_s * (1 - z * z),  # δz̃
+                dh * (c / n) * o * (1 - o),  # δõ
+            ],
+            axis=1,
+        )  # (B, 4, N, D)
+        return np.stack([zero, dc * f_s, dn * f_s, zero]), d_gates
+    dn = np.where(f_s * n_prev + i_s >= 1, dn, 0)  # through max(n~, 1)
+    ell = log_sigmoid(f_pre) + m_prev  # ℓ_t
+    # gradients on the exponents i~ - m_t and ℓ_t - m_t of i' and f' (zero where min(1, .) bites)
+    a_i = (dc * z + dn) * i_s
+    a_f = (dc * c_prev + dn * n_prev) * f_s
+    if clamp_gates_le_one:  # i~ <= m_t always, so only min(1, f') can bite (from n = 0)
+        a_f = np.where(ell - m <= 0, a_f, 0)
+    dm = d_states[3] - a_i - a_f  # total gradient on m_t
+    to_i = (n_prev == 0) | (i_pre >= ell)  # which argument of the max m_t equals
+    d_ell = a_f + np.where(to_i, 0, dm)
     d_gates = np.stack(
         [
-            (dc * z + dn) * i_s,  # δĩ
-            (dc * c_prev + dn * n_prev) * f_s * (1 - sigmoid(f_pre)),  # δf̃
+            a_i + np.where(to_i, dm, 0),  # δĩ
+            d_ell * (1 - sigmoid(f_pre)),  # δf̃
             dc * i_s * (1 - z * z),  # δz̃
             dh * (c / n) * o * (1 - o),  # δõ
         ],
         axis=1,
     )  # (B, 4, N, D)
-    zero = np.zeros_like(dh)
-    return np.stack([zero, dc * f_s, dn * f_s, zero]), d_gates
+    return np.stack([zero, dc * f_s, dn * f_s, d_ell]), d_gates
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +294,7 @@ def pointwise_forward(cell, Wx_t, Ry_t, b, states, **options):
 
 
 def pointwise_backward(cell, d_states_total, states_prev, states_new, cache, **options):
-    """Vector-Jacobian product of :func:`pointwise_forward` (spec "Pointwise backward").
+    """Vector-Jacobian product of :func:`pointwise_forward` (docs/hot-paths/recurrence.md).
 
     Parameters
     ----------

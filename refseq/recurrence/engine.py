@@ -1,7 +1,7 @@
 """FlashRNN's head-wise recurrence: forward, explicit BPTT backward, step and input projection.
 
 Pöppel, Beck, Hochreiter, *FlashRNN: Optimizing Traditional RNNs on Modern Hardware*, arXiv
-2412.07752 (spec ``flashrnn.md`` items 3-6, 8, 10). The hidden vector is split into N heads and
+2412.07752; official code NX-AI/flashrnn. The hidden vector is split into N heads and
 the recurrent matrix is block-diagonal, one dense (D, D) block per gate and head:
 
 .. math:: Ry_t[b, g, n, d] = \\sum_p R[g, n, d, p] \\, h_{t-1}[b, n, p], \\qquad
@@ -46,7 +46,7 @@ from refseq.recurrence.checks import (
     check_recurrence_args,
 )
 from refseq.recurrence.layouts import round_to_bfloat16
-from refseq.tiers import implementation
+from refseq.tiers import check_backend, implementation
 
 # ---------------------------------------------------------------------------------------------
 # Input projection and one step.
@@ -123,7 +123,7 @@ def flashrnn_step(Wx_t, R, b, states, *, cell="lstm", forward_clipval=None,
 def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=None,
                      return_cache=False, backend="numpy", clamp_gates_le_one=False,
                      accumulate_dtype=None, emulate_bfloat16=False, check_finite=True):
-    """Run a head-wise RNN over a sequence (spec item 3).
+    """Run a head-wise RNN over a sequence (contract: docs/hot-paths/recurrence.md).
 
     .. math:: \\tilde g_t = Wx_t + R\\,h_{t-1} + b, \\qquad
               states_t = P_{cell}(states_{t-1}, \\tilde g_t), \\quad t = 1..T
@@ -134,7 +134,7 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     R : (G_r, N, D, D) — recurrent blocks ``[gate, head, out, in]``.
     b : (G_t, N, D) — biases (GRU: ``[b_hn, b_ir+b_hr, b_iz+b_hz, b_in]``).
     states0 : (S, B, N, D), optional — initial states; None = zeros (sLSTM: ``n = m = 0``).
-    cell : "elman" | "elman_relu" | "lstm" | "gru" | "slstm" (``refseq.rnn.CELLS``).
+    cell : "elman" | "elman_relu" | "lstm" | "gru" | "slstm" (``refseq.recurrence.CELLS``).
     forward_clipval : float, optional — clip each new ``h`` to ``[-v, v]`` before it is stored
         and fed back (the backward treats this clip as the identity, like the official code).
     return_cache : bool — also return the cache dict (module docstring) for the backward.
@@ -191,8 +191,9 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
 
 def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
                       gradient_recurrent_cut=False, gradient_recurrent_clipval=None,
-                      backend="numpy", clamp_gates_le_one=False, accumulate_dtype=None):
-    """Explicit backward pass through time of :func:`flashrnn_forward` (spec item 4).
+                      backend="numpy", clamp_gates_le_one=False, accumulate_dtype=None,
+                      exact_stabiliser=False):
+    """Explicit backward pass through time of :func:`flashrnn_forward`.
 
     With ``δs_t`` the total gradient on ``states_t`` (external + carried), for t = T..1:
 
@@ -214,6 +215,8 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     gradient_recurrent_clipval : float, optional — clip ``δh^{rec}`` to ``[-v, v]``; for the
         sLSTM NaN/inf entries of ``δh^{rec}`` become 0 first. ``v = 0`` equals the cut.
     clamp_gates_le_one, accumulate_dtype : as passed to the forward.
+    exact_stabiliser : bool — sLSTM only, numpy tier only: differentiate the stabiliser ``m``
+        and the clamps exactly instead of FlashRNN's convention (see Notes).
 
     Returns
     -------
@@ -221,14 +224,30 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
 
     Notes
     -----
-    sLSTM: the stabiliser ``m`` is a stop-gradient and the ``max(n, 1)`` clamp the identity, so
-    incoming gradients on ``m`` are ignored (``d_states0[3] = 0``). This is exact for losses on
-    ``h`` only, which does not depend on ``m``.
+    sLSTM, FlashRNN's convention (the default, what every tier computes): the stabiliser ``m``
+    is a stop-gradient and the clamps ``max(n, 1)`` and ``min(1, .)`` are the identity, so
+    incoming gradients on ``m`` are ignored and ``d_states0[3] = 0``. Where this is the true
+    gradient: ``h_t = o_t c_t / n_t`` does not depend on the ``m`` trajectory after step 0
+    (``c`` and ``n`` are rescaled by the same ``e^{-m_t}``), so for a loss on ``h`` alone, with
+    ``f' n_{t-1} + i' >= 1`` at every step (and the gate clamps inactive), the gradients on
+    ``Wx``, ``R``, ``b``, ``h0``, ``c0`` and ``n0`` are exact. The one returned value that is not
+    is ``d m0``: the initial ``m0`` sets the scale of the carried ``c0`` and ``n0``, and its
+    true gradient under those conditions is ``c0 * d_c0 + n0 * d_n0`` (not 0). Losses on ``c``,
+    ``n`` or ``m``, or an active clamp, also depart from the convention.
+    ``exact_stabiliser=True`` (numpy tier) returns the true gradient in every case (ties:
+    ``m_t = max(ĩ, ℓ_t)`` goes to ``ĩ``; a clamp at its boundary passes the gradient).
     """
     spec, d_all, d_last, R, b, states, gates = check_backward_args(
         d_states_all, d_last_states, R, b, cache, cell=cell)
     clipval = _check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
     options = _options(spec, clamp_gates_le_one)
+    if not isinstance(exact_stabiliser, (bool, np.bool_)):
+        raise TypeError(f"exact_stabiliser must be a bool, got {exact_stabiliser!r}")
+    if exact_stabiliser:
+        if check_backend(backend) != "numpy":
+            raise ValueError("exact_stabiliser=True is available on the numpy tier only "
+                             f"(backend={backend!r} computes FlashRNN's convention)")
+        options["exact_stabiliser"] = True
     if backend != "numpy":
         extra = {k: v for k, v in (("clamp_gates_le_one", clamp_gates_le_one),
                                    ("accumulate_dtype", accumulate_dtype)) if v}

@@ -1,4 +1,4 @@
-"""Layout and interop utilities for the head-wise recurrence (spec ``flashrnn.md`` items 7, 10).
+"""Layout and interop utilities for the head-wise recurrence (FlashRNN, arXiv 2412.07752).
 
 * ``to_block_diagonal`` / ``from_block_diagonal``: N heads of (D, D) recurrent blocks <-> one
   dense (N*D, N*D) matrix per gate. A head-wise RNN *is* a single-head RNN with this matrix.
@@ -8,7 +8,8 @@
   weights of one layer and direction -> ``(W, R, b)`` for ``project_inputs`` and
   ``flashrnn_forward`` (one head, D = hidden size). Gradients map back with the ``*_to_torch``
   functions (``dW, dR, db`` -> the four torch parameter gradients).
-* ``round_to_bfloat16``: round-to-nearest-even to bfloat16's 8-bit mantissa (item 10).
+* ``round_to_bfloat16``: round-to-nearest-even to bfloat16's 8-bit mantissa (the official
+  default stores bfloat16 and accumulates in float32).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Bidirectional RNNs with per-sequence lengths (Schuster & Paliwal 1997, as presented in
-Lipton et al., arXiv 1506.00019, Sec. 4.2; spec rnn-review.md item 6).
+Lipton et al., arXiv 1506.00019, Sec. 4.2).
 
 .. math::
 
@@ -14,7 +14,7 @@ layer protocol (:class:`~refseq.rnn.elman.ElmanLayer`, :class:`~refseq.rnn.lstm.
 an LSTM in both gives the BLSTM). Code names: ``h_fwd`` = :math:`h`, ``h_bwd`` = :math:`z`,
 ``W_yh (K, H_f)``, ``W_yz (K, H_b)``, ``b_y (K,)``.
 
-Deviation from the spec's signature: :func:`bidirectional` returns ``(out, cache)`` so that
+Deviation from a plain wrapper: :func:`bidirectional` returns ``(out, cache)`` so that
 :func:`bidirectional_backward` can run; outputs at padded positions are set to 0.
 """
 

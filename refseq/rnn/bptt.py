@@ -1,5 +1,5 @@
 """Backpropagation through time, full and truncated, and gradient clipping (Lipton et al., arXiv
-1506.00019, Sec. 3; Werbos 1990; Williams & Peng 1990; spec rnn-review.md item 4).
+1506.00019, Sec. 3; Werbos 1990; Williams & Peng 1990).
 
 Full BPTT: run the forward over the whole sequence, then the backward from ``t = T`` down to 1
 (each layer's ``backward`` implements the review's equations).

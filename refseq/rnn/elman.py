@@ -1,5 +1,4 @@
-"""Elman (simple) RNN with explicit BPTT (Lipton et al., arXiv 1506.00019, Sec. 3; Elman 1990;
-spec rnn-review.md item 1).
+"""Elman (simple) RNN with explicit BPTT (Lipton et al., arXiv 1506.00019, Sec. 3; Elman 1990).
 
 .. math::
 

@@ -1,6 +1,5 @@
 """The LSTM memory cell with the review's switches (Lipton et al., arXiv 1506.00019, Sec. 4.1;
-Hochreiter & Schmidhuber 1997; Gers, Schmidhuber & Cummins 2000; Gers & Schmidhuber 2000;
-spec rnn-review.md item 5).
+Hochreiter & Schmidhuber 1997; Gers, Schmidhuber & Cummins 2000; Gers & Schmidhuber 2000).
 
 .. math::
 
@@ -168,7 +167,7 @@ def _state(state0, B, H, dtype):
 
 
 def lstm_backward(dh, d_last, cache: LSTMCache):
-    """BPTT for :func:`lstm_forward` (spec rnn-review.md, "LSTM backward").
+    """BPTT for :func:`lstm_forward` (docs/papers/rnn-review.md).
 
     Per step, with ``δh`` the total gradient on ``h(t)`` and ``δs`` the one carried on ``s(t)``:
     ``δo_pre = δh ⊙ φ(s) ⊙ o(1-o)``; ``δs += δh ⊙ o ⊙ φ'(s)`` [``+ p_o ⊙ δo_pre``];

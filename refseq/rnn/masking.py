@@ -1,5 +1,4 @@
-"""Per-sequence lengths for right-padded batches (Lipton et al., arXiv 1506.00019; spec
-rnn-review.md, "Shapes" and "Algorithms").
+"""Per-sequence lengths for right-padded batches (Lipton et al., arXiv 1506.00019, Sec. 4.2).
 
 A batch ``x (B, T, I)`` holds sequence ``b`` in ``x[b, :lengths[b]]``; the rest is padding.
 ``length_mask(lengths, T)[b, t]`` is True at real positions. :func:`reverse_within_length` is the

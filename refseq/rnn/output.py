@@ -1,5 +1,5 @@
 """Output layer, masked sequence loss and the many-to-one readout (Lipton et al., arXiv
-1506.00019, Sec. 3; spec rnn-review.md item 2).
+1506.00019, Sec. 3).
 
 .. math::
 

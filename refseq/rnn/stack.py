@@ -1,6 +1,5 @@
 """Stacked (deep) RNNs with dropout on the non-recurrent connections only (Lipton et al., arXiv
-1506.00019, Sec. 4; Zaremba, Sutskever & Vinyals 2014, arXiv 1409.2329; spec rnn-review.md
-item 7).
+1506.00019, Sec. 4; Zaremba, Sutskever & Vinyals 2014, arXiv 1409.2329).
 
 .. math::
 

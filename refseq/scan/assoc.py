@@ -9,7 +9,7 @@ Two operators live here:
   linear recurrence ``h_t = a_t * h_{t-1} + b_t`` (LSSL, Mamba-2, linear attention, JRT, Titans).
 * ``SOFTMAX_TRIPLE`` — elements ``(m, u, w)`` are (running max, normaliser, numerator) of a
   softmax over a set of tokens; its inclusive scan is prefix softmax attention of one query
-  (Aaren, arXiv 2405.13956, Sec. 3.1-3.2; spec ``aaren.md`` "Equations").
+  (Aaren, arXiv 2405.13956, Sec. 3.1-3.2).
 
 and three generic scans that accept any ``AssociativeOp`` over tuples of arrays ("pytrees"):
 ``scan_sequential`` (the definition), ``scan_hillis_steele`` (log T rounds, T log T work) and
@@ -63,7 +63,7 @@ AFFINE = AssociativeOp("affine", affine_combine, affine_identity)
 
 
 # ---------------------------------------------------------------------------------------------
-# The softmax triple of Aaren (spec aaren.md, "Associative operator on triples").
+# The softmax triple of Aaren (arXiv 2405.13956, Sec. 3.2: the associative operator on triples).
 
 
 class SoftmaxState(NamedTuple):
@@ -178,7 +178,7 @@ def _broadcast_elem(elem, like):
 
 @_oriented
 def _scan_sequential(op, xs, T, initial):
-    """Inclusive scan by a left fold: ``y_t = initial (+) x_0 (+) ... (+) x_t`` (spec aaren A1).
+    """Inclusive scan by a left fold: ``y_t = initial (+) x_0 (+) ... (+) x_t``.
 
     ``scan_sequential(op, elems, axis=1, reverse=False, exclusive=False, initial=None)``: ``elems``
     is a tuple of arrays sharing ``axis``; ``initial`` (one element, without the scan axis) is
@@ -195,7 +195,7 @@ def _scan_sequential(op, xs, T, initial):
 
 @_oriented
 def _scan_hillis_steele(op, xs, T, initial):
-    """Inclusive scan in ceil(log2 T) rounds (Hillis & Steele 1986; spec aaren A2).
+    """Inclusive scan in ceil(log2 T) rounds (Hillis & Steele 1986).
 
     Round r combines every element with the one ``2^r`` places to its left (left operand first),
     O(T log T) work. The carry ``initial`` is combined on the left of every element at the end.
@@ -216,7 +216,7 @@ def _scan_hillis_steele(op, xs, T, initial):
 
 @_oriented
 def _scan_blelloch(op, xs, T, initial):
-    """Work-efficient exclusive up-sweep/down-sweep scan (Blelloch 1990; spec aaren A3).
+    """Work-efficient exclusive up-sweep/down-sweep scan (Blelloch 1990).
 
     Pads T to the next power of two P with identities at the *end* (end padding leaves the
     prefixes of real positions unchanged), up-sweeps partial sums into a tree, seeds the root with
@@ -257,7 +257,7 @@ scan_blelloch = _scan_blelloch
 
 
 def scan_chunked(op, elems, axis=1, reverse=False, exclusive=False, initial=None, *, chunk=64):
-    """Two-level scan (spec aaren A4), the decomposition the compiled kernels use.
+    """Two-level scan, the decomposition the compiled kernels use.
 
     1. local inclusive scan inside each chunk of ``chunk`` elements (the last may be shorter);
     2. exclusive scan of the chunk totals, seeded with ``initial``;

@@ -26,7 +26,7 @@ def softmax_scan(s, v, mask=None, state=None, *, backend="numpy", check_finite=T
     """Prefix softmax attention of one query: ``o_t = sum_{i<=t} e^{s_i} v_i / sum_{i<=t} e^{s_i}``.
 
     The inclusive scan of ``SOFTMAX_TRIPLE`` over leaves ``(s_i, 1, v_i)`` (Aaren, arXiv
-    2405.13956, Sec. 3.2; spec aaren.md "Stable form"), combined on the left with ``state``:
+    2405.13956, Sec. 3.2, the stable form), combined on the left with ``state``:
 
     .. math:: m_t = \\max(m_{t-1}, s_t),\\; u_t = u_{t-1} e^{m_{t-1}-m_t} + e^{s_t-m_t},\\;
               w_t = w_{t-1} e^{m_{t-1}-m_t} + v_t e^{s_t-m_t},\\; o_t = w_t / u_t.
@@ -154,7 +154,7 @@ def _softmax_forward_for_backward(s, v, mask, state, backend):
 
 def softmax_scan_textbook(s, v, mask=None):
     """The textbook rolling form ``a^_t = a^_{t-1} + e^{s_t} v_t``, ``c^_t = c^_{t-1} + e^{s_t}``,
-    ``o_t = a^_t / c^_t`` (spec aaren.md, "Unstable rolling form").
+    ``o_t = a^_t / c^_t`` (Aaren, arXiv 2405.13956, Sec. 3.1, before the max shift).
 
     Kept beside the stable scan only to show why the running max ``m`` exists: it overflows once
     a score passes ~709 (float64) or ~88 (float32), where ``softmax_scan`` stays exact. Never use

@@ -49,6 +49,29 @@ def cudasim_dims():
     return dims(B=(1, 2), T=(1, 19), H=(1, 2), D=(1, 3))
 
 
+def registry_dims(entry, simulated=False, **fixed):
+    """Dimensions for a registry entry (:class:`refseq.registry.HotPath`), drawn from its
+    ``test_dims`` (``cudasim_test_dims`` when ``simulated``).
+
+    An integer range ``(low, high)`` is drawn inclusively (``T`` through :func:`lengths`), a
+    tuple of strings by choice; ``fixed`` pins names (``cell="gru"``).
+    """
+    ranges = entry.cudasim_test_dims if simulated else entry.test_dims
+    if ranges is None:
+        raise ValueError(f"registry entry {entry.name!r} has no test_dims")
+    drawn = {}
+    for name, spec in ranges.items():
+        if name in fixed:
+            drawn[name] = st.just(fixed[name])
+        elif all(isinstance(x, str) for x in spec):
+            drawn[name] = st.sampled_from(spec)
+        elif name == "T":
+            drawn[name] = lengths(*spec)
+        else:
+            drawn[name] = st.integers(*spec)
+    return st.fixed_dictionaries(drawn)
+
+
 def normal(rng, shape, dtype=np.float64, scale=1.0):
     """Standard normal values times ``scale``, in ``dtype``."""
     return (scale * rng.standard_normal(shape)).astype(dtype)
@@ -62,3 +85,31 @@ def decays(rng, shape, dtype=np.float64, low=0.5, high=1.0):
 def masks(rng, shape, p_valid=0.8):
     """Boolean masks (True = valid) with independent positions."""
     return rng.random(shape) < p_valid
+
+
+def ragged_lengths(rng, B, T):
+    """``B`` sequence lengths in ``[0, T]`` with at least one full sequence (length ``T``)."""
+    L = rng.integers(0, T + 1, B)
+    L[rng.integers(B)] = T
+    return L
+
+
+LSTM_SWITCHES = [
+    dict(forget_gate=fg, peepholes=pp, output_activation=oa)
+    for fg in (True, False)
+    for pp in (False, True)
+    for oa in ("tanh", "identity")
+]
+"""The eight switch settings of the review's LSTM (``refseq.rnn.lstm``): forget gate on/off,
+peepholes off/on, output activation tanh/identity; use with ``pytest.mark.parametrize`` or
+:func:`lstm_switches`."""
+
+
+def lstm_switches():
+    """One of :data:`LSTM_SWITCHES`."""
+    return st.sampled_from(LSTM_SWITCHES)
+
+
+def switch_id(sw):
+    """A readable pytest id for one entry of :data:`LSTM_SWITCHES`."""
+    return "-".join(str(v) for v in sw.values())

@@ -1,8 +1,8 @@
 """Training utilities (NumPy): optimisers, clipping, schedules, gradient noise, a training loop.
 
-The specs name these modules ``refseq/optim/...``; this project keeps them in ``refseq/train/``
-(design.md's package map). Parameters are dicts name -> ndarray updated in place
-(:func:`as_param_dict` converts Mappings, NamedTuples and nestings without copying).
+All training code lives here (the package map is in docs/design.md). Parameters are dicts
+name -> ndarray updated in place (:func:`as_param_dict` converts Mappings, NamedTuples and
+nestings without copying).
 
 =====================  ==============================================================
 module                 contents

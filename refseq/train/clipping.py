@@ -10,7 +10,7 @@ Global-norm clipping (Pascanu et al., arXiv 1211.5063, Algorithm 2, in PyTorch's
     g_k \\leftarrow c\\, g_k
 
 The ``1e-6`` is PyTorch's; it makes the clipped norm ``max_norm * n / (n + 1e-6)``, a hair *below*
-``max_norm``, and means clipping starts when ``n > max_norm - 1e-6``. The spec's textbook
+``max_norm``, and means clipping starts when ``n > max_norm - 1e-6``. The textbook
 ``min(1, c / ||g||)`` differs from this only in that margin.
 """
 

@@ -12,8 +12,7 @@ At update ``t`` (0 for the first update) every gradient entry gets independent n
 sigma for every tensor: no per-layer or per-magnitude scaling. ``schedule="constant"`` is the
 paper's non-annealed ablation ``sigma_t^2 = eta``.
 
-Conventions fixed here (spec gradient-noise.md; the spec's ``refseq/optim/`` lives in
-``refseq/train/`` in this project):
+Conventions fixed here (the paper leaves them open; docs/papers/gradient-noise.md):
 
 - **Step counting**: ``t`` = number of updates already applied, starting at ``t0`` (0 by default),
   incremented after every call, also when there is nothing to perturb.

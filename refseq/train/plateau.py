@@ -19,8 +19,8 @@ rate. After each evaluation ``step(metric)``:
 A NaN metric is never better (it counts as a bad epoch), as in torch. The learning rate read
 before a reduction is the optimiser's current ``lr``, so changes made elsewhere are respected.
 
-Used by :func:`refseq.papers.recoding.training.train_lm` (recoding spec: SGD lr 20 divided by 4 on
-validation plateaus, ``factor=0.25``).
+Used by :func:`refseq.papers.recoding.training.train_lm` (as in the official
+recoding trainer: SGD lr 20 divided by 4 on validation plateaus, ``factor=0.25``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ def test_bench_scan_cuda_runs_on_the_simulator_or_gpu():
     ok, why = availability()
     if not ok:
         pytest.skip(why)
-    rows = bench_scan.bench_scan_cuda(repeats=1, cases=({"B": 1, "T": 9, "D": 2},), log=lambda r: None)
+    rows = bench_scan.bench_scan_cuda(repeats=1, cases=({"B": 1, "T": 9, "D": 2},),
+                                      log=lambda r: None)
     assert [r["kernel"] for r in rows] == ["cuda linear_scan[sequential]",
                                            "cuda linear_scan[parallel]"]
     assert all(np.isfinite(r["ms"]) for r in rows)

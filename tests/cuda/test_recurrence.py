@@ -6,8 +6,9 @@ under the Numba CUDA simulator otherwise (tests/conftest.py); the simulator inte
 thread in Python, so kernel tests use tiny shapes, few threads (2-5) and batch tiles of 1-2 rows
 that still cross tile boundaries, and are skipped with the reason when the tier is unavailable.
 
-Oracle and tolerance: ``Case.check`` of test_recurrence_jit.py (style.md #9): the float64
-reference on float64 inputs is ``desired``; the reference's float32 runs set the bound.
+Oracle and tolerance: :meth:`refseq.testing.recurrence.Case.check` (the derived tolerance of
+docs/design.md): the float64 reference on float64 inputs is ``desired``; the reference's float32
+runs and its backward-error and rounding samples set the bound.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from refseq.cuda.recurrence import mirror as M
 from refseq.recurrence import CELLS
 from refseq.recurrence import engine as F
 from refseq.testing.profiles import cuda_settings
-from tests.jit.test_recurrence import cases, make_case  # the shared oracle (Case.check)
+from refseq.testing.recurrence import cases, make_case  # the shared oracle (Case.check)
 
 CELL_NAMES = tuple(CELLS)
 DTYPES = (np.float32, np.float64)

@@ -1,15 +1,15 @@
-"""The cuda tier of the scan hot path (refseq.cuda.scan) and its NumPy mirrors (cuda.blocked).
+"""The cuda tier of the scan hot path (refseq.cuda.scan) and its NumPy mirrors (``blocked``).
 
 The mirrors run everywhere on ordinary shapes. The kernels run on a GPU when one is visible and
 under the Numba CUDA simulator otherwise (tests/conftest.py); the simulator interprets every
 thread in Python, so kernel tests use tiny shapes and tiny tiles (2-4 threads x 1-3 steps) that
 still cross several tiles, and are skipped with the reason when the tier is unavailable.
 
-Tolerances are derived (style.md #9): ``desired`` is the float64 reference on float64 inputs, and
-every result, float32 or float64, must satisfy ``assert_close(result, desired, ref32)`` where
-``ref32`` carries the error of the reference itself run in float32 on the float32-cast inputs
-(``_Case.check``). Two refinements make that measured error a robust estimate; both use only the
-reference's own runs:
+Tolerances are derived (docs/design.md, "The tolerance rule"): ``desired`` is the float64
+reference on float64 inputs, and every result, float32 or float64, must satisfy
+``assert_close(result, desired, ref32)`` where ``ref32`` carries the error of the reference
+itself run in float32 on the float32-cast inputs (``_Case.check``). Two refinements make that
+measured error a robust estimate; both use only the reference's own runs:
 
 * the tiled kernels reassociate the operator, so the error is the largest among the reference's
   formulations: the sequential fold and the parallel-prefix scans of ``refseq.scan.assoc``
@@ -38,6 +38,7 @@ from refseq.cuda.scan import mirror as blocked
 from refseq.scan.assoc import (
     AFFINE,
     SOFTMAX_TRIPLE,
+    AssociativeOp,
     scan_blelloch,
     scan_chunked,
     scan_hillis_steele,
@@ -321,7 +322,8 @@ def test_softmax_scan_kernels(cs, masked, carried, method, dtype, data, tiling):
 @settings(cuda_settings())
 @given(case=softmax_cases(cudasim_dims()), split=st.integers(0, 19))
 def test_softmax_chunked_calls_compose(cs, method, case, split):
-    """Two calls with the carried state equal one call (style.md #6)."""
+    """Two calls with the carried state equal one call (docs/hot-paths/scan.md, "State
+    carry-over")."""
     s, v, mask, state = case.cast(np.float32)
     k = min(split, s.shape[1])
     kw = dict(method=method, **TINY_TILES) if method == "parallel" else {"method": method}
@@ -384,6 +386,73 @@ def test_fully_masked_prefix_outputs_zero(cs, method, dtype):
     assert (state.u[0] > 0).all()
     case = SoftmaxCase(s.astype(np.float64), v.astype(np.float64), mask, None)
     case.check((o, state))
+
+
+PREFIX_SUM = AssociativeOp("prefix_sum", lambda x, y: (x[0] + y[0],),
+                           lambda like: (np.zeros_like(like[0]),))
+
+
+def _prefix_sum_device_op(dtype):
+    """PREFIX_SUM as device functions: a width-1 operator that refseq does not ship, over
+    ``ins = (x (B, T, C), total0 (B, C))`` and ``outs = (y (B, T, C), total (B, C))``."""
+    from refseq.cuda.scan.kernels import bind_cuda
+    from refseq.cuda.scan.ops import DeviceOp
+
+    device = bind_cuda().jit(device=True)
+    ZERO = dtype.type(0)
+
+    @device
+    def identity():
+        return (ZERO,)
+
+    @device
+    def combine(x, y):
+        return (x[0] + y[0],)
+
+    @device
+    def locate(ins, row):
+        n = row // ins[0].shape[2]
+        return n, row - n * ins[0].shape[2]
+
+    @device
+    def initial(ins, pos):
+        return (ins[1][pos[0], pos[1]],)
+
+    @device
+    def leaf(ins, pos, k):
+        return (ins[0][pos[0], k, pos[1]],)
+
+    @device
+    def store(ins, outs, pos, k, e):
+        outs[0][pos[0], k, pos[1]] = e[0]
+
+    @device
+    def store_final(outs, pos, e):
+        outs[1][pos[0], pos[1]] = e[0]
+
+    return DeviceOp("test_prefix_sum", dtype, 1, identity, combine, locate, initial, leaf, store,
+                    store_final)
+
+
+@pytest.mark.parametrize("T", [1, 11])  # one step; two tiles of 3 x 2 = 6, the last partial
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_builder_runs_any_operator(cs, method, dtype, T):
+    """The one kernel builder, given another operator's device functions, runs the same
+    decomposition as the generic NumPy drivers: bit for bit (additions only, no contraction)."""
+    from refseq.cuda._device import cuda
+    from refseq.cuda.scan.kernels import launch
+
+    rng = np.random.default_rng(T)
+    x, total0 = normal(rng, (2, T, 3), dtype), normal(rng, (2, 3), dtype)
+    d_y, d_total = cuda.device_array(x.shape, dtype), cuda.device_array(total0.shape, dtype)
+    launch(_prefix_sum_device_op(np.dtype(dtype)), (cuda.to_device(x), cuda.to_device(total0)),
+           (d_y, d_total), 6, T, method, 3, 2)
+    leaves_tf, initial = (np.moveaxis(x, 1, 0),), (total0,)
+    (y,), (total,) = (blocked.scan_rows(PREFIX_SUM, leaves_tf, initial) if method == "sequential"
+                      else blocked.scan_tiles(PREFIX_SUM, leaves_tf, initial, 3, 2))
+    np.testing.assert_array_equal(d_y.copy_to_host(), np.moveaxis(y, 0, 1))
+    np.testing.assert_array_equal(d_total.copy_to_host(), total)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -26,7 +26,7 @@ def test_single_threaded_inside_and_restored_after():
 
 def test_products_are_unchanged_by_pinning():
     """Pinning changes which threads run a BLAS call, not what it computes."""
-    from refseq.jit.recurrence import _blas_dot
+    from refseq.jit.recurrence.projection import _blas_dot
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((64, 48)), rng.standard_normal((48, 32))

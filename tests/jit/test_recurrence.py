@@ -1,199 +1,27 @@
 """The jit tier of the RNN-recurrence hot path (refseq.jit.recurrence) against the reference.
 
-Oracle and tolerance (style.md #9): ``desired`` is the float64 reference (refseq.recurrence.engine) on
-the float64 inputs; ``ref32`` is the same reference run in float32 on the float32-cast inputs; a
-kernel result of either dtype passes ``assert_close(actual, desired, ref32)`` (factor 2 forward,
-4 backward). The backward under test consumes the kernel's own forward cache, so a forward error
-that the tolerance allows propagates exactly as it would in use.
+The registry harness (tests/test_registry_harness.py) checks ``flashrnn_forward`` and
+``flashrnn_backward`` of every cell with default options; this file keeps what it cannot
+express: the options, carried state and the backward on the kernel's own cache
+(:class:`refseq.testing.recurrence.Case`, whose ``check`` builds the derived tolerance of
+docs/design.md), the execution plans, chunking, determinism, edge shapes and errors.
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
 from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 import refseq.jit.recurrence as J  # noqa: E402  (numba is a runtime dependency)
-from refseq.cuda.recurrence import mirror as recurrence_blocked
 from refseq.recurrence import CELLS
 from refseq.recurrence import engine as F
-from refseq.testing import assert_close, perturbed_runs
+from refseq.testing import assert_close
+from refseq.testing.recurrence import CELL_NAMES, cases, make_case
 
-CELL_NAMES = tuple(CELLS)
 DTYPES = (np.float32, np.float64)
-
-
-class MIRROR:
-    """The reference's cells with the recurrent sums in the GPU decomposition's order and with
-    fused multiply-adds (BLAS and GPUs fuse them): a float32 formulation of the reference whose
-    rounding differs from ``einsum``'s."""
-
-    @staticmethod
-    def flashrnn_forward(*args, **kw):
-        return recurrence_blocked.flashrnn_forward(*args, fma=True, **kw)
-
-    @staticmethod
-    def flashrnn_backward(*args, **kw):
-        return recurrence_blocked.backward_blocked(*args, fma=True, **kw)
-
-
-@dataclass
-class Case:
-    """float64 inputs of one forward + backward call (cast per tested dtype)."""
-
-    cell: str
-    Wx: np.ndarray
-    R: np.ndarray
-    b: np.ndarray
-    states0: np.ndarray | None
-    d_all: np.ndarray
-    d_last: np.ndarray | None
-    fclip: float | None = None
-    cut: bool = False
-    gclip: float | None = None
-    clamp: bool = False
-
-    def cast(self, dtype):
-        c = lambda x: None if x is None else x.astype(dtype)  # noqa: E731
-        return c(self.Wx), c(self.R), c(self.b), c(self.states0), c(self.d_all), c(self.d_last)
-
-    def fw_kw(self):
-        kw = {"cell": self.cell, "forward_clipval": self.fclip, "return_cache": True}
-        return kw | ({"clamp_gates_le_one": True} if self.clamp else {})
-
-    def bw_kw(self):
-        kw = {"cell": self.cell, "gradient_recurrent_cut": self.cut,
-              "gradient_recurrent_clipval": self.gclip}
-        return kw | ({"clamp_gates_le_one": True} if self.clamp else {})
-
-    def run(self, module, dtype, backward=None):
-        """``(forward outputs, backward outputs)`` of ``module`` on the ``dtype`` inputs
-        (``backward``: another module's backward on this forward's cache)."""
-        return self.run_on(module, *self.cast(dtype), backward=backward)
-
-    def run_on(self, module, Wx, R, b, s0, d_all, d_last, backward=None):
-        states_all, last, cache = module.flashrnn_forward(Wx, R, b, s0, **self.fw_kw())
-        grads = (backward or module).flashrnn_backward(d_all, d_last, R, b, cache, **self.bw_kw())
-        return (states_all, last, cache["states"], cache["gates"]), grads
-
-    def check(self, module, dtype):
-        """Each result leaf against the float64 reference, with the bound set by the largest
-        error among the reference's float32 runs (:func:`_standin`):
-
-        * the reference itself and its fused, reassociated twin (:class:`MIRROR`), since the
-          kernels' BLAS sums are fused and reassociated;
-        * for the backward also both run on the *kernel's* forward cache (the inputs the
-          kernel's backward received; tiny sums such as ``db`` over two steps can be lucky in
-          one run, and a state one ulp away from the reference's moves a saturated
-          ``1 - h**2`` by thousands of its ulps);
-        * for a float64 result, the float64 error of the reassociated twin in float32 units
-          (float64 BLAS differs from ``einsum`` by a few ulps even where float32 is exact);
-        * six backward-error samples (:func:`refseq.testing.perturbed_runs`): the float64
-          reference on the tested dtype's inputs, each perturbed by one ``eps_f32``.
-        """
-        desired, ref32 = self.run(F, np.float64), self.run(F, np.float32)
-        fw, bw = self.run(module, dtype)
-        for x in fw + bw:
-            assert x.dtype == dtype
-        _check_aliases(*fw, self.cast(dtype)[3])
-        runs32 = [ref32, self.run(MIRROR, np.float32)]
-        bw32 = [r[1] for r in runs32]
-        if dtype == np.float32:
-            bw32 += [self.run(module, dtype, backward=F)[1],
-                     self.run(module, dtype, backward=MIRROR)[1]]
-        runs64 = [self.run(MIRROR, np.float64)] if dtype == np.float64 else []
-        bw64 = [r[1] for r in runs64]
-        if dtype == np.float64:
-            bw64 += [self.run(module, dtype, backward=F)[1],
-                     self.run(module, dtype, backward=MIRROR)[1]]
-        # backward-error samples (refseq.testing.perturbed_runs): a float32 run of a tiny
-        # problem can be luckily exact where the kernel's reassociated sums are not; inputs
-        # perturbed by eps_f32 give errors in float32 units for either result dtype
-        perturbed = perturbed_runs(functools.partial(self.run_on, F), *self.cast(dtype), samples=6)
-        runs32 += perturbed
-        bw32 += [r[1] for r in perturbed]
-        # last_states and cache["states"] repeat states_all (checked exactly above); compare
-        # every time step at once, so a final state of one or two entries is measured against
-        # the reference's error on the same quantity over all steps
-        assert_close(fw[::3], desired[0][::3],
-                     _standin(desired[0][::3], [r[0][::3] for r in runs32],
-                              [r[0][::3] for r in runs64]),
-                     kind="forward", err_msg=f"{self.cell} forward")
-        assert_close(bw, desired[1], _standin(desired[1], bw32, bw64),
-                     kind="backward", err_msg=f"{self.cell} backward")
-        return fw, bw
-
-
-EPS_RATIO = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
-
-
-def _error(x, d):
-    both = np.isfinite(x) & np.isfinite(d)
-    return float(np.abs(x[both] - d[both]).max(initial=0.0))
-
-
-def _standin(desired, runs32, runs64=()):
-    """Per leaf, ``desired + err`` where ``err`` is the largest error of the float32 runs and
-    of the float64 runs in float32 units: a reference "run" whose error against ``desired`` is
-    that estimate (as in tests/cuda/test_scan.py)."""
-    out = []
-    for i, d in enumerate(desired):
-        err = max([_error(r[i], d) for r in runs32]
-                  + [EPS_RATIO * _error(r[i], d) for r in runs64])
-        out.append(np.where(np.isfinite(d), d + err, d))
-    return tuple(out)  # one run (a list would mean several)
-
-
-def _check_aliases(states_all, last, states, gates, states0):
-    """``last == states_all[:, :, -1]`` (``states0`` when T = 0) and ``states`` = ``states0``
-    followed by ``states_all``, exactly."""
-    T = states_all.shape[2]
-    np.testing.assert_array_equal(states[:, :, 1:], states_all)
-    if states0 is not None:
-        np.testing.assert_array_equal(states[:, :, 0], states0)
-    else:
-        assert not states[:, :, 0].any()
-    np.testing.assert_array_equal(last, states[:, :, T])
-
-
-def make_case(rng, cell, B, T, N, D, *, scale=1.0, carried=True, **flags):
-    """Official-test initialisation: Wx, b ~ N(0, scale²), R ~ N(0, 1)/sqrt(D) (non-symmetric)."""
-    spec = CELLS[cell]
-    Wx = scale * rng.standard_normal((B, T, spec.num_gates_w, N, D))
-    R = rng.standard_normal((spec.num_gates_r, N, D, D)) / np.sqrt(D)
-    b = scale * rng.standard_normal((spec.num_gates_t, N, D))
-    s0 = None
-    if carried:  # a state reached by the reference from a random earlier chunk
-        pre = scale * rng.standard_normal((B, 3, spec.num_gates_w, N, D))
-        s0 = F.flashrnn_forward(pre, R, b, cell=cell)[1]
-    d_all = rng.standard_normal((spec.num_states, B, T, N, D))
-    d_last = rng.standard_normal((spec.num_states, B, N, D)) if rng.random() < 0.5 else None
-    return Case(cell, Wx, R, b, s0, d_all, d_last, **flags)
-
-
-@st.composite
-def cases(draw, B=(1, 3), T=(0, 24), N=(1, 4), D=(1, 8)):
-    """Any cell and flags; T includes 0, 1 and lengths around 16; D includes odd widths."""
-    cell = draw(st.sampled_from(CELL_NAMES))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    B, N = draw(st.integers(*B)), draw(st.integers(*N))
-    T = draw(st.one_of(st.sampled_from([t for t in (0, 1, 2, 7, 16, 17) if t <= T[1]]),
-                       st.integers(*T)))
-    D = draw(st.one_of(st.sampled_from([d for d in (1, 3, 5, 7) if d <= D[1]]),
-                       st.integers(*D)))
-    flags = {
-        "fclip": draw(st.sampled_from([None, None, 0.5, np.inf])),
-        "cut": draw(st.booleans()),
-        "gclip": draw(st.sampled_from([None, None, 0.0, 0.3, np.inf])),
-        "clamp": cell == "slstm" and draw(st.booleans()),
-    }
-    return make_case(rng, cell, B, T, N, D, scale=draw(st.sampled_from([0.1, 1.0, 3.0])),
-                     carried=draw(st.booleans()), **flags)
 
 
 def _forced_plan(allowed, threads, real=J.plan):
@@ -366,6 +194,26 @@ def test_registry_dispatch():
     g = F.flashrnn_backward(d_all, d_last, R, b, ref[2], cell="gru", backend="jit")
     for x, y in zip(g, g_ref, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_project_inputs_adds_the_bias_per_gate_head_and_unit(dtype):
+    """``Wx = einsum(W, x) + bias[g, n, d]`` in both tiers; a bias that is ignored, added once
+    per batch or broadcast along the wrong axis fails (every entry of it differs)."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 5, 3)).astype(dtype)
+    W = rng.standard_normal((4, 2, 3, 3)).astype(dtype)
+    bias = (10.0 + rng.standard_normal((4, 2, 3))).astype(dtype)
+    want = np.einsum("gndi,bti->btgnd", W.astype(np.float64), x.astype(np.float64)) + bias
+    tol = {np.float32: 1e-5, np.float64: 1e-12}[dtype]
+    for project in (F.project_inputs, J.project_inputs):
+        got = project(x, W, bias)
+        assert got.shape == (2, 5, 4, 2, 3) and got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        np.testing.assert_allclose(got - project(x, W), np.broadcast_to(bias, got.shape),
+                                   rtol=tol, atol=tol)
+        with pytest.raises(ValueError, match="bias"):
+            project(x, W, bias[:, :, :2])
 
 
 def test_project_inputs_backward_matches_einsum():

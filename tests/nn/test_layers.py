@@ -5,48 +5,36 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from refseq import nn
+from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import normal, seeds
-
-FD_EPS, FD_RTOL = 1e-6, 1e-6
 
 
 def check_vjp(forward, backward, args, wrt, rng):
-    """Check ``backward`` against central differences of ``forward`` for each ``args[i]``, i in
-    ``wrt``.
+    """Check ``backward`` against ``refseq.testing.gradcheck`` for each ``args[i]``, i in ``wrt``.
 
-    With a random cotangent ``dy`` and a random direction ``d``, the VJP must satisfy
-    ``<dy, J d> = <J^T dy, d>``: the left side is ``<dy, (f(a + h d) - f(a - h d)) / 2h>``
-    (error O(h^2) + rounding O(eps_64 / h)), the right side ``<grad_i, d>``. The tolerance is
-    relative to the magnitude of the terms of the inner product, so a chance cancellation in the
-    sum cannot make it vanish, plus the rounding error of the difference quotient itself,
-    ``16 eps_64 <|dy|, |y|> / h`` (it dominates where the Jacobian is tiny, e.g. layer norm of
-    two features, whose output is +-gamma whatever x is), and an absolute floor
-    ``16 eps_64 max|dy| sum|d|`` for gradients that cancel to rounding level (cross-entropy over
-    one class, whose loss is identically zero).
+    A random cotangent ``dy`` (the loss is ``<dy, forward(*args)[0]>``) and one random direction
+    ``d`` per checked argument, under gradcheck's rule plus one derived absolute floor,
+    ``16 eps_64 max|dy| sum|d|``: a gradient that cancels to rounding level (cross-entropy over
+    one class, whose loss is identically zero, so that gradcheck's round-off term ``S`` is 0)
+    is ``dy`` times a difference of O(1) terms, each rounded once per entry of ``d``.
     """
     y, cache = forward(*args)
     dy = normal(rng, np.shape(y))
-    rounding = 16 * np.finfo(np.float64).eps * float(np.sum(np.abs(dy * y))) / FD_EPS
     grads = backward(dy, cache)
     assert len(grads) == len(args), "one gradient per forward array argument"
+    work = list(args)  # float64 copies of the checked arguments, moved in place
+    for i in wrt:
+        work[i] = np.array(args[i], np.float64)
+    loss = cotangent_loss(lambda: forward(*work)[0], dy)
     for i in wrt:
         d = normal(rng, args[i].shape)
-        plus, minus = list(args), list(args)
-        plus[i], minus[i] = args[i] + FD_EPS * d, args[i] - FD_EPS * d
-        fd = forward(*plus)[0] - forward(*minus)[0]
-        numeric = float(np.sum(dy * fd)) / (2 * FD_EPS)
-        analytic = float(np.sum(grads[i] * d))
-        magnitude = float(np.sqrt(np.sum((grads[i] * d) ** 2))) + abs(analytic) + abs(numeric)
         floor = 16 * np.finfo(np.float64).eps * float(np.abs(dy).max() * np.abs(d).sum())
-        assert grads[i].shape == args[i].shape, f"argument {i}: gradient shape"
-        assert abs(numeric - analytic) <= FD_RTOL * magnitude + rounding + floor, (
-            f"argument {i}: <dy, J d> = {numeric!r} by finite differences, "
-            f"<J^T dy, d> = {analytic!r}"
-        )
+        assert_directional(loss, {f"argument {i}": work[i]}, {f"argument {i}": grads[i]},
+                           directions=[{f"argument {i}": d}], atol=floor)
     return grads
 
 
@@ -103,7 +91,10 @@ ACTS = {
 def test_activation_vjp(name, seed, lead):
     rng = np.random.default_rng(seed)
     forward, backward = ACTS[name]
-    check_vjp(forward, backward, [normal(rng, (*lead, 5), scale=2.0)], [0], rng)
+    x = normal(rng, (*lead, 5), scale=2.0)
+    if name == "relu":  # the kink at 0 outside gradcheck's stencil: 3 h |d_i| < 2e-3
+        assume(np.abs(x).min() > 2e-3)
+    check_vjp(forward, backward, [x], [0], rng)
 
 
 @pytest.mark.parametrize("log", [False, True])

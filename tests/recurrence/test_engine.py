@@ -21,6 +21,7 @@ from refseq.recurrence import (
     to_block_diagonal,
 )
 from refseq.recurrence.cells import log_sigmoid, sigmoid
+from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import seeds
 
 ALL_CELLS = sorted(CELLS)
@@ -194,24 +195,20 @@ def test_backward_matches_central_differences(p, zero_state):
     d_all, d_last = cotangents(rng, out, last, cell)
     _, _, grads = fwd_bwd(Wx, R, b, s0, cell, d_all, d_last)
 
-    def loss(args):
-        o, la = flashrnn_forward(*args, cell=cell)
-        return float((d_all * o).sum() + (d_last * la).sum())
-
-    args = [Wx, R, b, s0_full]
+    loss = cotangent_loss(lambda: flashrnn_forward(Wx, R, b, s0_full, cell=cell), (d_all, d_last))
+    args = {f"{cell}: {n}": a for n, a in zip(("Wx", "R", "b", "s0"), (Wx, R, b, s0_full))}
+    names = list(args)
     wrt = [0, 1, 2] + ([] if s0 is None else [3])  # never at a zero sLSTM state
+    analytic, directions = {}, []
     for k, g in zip([3, 0, 1, 2], grads):
         if k not in wrt:
             continue
-        v = rng.standard_normal(args[k].shape)
+        v = rng.standard_normal(args[names[k]].shape)
         if k == 3 and cell == "slstm":
             v[3] = 0  # m0 is not differentiated
-        eps = 1e-6
-        lp = loss([a + eps * v if i == k else a for i, a in enumerate(args)])
-        lm = loss([a - eps * v if i == k else a for i, a in enumerate(args)])
-        numeric = (lp - lm) / (2 * eps)
-        np.testing.assert_allclose((g * v).sum(), numeric, rtol=1e-6, atol=1e-8,
-                                   err_msg=f"{cell}: gradient of argument {k}")
+        analytic[names[k]] = g
+        directions.append({names[k]: v})
+    assert_directional(loss, args, analytic, directions=directions)
 
 
 # --- 9./10. cut and clip, gradient through last_states ---------------------------------------

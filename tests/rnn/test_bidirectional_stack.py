@@ -21,8 +21,8 @@ from refseq.rnn.elman import ElmanLayer
 from refseq.rnn.lstm import LSTMLayer, LSTMParams, init_lstm_params
 from refseq.rnn.masking import reverse_within_length
 from refseq.rnn.stack import stack, stack_backward
-from refseq.testing.strategies import seeds
-from tests.rnn.review_helpers import EPS, FD_ATOL, FD_RTOL, SWITCHES, fd_check, ragged  # noqa: F401
+from refseq.testing.gradcheck import assert_entrywise, cotangent_loss
+from refseq.testing.strategies import ragged_lengths, seeds
 
 
 def make_layer(kind, rng, I, H):
@@ -59,7 +59,7 @@ def test_bidirectional_ragged_equals_per_sequence_runs(seed, kind, B, T, merge):
     I, H = 3, 4
     fwd, bwd = make_layer(kind, rng, I, H), make_layer(kind, rng, I, H)
     x = rng.standard_normal((B, T, I))
-    L = ragged(rng, B, T)
+    L = ragged_lengths(rng, B, T)
     x[np.arange(T)[None, :] >= L[:, None]] = 1e3  # loud padding
     out, _ = bidirectional(fwd, bwd, x, L, merge)
     h_f, h_b = out if merge == "separate" else (None, None)
@@ -117,22 +117,19 @@ def test_bidirectional_gradients_match_finite_differences(seed, kind, merge):
     out, cache = bidirectional(fwd, bwd, x, L, merge)
     W_yh, W_yz, b_y = (rng.standard_normal(s) for s in ((3, H), (3, H), (3,)))
     dy = rng.standard_normal(out.shape)
-
-    def loss():
-        return float((dy * bidirectional(fwd, bwd, x, L, merge)[0]).sum())
-
+    loss = cotangent_loss(lambda: bidirectional(fwd, bwd, x, L, merge)[0], dy)
     dx, g_f, g_b = bidirectional_backward(dy, cache)
-    fd_check(loss, {"x": x, **{"f." + k: v for k, v in fwd.params.items()},
-                    **{"b." + k: v for k, v in bwd.params.items()}},
-             {"x": dx, **{"f." + k: v for k, v in g_f.items()},
-              **{"b." + k: v for k, v in g_b.items()}})
+    assert_entrywise(loss, {"x": x, **{"f." + k: v for k, v in fwd.params.items()},
+                            **{"b." + k: v for k, v in bwd.params.items()}},
+                     {"x": dx, **{"f." + k: v for k, v in g_f.items()},
+                      **{"b." + k: v for k, v in g_b.items()}})
     # the review's output layer
     dl = rng.standard_normal((B, T, 3))
     arrays = {"h_f": rng.standard_normal((B, T, H)), "h_b": rng.standard_normal((B, T, H)),
               "W_yh": W_yh, "W_yz": W_yz, "b_y": b_y}
     got = brnn_output_backward(dl, arrays["h_f"], arrays["h_b"], W_yh, W_yz)
-    fd_check(lambda: float((dl * brnn_output(*arrays.values())).sum()), arrays,
-             dict(zip(arrays, got)))
+    assert_entrywise(cotangent_loss(lambda: brnn_output(*arrays.values()), dl), arrays,
+                     dict(zip(arrays, got)))
 
 
 def test_bidirectional_lstm_matches_torch_packed():
@@ -202,7 +199,7 @@ def test_stack_rate_zero_is_sequential_application(seed, kinds, T, use_lengths):
     widths = [3] + [int(w) for w in rng.integers(1, 5, len(kinds))]
     layers = [make_layer(k, rng, widths[j], widths[j + 1]) for j, k in enumerate(kinds)]
     x = rng.standard_normal((2, T, 3))
-    L = ragged(rng, 2, T) if use_lengths else None
+    L = ragged_lengths(rng, 2, T) if use_lengths else None
     y, states, _ = stack(layers, x, lengths=L)
     h = x
     for layer, s in zip(layers, states):
@@ -234,15 +231,13 @@ def test_stack_gradients_match_finite_differences(seed, kinds):
     L = np.array([4, 3])
     y, _, cache = stack(layers, x, dropout_nonrecurrent=0.3, rng=seed, lengths=L)
     dy = rng.standard_normal(y.shape)
-
-    def loss():
-        return float((dy * stack(layers, x, dropout_nonrecurrent=0.3, rng=seed,
-                                 lengths=L)[0]).sum())
-
+    loss = cotangent_loss(
+        lambda: stack(layers, x, dropout_nonrecurrent=0.3, rng=seed, lengths=L)[0], dy)
     dx, grads, _ = stack_backward(dy, None, cache)
-    fd_check(loss, {"x": x, **{f"{j}.{k}": v for j, lay in enumerate(layers)
-                               for k, v in lay.params.items()}},
-             {"x": dx, **{f"{j}.{k}": v for j, g in enumerate(grads) for k, v in g.items()}})
+    assert_entrywise(loss, {"x": x, **{f"{j}.{k}": v for j, lay in enumerate(layers)
+                                       for k, v in lay.params.items()}},
+                     {"x": dx, **{f"{j}.{k}": v for j, g in enumerate(grads)
+                                  for k, v in g.items()}})
 
 
 def test_stack_lstm_matches_torch_two_layers():

@@ -14,8 +14,8 @@ from refseq.rnn.bptt import RNNModel, bptt_grads, clip_grad_norm, clip_grad_valu
 from refseq.rnn.elman import ElmanLayer, elman_forward
 from refseq.rnn.lstm import LSTMLayer, init_lstm_params
 from refseq.rnn.output import last_step, last_step_backward, sequence_cross_entropy
+from refseq.testing.gradcheck import assert_entrywise, cotangent_loss
 from refseq.testing.strategies import seeds
-from tests.rnn.review_helpers import EPS, FD_ATOL, FD_RTOL, SWITCHES, fd_check, ragged  # noqa: F401
 
 
 def make_model(kind, rng, I=3, H=4, K=3, dtype=np.float64):
@@ -41,8 +41,8 @@ def test_bptt_grads_match_finite_differences_of_masked_loss(seed, kind, reductio
     model = make_model(kind, rng)
     x, y, m = data(rng, 2, 4)
     loss, grads = bptt_grads(model, x, y, m, reduction=reduction)
-    fd_check(lambda: float(bptt_grads(model, x, y, m, reduction=reduction)[0]), model.params,
-             grads)
+    assert_entrywise(lambda: float(bptt_grads(model, x, y, m, reduction=reduction)[0]),
+                     model.params, grads)
 
 
 # --- truncated BPTT ----------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def test_tbptt_k2_above_k1_matches_finite_differences_with_held_state(seed, k1, 
 
         assert loss == pytest.approx(window_loss(), rel=1e-12)
         if j >= len(out) - 2:  # the last two updates (held state k2 steps back)
-            fd_check(window_loss, model.params, grads)
+            assert_entrywise(window_loss, model.params, grads)
 
 
 def test_tbptt_hand_derived_scalar_case():
@@ -234,13 +234,10 @@ def test_jordan_backward_matches_finite_differences(seed, feedback, alpha, activ
     dh, do = rng.standard_normal((2, 5, 4)), rng.standard_normal((2, 5, 3))
     kw = dict(alpha=alpha, feedback=feedback, targets=y, activation=activation)
 
-    def loss():
-        h, o, _ = jordan_forward(x, **p, **kw)
-        return float((dh * h).sum() + (do * o).sum())
-
+    loss = cotangent_loss(lambda: jordan_forward(x, **p, **kw)[:2], (dh, do))
     _, _, cache = jordan_forward(x, **p, **kw)
     dx, grads, dy0 = jordan_backward(dh, do, cache)
-    fd_check(loss, {"x": x, **p}, {"x": dx, **grads, "y0": dy0})
+    assert_entrywise(loss, {"x": x, **p}, {"x": dx, **grads, "y0": dy0})
 
 
 @given(seeds(), st.integers(1, 8), st.sampled_from(["probs", "logits", "teacher"]))

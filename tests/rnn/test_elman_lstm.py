@@ -14,8 +14,14 @@ from hypothesis import strategies as st
 from refseq.recurrence.engine import flashrnn_forward, project_inputs
 from refseq.rnn.elman import elman_backward, elman_forward
 from refseq.rnn.lstm import LSTMParams, init_lstm_params, lstm_backward, lstm_forward
-from refseq.testing.strategies import seeds
-from tests.rnn.review_helpers import EPS, FD_ATOL, FD_RTOL, SWITCHES, fd_check, ragged  # noqa: F401
+from refseq.testing.gradcheck import assert_entrywise, cotangent_loss
+from refseq.testing.strategies import (
+    LSTM_SWITCHES,
+    lstm_switches,
+    ragged_lengths,
+    seeds,
+    switch_id,
+)
 
 
 def elman_inputs(rng, B, T, I, H, dtype=np.float64):
@@ -34,13 +40,11 @@ def test_elman_backward_matches_finite_differences(seed, activation, use_lengths
     rng = np.random.default_rng(seed)
     B, T, I, H = 2, 4, 3, 3
     p = elman_inputs(rng, B, T, I, H)
-    L = ragged(rng, B, T) if use_lengths else None
+    L = ragged_lengths(rng, B, T) if use_lengths else None
     dh, dh_last = rng.standard_normal((B, T, H)), rng.standard_normal((B, H))
 
-    def loss():
-        h, h_last, _ = elman_forward(**p, activation=activation, lengths=L, use_engine=use_engine)
-        return float((dh * h).sum() + (dh_last * h_last).sum())
-
+    loss = cotangent_loss(lambda: elman_forward(**p, activation=activation, lengths=L,
+                                                use_engine=use_engine)[:2], (dh, dh_last))
     _, _, cache = elman_forward(**p, activation=activation, lengths=L, use_engine=use_engine)
     if activation == "relu":  # keep pre-activations away from the kink (spec, Traps)
         prev = np.concatenate([cache.h0[:, None], cache.h[:, :-1]], axis=1)  # h(t-1)
@@ -48,7 +52,7 @@ def test_elman_backward_matches_finite_differences(seed, activation, use_lengths
         assume(np.abs(a).min() > 1e-4)
     dx, dW_hx, dW_hh, db_h, dh0 = elman_backward(dh, dh_last, cache)
     grads = dict(x=dx, W_hx=dW_hx, W_hh=dW_hh, b_h=db_h, h0=dh0)
-    fd_check(loss, p, grads)
+    assert_entrywise(loss, p, grads)
 
 
 @given(seeds(), st.sampled_from(["tanh", "relu"]), st.integers(1, 3), st.integers(0, 7),
@@ -56,7 +60,7 @@ def test_elman_backward_matches_finite_differences(seed, activation, use_lengths
 def test_elman_engine_equals_own_loop(seed, activation, B, T, use_lengths):
     rng = np.random.default_rng(seed)
     p = elman_inputs(rng, B, T, 2, 4)
-    L = ragged(rng, B, T) if use_lengths else None
+    L = ragged_lengths(rng, B, T) if use_lengths else None
     a = elman_forward(**p, activation=activation, lengths=L)
     b = elman_forward(**p, activation=activation, lengths=L, use_engine=False)
     assert a[2].engine_cache is not None and b[2].engine_cache is None
@@ -72,7 +76,7 @@ def test_elman_engine_equals_own_loop(seed, activation, B, T, use_lengths):
 def test_elman_lengths_equal_per_sequence_runs(seed, activation, B, T):
     rng = np.random.default_rng(seed)
     p = elman_inputs(rng, B, T, 3, 4)
-    L = ragged(rng, B, T)
+    L = ragged_lengths(rng, B, T)
     p["x"][np.arange(T)[None, :] >= L[:, None]] = 1e3  # loud padding must not leak
     h, h_last, _ = elman_forward(**p, activation=activation, lengths=L)
     for b in range(B):
@@ -146,7 +150,7 @@ def lstm_setup(rng, B, T, I, H, peepholes=True, dtype=np.float64):
     return x, P, state0
 
 
-@pytest.mark.parametrize("sw", SWITCHES, ids=lambda s: "-".join(str(v) for v in s.values()))
+@pytest.mark.parametrize("sw", LSTM_SWITCHES, ids=switch_id)
 @pytest.mark.parametrize("use_lengths", [False, True])
 def test_lstm_backward_matches_finite_differences(sw, use_lengths):
     rng = np.random.default_rng(17)
@@ -156,17 +160,14 @@ def test_lstm_backward_matches_finite_differences(sw, use_lengths):
     L = np.array([T, 2]) if use_lengths else None
     dh = rng.standard_normal((B, T, H))
     dl = (rng.standard_normal((B, H)), rng.standard_normal((B, H)))
-
-    def loss():
-        h, (hl, sl), _ = lstm_forward(x, params, (h0, s0), lengths=L, **sw)
-        return float((dh * h).sum() + (dl[0] * hl).sum() + (dl[1] * sl).sum())
-
+    loss = cotangent_loss(lambda: lstm_forward(x, params, (h0, s0), lengths=L, **sw)[:2],
+                          (dh, dl))
     _, _, cache = lstm_forward(x, params, (h0, s0), lengths=L, **sw)
     dx, grads, (dh0, ds0) = lstm_backward(dh, dl, cache)
     if not sw["forget_gate"]:
         assert all(not grads[k].any() for k in ("W_fx", "W_fh", "b_f"))
-    fd_check(loss, {**params, "x": x, "h0": h0, "s0": s0},
-             {**grads, "x": dx, "h0": dh0, "s0": ds0})
+    assert_entrywise(loss, {**params, "x": x, "h0": h0, "s0": s0},
+                     {**grads, "x": dx, "h0": dh0, "s0": ds0})
 
 
 def to_engine(P):
@@ -238,11 +239,11 @@ def test_constant_error_carousel():
     np.testing.assert_allclose(norms, 1.0, atol=1e-12)  # ∂s(T)/∂s(0) = I
 
 
-@given(seeds(), st.integers(1, 4), st.integers(1, 8), st.sampled_from(SWITCHES))
+@given(seeds(), st.integers(1, 4), st.integers(1, 8), lstm_switches())
 def test_lstm_lengths_and_causality(seed, B, T, sw):
     rng = np.random.default_rng(seed)
     x, P, state0 = lstm_setup(rng, B, T, 3, 4, peepholes=sw["peepholes"])
-    L = ragged(rng, B, T)
+    L = ragged_lengths(rng, B, T)
     x[np.arange(T)[None, :] >= L[:, None]] = np.nan  # padding is never read
     h, (hl, sl), _ = lstm_forward(x, P, state0, lengths=L, **sw)
     for b in range(B):

@@ -1,4 +1,4 @@
-"""Properties of the scan reference (refseq/scan/__init__.py, refseq/scan/assoc.py), before any kernel.
+"""Properties of the scan reference (refseq/scan/), before any kernel.
 
 Every equivalence here is between independent formulations: the generic scans against each
 other and against a plain loop, the softmax scan against scipy's softmax per prefix, the
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from refseq import scan as S
 from refseq.testing import assert_close
+from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import decays, dims, lengths, masks, normal, seeds
 
 SCANS = list(S.SCANS.items())
@@ -215,10 +216,6 @@ def test_textbook_form_agrees_on_benign_scores(seed, d):
 
 
 # --- gradients: central finite differences in float64 with random cotangents ----------------
-def _fd(f, x, dx, eps=1e-6):
-    return (f(x + eps * dx) - f(x - eps * dx)) / (2 * eps)
-
-
 A_SHAPES = {
     "full": lambda B, T, D: (B, T, D),
     "per_channel": lambda B, T, D: (D,),
@@ -243,16 +240,8 @@ def test_linear_scan_backward_matches_finite_differences(seed, d, a_kind, revers
     ga, gb, gh0 = S.linear_scan_backward(a, h, g, h0, reverse=reverse, backend=backend)
     assert ga.shape == a.shape and gb.shape == b.shape and gh0.shape == h0.shape
 
-    def loss(a_, b_, h0_):
-        return np.sum(g * S.linear_scan(a_, b_, h0_, reverse=reverse))
-
-    for grad, x, f in (
-        (ga, a, lambda x: loss(x, b, h0)),
-        (gb, b, lambda x: loss(a, x, h0)),
-        (gh0, h0, lambda x: loss(a, b, x)),
-    ):
-        dx = rng.standard_normal(np.shape(x))
-        np.testing.assert_allclose(np.sum(grad * dx), _fd(f, x, dx), rtol=1e-6, atol=1e-8)
+    loss = cotangent_loss(lambda: S.linear_scan(a, b, h0, reverse=reverse), g)
+    assert_directional(loss, {"a": a, "b": b, "h0": h0}, {"a": ga, "b": gb, "h0": gh0}, rng=rng)
 
 
 @given(
@@ -278,24 +267,14 @@ def test_softmax_scan_backward_matches_finite_differences(seed, d, use_mask, use
         )
     gs, gv, gstate = S.softmax_scan_backward(s, v, g, mask, state, backend=backend)
 
-    def loss(s_, v_, st_):
-        return np.sum(g * S.softmax_scan(s_, v_, mask, st_)[0])
-
-    checks = [(gs, s, lambda x: loss(x, v, state)), (gv, v, lambda x: loss(s, x, state))]
+    arrays, grads = {"s": s, "v": v}, {"s": gs, "v": gv}
     if use_state:
-        for i in range(3):
-
-            def f(x, i=i):
-                parts = list(state)
-                parts[i] = x
-                return loss(s, v, S.SoftmaxState(*parts))
-
-            checks.append((gstate[i], state[i], f))
+        for i, field in enumerate(S.SoftmaxState._fields):  # the state's arrays, moved in place
+            arrays[f"state.{field}"], grads[f"state.{field}"] = state[i], gstate[i]
     else:
         assert gstate is None
-    for grad, x, f in checks:
-        dx = rng.standard_normal(np.shape(x))
-        np.testing.assert_allclose(np.sum(grad * dx), _fd(f, x, dx), rtol=1e-6, atol=1e-8)
+    loss = cotangent_loss(lambda: S.softmax_scan(s, v, mask, state)[0], g)
+    assert_directional(loss, arrays, grads, rng=rng)
     if use_mask:  # masked tokens receive no gradient
         assert (gs[~mask] == 0).all() and (gv[~mask] == 0).all()
 

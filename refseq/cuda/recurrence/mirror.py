@@ -1,7 +1,7 @@
 """NumPy mirror of the cuda recurrence kernels' decomposition (never imports numba).
 
-:mod:`refseq.cuda.recurrence` runs FlashRNN's recurrence (arXiv 2412.07752; spec ``flashrnn.md``
-"Hot paths", Algorithms "Kernel tiling") as
+:mod:`refseq.cuda.recurrence` runs FlashRNN's recurrence (arXiv 2412.07752; the kernels'
+decomposition is docs/hot-paths/recurrence-kernels.md, "cuda decomposition") as
 
 * ``forward``: one block per (head n, tile of ``batch_tile`` batch rows). A thread owns cells
   ``(row, d)``; per step the block loads ``h_{t-1}`` of its rows into shared memory, barrier,
@@ -28,7 +28,7 @@ import numpy as np
 
 from refseq.recurrence.engine import check_backward_args, check_recurrence_args
 
-BATCH_TILE = 16  #: batch rows per block (spec: "batch tile of up to 16 rows")
+BATCH_TILE = 16  #: batch rows per block (the default tile of the cuda kernels)
 
 
 def _tiles(B, batch_tile):

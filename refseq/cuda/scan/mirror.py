@@ -1,14 +1,15 @@
 """NumPy mirrors of the cuda scan kernels' decompositions (never imports numba).
 
-Every kernel in :mod:`refseq.cuda.scan` has a twin here that follows its loop structure step for
-step: the same tile of ``threads * per_thread`` time steps per block, the same run of
-``per_thread`` consecutive elements folded by each thread, the same Hillis-Steele rounds in
+Every kernel that :mod:`refseq.cuda.scan.kernels` builds has a twin here that follows its loop
+structure step for step: the same tile of ``threads * per_thread`` time steps per block, the same
+run of ``per_thread`` consecutive elements folded by each thread, the same Hillis-Steele rounds in
 shared memory, the same carry propagation across tiles, and the same identity padding at the end
 of the last tile. What the GPU runs in parallel (rows, tiles, the threads of a block) is
-vectorised; what one thread runs in order is a Python loop in the same order. The combine
-operators are :data:`refseq.scan.assoc.AFFINE` and :data:`refseq.scan.assoc.SOFTMAX_TRIPLE`, with the
-accumulated prefix always on the left, so the algorithm stays testable on any machine, with or
-without numba-cuda and its simulator.
+vectorised; what one thread runs in order is a Python loop in the same order. Like the kernel
+builder, the two drivers :func:`scan_rows` and :func:`scan_tiles` are generic over the operator:
+:data:`refseq.scan.assoc.AFFINE` and :data:`refseq.scan.assoc.SOFTMAX_TRIPLE` here, their device
+forms in :mod:`refseq.cuda.scan.ops`, with the accumulated prefix always on the left, so the
+algorithm stays testable on any machine, with or without numba-cuda and its simulator.
 
 Internally time is axis 0 ("time first"): a leaf has shape ``(T, *row)`` where ``row`` is the
 part the GPU spreads over threads — ``(B, *S)`` for ``linear_scan``, ``(B, H)`` for ``m`` and
@@ -240,7 +241,7 @@ def softmax_scan_sequential(s, v, mask=None, state=None):
 
     One GPU thread per (batch, head, value channel) folds the leaves ``(s_t, 1, v_t)`` (the
     identity ``(-inf, 0, 0)`` where masked) into the carried triple with the stable combine
-    (spec aaren.md):
+    (Aaren, arXiv 2405.13956 Sec. 3.2):
 
     .. math:: m_t = \\max(m_{t-1}, s_t),\\quad u_t = u_{t-1} e^{m_{t-1}-m_t} + e^{s_t-m_t},\\quad
               w_t = w_{t-1} e^{m_{t-1}-m_t} + v_t e^{s_t-m_t},\\quad o_t = w_t / u_t

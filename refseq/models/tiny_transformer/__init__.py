@@ -19,9 +19,9 @@ embeddings plus positions; ``hidden[L]`` is *before* the final norm — :func:`f
 the unembedding's input).
 
 The KV cache is one array ``(L, 2, H, S, Dh)`` (``(B, L, 2, H, S, Dh)`` batched), see
-:mod:`refseq.models.tiny_transformer.kv_cache`. ``allow_mask (T, S + T)`` says which cached and new slots each new
-token may attend to; for a draft tree it is all-True over the cache followed by the ancestor mask
-and ``positions = S + depth``.
+:mod:`refseq.models.tiny_transformer.kv_cache`. ``allow_mask (T, S + T)`` says which cached and new
+slots each new token may attend to; for a draft tree it is all-True over the cache followed by the
+ancestor mask and ``positions = S + depth``.
 
 The code is split by concept; every name stays importable from this module:
 

@@ -1,6 +1,6 @@
 """The tiny transformer's key/value cache: one plain array and three operations.
 
-Layout (shared with ``refseq.decoding.speculative.kv.commit_path``)::
+Layout (the one the planned speculative decoders will commit accepted paths in)::
 
     kv : (L, 2, H, S, Dh)        unbatched
     kv : (B, L, 2, H, S, Dh)     batched

@@ -1,9 +1,9 @@
 """The tiny transformer as a :class:`~refseq.decoding.interfaces.StepLM`.
 
 Each row of the decoding state keeps its own KV cache (``(L, 2, H, S, Dh)``, see
-:mod:`refseq.models.tiny_transformer.kv_cache`), so prompts of different lengths need no padding and ``reorder``
-is a gather of rows. Every call runs unbatched forwards row by row: the reference favours the
-obvious loop over padding and masks; use the batched ``forward`` for speed.
+:mod:`refseq.models.tiny_transformer.kv_cache`), so prompts of different lengths need no padding and
+``reorder`` is a gather of rows. Every call runs unbatched forwards row by row: the reference
+favours the obvious loop over padding and masks; use the batched ``forward`` for speed.
 """
 
 from __future__ import annotations

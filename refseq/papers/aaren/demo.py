@@ -1,5 +1,5 @@
-"""``refseq demo aaren``: Aaren's constant-cost streaming at tiny scale (spec aaren.md,
-"Small-scale result to reproduce"; Feng et al., arXiv 2405.13956, Sec. 3).
+"""``refseq demo aaren``: Aaren's constant-cost streaming at tiny scale (Feng et al., arXiv
+2405.13956, Sec. 3: the paper's efficiency claim; docs/papers/aaren.md).
 
 One head, random q (1, Dk), k (1, T, 1, Dk), v (1, T, 1, Dv). Tokens are streamed one at a time
 through
@@ -122,7 +122,9 @@ def format_table(result) -> str:
 
 def main(argv=None) -> int:
     """Command line: print the table; exit status 1 if an equality check fails."""
-    parser = argparse.ArgumentParser(prog="refseq demo aaren", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="refseq demo aaren",
+        description="Aaren's constant-cost streaming against a growing KV cache, at tiny scale.")
     parser.add_argument("--T", type=int, default=16384, help="tokens to stream")
     parser.add_argument("--Dk", type=int, default=32)
     parser.add_argument("--Dv", type=int, default=32)

@@ -1,9 +1,9 @@
 """Aaren — attention as a recurrent neural network (Feng et al., arXiv 2405.13956, Sec. 3).
 
-Softmax attention of one *fixed* query over tokens 1..k is an RNN with a constant-size state,
-and its outputs after every prefix are an inclusive scan with an associative operator. Spec:
-``aaren.md`` ("Equations"). Symbols: B batch, T time, H heads, Dk key width, Dv value width,
-D model width. Glossary, paper -> code (one head; the scan's triple is ``SoftmaxState``):
+Softmax attention of one *fixed* query over tokens 1..k is an RNN with a constant-size state, and
+its outputs after every prefix are an inclusive scan with an associative operator. Symbols: B batch,
+T time, H heads, Dk key width, Dv value width, D model width. Glossary, paper -> code (one head; the
+scan's triple is ``SoftmaxState``):
 
 =====================================  =================  ====================================
 paper                                  code               shape
@@ -15,14 +15,14 @@ a_k = sum_{i<=k} exp(s_i - m_k) v_i    ``state.w``        (B, H, Dv)
 o_k = a_k / c_k                        ``o``              (B, T, H, Dv)
 =====================================  =================  ====================================
 
-Formulations of the same function, tested against one another (style.md #8):
+Formulations of the same function, tested against one another:
 :func:`attend_one_query` (direct, the oracle), :func:`aaren_cell_step` / :func:`aaren_recurrent`
 (the RNN, Sec. 3.1), :func:`aaren_scan` (the parallel prefix scan, Sec. 3.2), :func:`aaren_naive`
 (O(T^2)) and, for a negative test only, :func:`aaren_unstable_rolling`; they live in
 :mod:`refseq.papers.aaren.rnn` and are re-exported here. The layer (Sec. 3.3) is
 :func:`aaren_layer` / :func:`aaren_layer_step`, in this module.
 
-Choices the paper leaves open (the spec's): ``scale=None`` means ``1/sqrt(Dk)`` — the paper's
+Choices the paper leaves open (made here): ``scale=None`` means ``1/sqrt(Dk)`` — the paper's
 ``s_i = <q, k_i>`` is ``scale=1.0``, equally expressive since q is learned; heads are merged by
 concatenation and ``W_o`` (``head_merge="mean" | "sum"`` reproduce independent implementations);
 a masked token is the identity element, never a large negative score, and a prefix without a
@@ -139,14 +139,14 @@ def _merge_heads(o, head_merge):
 
 def aaren_layer(params, x, mask=None, state=None, scale=None, head_merge="concat", *,
                 backend="numpy"):
-    """Multi-head Aaren layer over a whole sequence (Sec. 3.3; spec aaren.md A5).
+    """Multi-head Aaren layer over a whole sequence (Sec. 3.3).
 
     .. math:: k_i = x_i W_k + b_k, \\; v_i = x_i W_v + b_v, \\;
               o^{(h)}_{1..T} = \\text{Aaren}(q^{(h)}, k^{(h)}_{1..T}, v^{(h)}_{1..T}), \\;
               y_t = \\text{merge}_h(o^{(h)}_t) W_o + b_o
 
     The query of head h is the parameter ``q[h]``, not a projection of the current token (with
-    one, the layer would be causal self-attention at O(t) per step; spec aaren.md "Traps").
+    one, the layer would be causal self-attention at O(t) per step).
 
     Parameters
     ----------
@@ -176,7 +176,7 @@ def aaren_layer(params, x, mask=None, state=None, scale=None, head_merge="concat
 
 
 def aaren_layer_step(params, x_t, state=None, valid_t=None, scale=None, head_merge="concat"):
-    """:func:`aaren_layer` for one new token ``x_t`` (B, D) in O(1) time and memory (spec A6).
+    """:func:`aaren_layer` for one new token ``x_t`` (B, D) in O(1) time and memory (Sec. 3.1).
 
     Returns ``(y_t (B, D), state)``; ``state=None`` starts from :func:`softmax_state_init`.
     Token by token it equals :func:`aaren_layer` on the whole sequence.

@@ -72,7 +72,7 @@ def _prepare(q, k, v, mask, scale, state, check_finite):
 
 
 def _divide(w, u):
-    """``o = w / u`` with the all-masked guard: 0 where ``u == 0`` (spec aaren.md item 11)."""
+    """``o = w / u`` with the all-masked guard: 0 where ``u == 0`` (a fully masked prefix)."""
     return np.divide(w, u[..., None], out=np.zeros_like(w), where=u[..., None] > 0)
 
 
@@ -246,7 +246,7 @@ def aaren_naive(q, k, v, mask=None, scale=None):
 
 
 def aaren_unstable_rolling(s, v):
-    """The textbook rolling sums without the max (spec aaren.md, "Unstable rolling form").
+    """The textbook rolling sums without the max (Sec. 3.1 before the max shift).
 
     .. math:: \\hat a_k = \\hat a_{k-1} + e^{s_k} v_k, \\quad \\hat c_k = \\hat c_{k-1} + e^{s_k},
               \\quad o_k = \\hat a_k / \\hat c_k
@@ -254,7 +254,7 @@ def aaren_unstable_rolling(s, v):
     Correct on benign scores, but ``e^{s_k}`` overflows for s above about 709 (float64) or 88
     (float32) and underflows to 0/0 when every score is below about -745 (-104): returns inf or
     NaN there. This is why the cell carries the running max m. Never used by the reference;
-    kept for the test that documents the failure (style.md #7). ``s`` (B, T, H), ``v``
+    kept for the test that documents the failure. ``s`` (B, T, H), ``v``
     (B, T, H, Dv); returns (B, T, H, Dv).
     """
     return softmax_scan_textbook(s, v)

@@ -2,8 +2,8 @@
 
 Feng et al., arXiv 2405.13956, Sec. 3.3 stack Aaren modules, ``h^{(j+1)}_{1..T} =
 Aaren(q^{(j)}, h^{(j)}_{1..T})``, each with its own learned query, so output k of every layer
-depends only on inputs 1..k. The block layout is not fixed by the paper; the spec (``aaren.md``,
-"Stacking") chooses the pre-LayerNorm Transformer block
+depends only on inputs 1..k. The block layout is not fixed by the paper; refseq chooses the
+pre-LayerNorm Transformer block
 
 .. code-block:: text
 
@@ -13,7 +13,7 @@ depends only on inputs 1..k. The block layout is not fixed by the paper; the spe
 with no final LayerNorm. Symbols: B batch, T time, D model width, H heads, Dk / Dv key / value
 width per head, F FFN width, L layers.
 
-Two ways to run the same function (tested equal, style.md #8): :func:`aaren_stack` over a whole
+Two ways to run the same function (tested equal): :func:`aaren_stack` over a whole
 sequence (each layer's Aaren runs as a prefix scan), and :func:`aaren_stack_step`, one token at a
 time with one ``SoftmaxState`` per layer (heads inside): O(1) time and memory per token, the
 paper's efficiency claim. Both carry state, so calls compose.
@@ -151,7 +151,7 @@ def aaren_stack(params_list, x, mask=None, states=None, scale=None, head_merge="
 
 def aaren_stack_step(params_list, x_t, states=None, valid_t=None, scale=None,
                      head_merge="concat"):
-    """Streaming decode: one token ``x_t`` (B, D) through all L blocks (spec aaren.md A6).
+    """Streaming decode: one token ``x_t`` (B, D) through all L blocks (Sec. 3.1, 3.3).
 
     Each layer keeps one SoftmaxState (m (B, H), u (B, H), w (B, H, Dv)): ``Dv + 2`` numbers per
     head and layer, whatever the number of tokens seen. Token by token it equals

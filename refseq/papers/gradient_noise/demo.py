@@ -1,6 +1,6 @@
 """``refseq demo gradient-noise``: annealed gradient noise rescues a deep, badly initialised ReLU
-network (spec gradient-noise.md, "Small-scale result to reproduce"; Neelakantan et al., arXiv
-1511.06807, Sec. 4.1).
+network (Neelakantan et al., arXiv 1511.06807, Sec. 4.1, at small scale;
+docs/papers/gradient-noise.md).
 
 A 20-layer ReLU MLP (width 50, all weights ``N(0, 0.1^2)``) is trained on a 2-class teacher
 problem (:mod:`refseq.papers.gradient_noise.mlp`) with SGD (lr 0.1, batch 64, global-norm
@@ -89,8 +89,9 @@ def format_table(result) -> str:
 
 def main(argv=None) -> int:
     """Command line: print the table; exit status 1 if a check fails."""
-    parser = argparse.ArgumentParser(prog="refseq demo gradient-noise",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="refseq demo gradient-noise",
+        description="Annealed gradient noise rescues a deep, badly initialised ReLU network.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eta", type=float, default=0.03, help="noise scale of the checked row")
     parser.add_argument("--info-etas", type=float, nargs="*", default=[0.01],

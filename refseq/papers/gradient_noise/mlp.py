@@ -1,6 +1,6 @@
 """The deep, poorly initialised MLP of the gradient-noise paper at small scale (Neelakantan et
 al., arXiv 1511.06807, Sec. 4.1: 20-layer ReLU network, 50 units per layer, "bad"
-initialisation), as specified in gradient-noise.md ("Small-scale result to reproduce").
+initialisation), at a scale that runs in seconds (docs/papers/gradient-noise.md).
 
 Data (:func:`teacher_dataset`): ``x ~ N(0, I_10)``, labels ``y = 1[tanh(x V) u > 0]`` from a
 random teacher ``V (10, 32)``, ``u (32,)`` — a smooth, roughly balanced two-class problem

@@ -1,4 +1,4 @@
-"""Data helpers for PV-RNN (Ahmadi & Tani, arXiv 1811.01339; spec pv-rnn.md items 3, 7, 8).
+"""Data helpers for PV-RNN (Ahmadi & Tani, arXiv 1811.01339).
 
 * :func:`softmax_encode` / :func:`softmax_decode` — the OIST library's softmax ("sparse")
   encoding of analogue values (oist-cnru/T-GLean ``Data::_smTransformVec`` and
@@ -8,7 +8,7 @@
   the primitive just emitted (the paper's first data set is of this kind; its parameters were
   not available, so none are hard-coded).
 * :func:`pfsm_accepts` and :func:`estimate_transition_matrix` — the machine's language and the
-  transition statistics of symbol sequences (spec item 7), e.g. of generated ones.
+  transition statistics of symbol sequences, e.g. of generated ones.
 
 Symbols: S sequences, T time, X output width, G analogue dimensions, U softmax units per
 dimension (X = G·U), K primitives (machine states), N segments per sequence.

@@ -1,5 +1,5 @@
-"""``refseq demo pv-rnn``: the meta-prior's first-order effect at tiny scale (spec pv-rnn.md,
-"Small-scale result to reproduce"; Ahmadi & Tani, arXiv 1811.01339).
+"""``refseq demo pv-rnn``: the meta-prior's first-order effect at tiny scale (Ahmadi & Tani,
+arXiv 1811.01339; docs/papers/pv-rnn.md).
 
 Data: 8 one-dimensional sequences of length 48, each 6 segments of 8 steps, a segment being
 ``+0.8 sin(πk/8)`` with probability 0.7 or ``-0.8 sin(πk/8)`` with probability 0.3. Model: one
@@ -7,7 +7,7 @@ PV-RNN layer, D = 16, Z = 2, τ = 2, tanh output, Glorot-normal weights, zero bi
 A ~ N(0, 0.1²); full-batch Adam (lr 3e-3, ε_adam = 1e-4), fresh ε each epoch, β = w, OIST
 normalisation. Expected between the smallest and the largest w: lower KL per latent unit per
 step and higher reconstruction error per output unit per step for the larger w (the pass
-criterion). The paper's σ-based claims are not asserted at this budget (spec).
+criterion). The paper's σ-based claims are not asserted at this budget.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def format_table(result) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="refseq demo pv-rnn", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="refseq demo pv-rnn",
+        description="The PV-RNN meta-prior's first-order effect on KL and reconstruction.")
     parser.add_argument("--ws", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0])
     parser.add_argument("--epochs", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)

@@ -45,7 +45,7 @@ def train_pvrnn(params: PVRNNParams, data, epochs: int, minibatch_size: int | No
                 lr=1e-3, betas=(0.9, 0.999), adam_eps=1e-4, w=1.0, beta=None, rng=None,
                 normalize="oist", freeze_top_down_of=(), log_every=0, log=print,
                 A_init_from_prior=False) -> dict:
-    """Train weights and adaptive vectors in place (spec item 5, "Training epoch").
+    """Train weights and adaptive vectors in place (OIST training epoch).
 
     Parameters
     ----------
@@ -104,7 +104,7 @@ def train_pvrnn(params: PVRNNParams, data, epochs: int, minibatch_size: int | No
 
 
 class ErrorRegression:
-    """Sliding-window error regression (spec item 6, OIST semantics; weights frozen).
+    """Sliding-window error regression (OIST semantics; weights frozen).
 
     Each :meth:`step` receives the latest ``W`` observations (fewer while a growing window
     fills), slides the window's A slots by one (the new slot initialised by ``new_slot_init``),

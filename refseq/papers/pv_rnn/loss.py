@@ -95,7 +95,7 @@ def _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight):
 
 
 def pvrnn_loss(cache, targets, mask=None, w=1.0, beta=None, normalize="oist", rec_weight=1.0):
-    """The minimised objective (negative ELBO with meta-prior), spec "Objective".
+    """The minimised objective (negative ELBO with meta-prior).
 
     ``oist``: ``(1/B) Σ_b Σ_t [(1/2X)||x̂ - x||² + Σ_l (w_{l,t}/Z_l) Σ_i KL]``; ``sum`` drops the
     ``1/X``, ``1/Z_l``, ``1/B``. ``w_{l,1} = β_l`` when the first prior is the unit Gaussian.
@@ -123,7 +123,7 @@ def pvrnn_loss(cache, targets, mask=None, w=1.0, beta=None, normalize="oist", re
 
 def pvrnn_backward(params, cache, targets, mask=None, w=1.0, beta=None, normalize="oist",
                    rec_weight=1.0) -> dict:
-    """Exact gradients of :func:`pvrnn_loss` by BPTT (spec "Gradients"), ε held fixed.
+    """Exact gradients of :func:`pvrnn_loss` by BPTT, ε held fixed (docs/papers/pv-rnn.md).
 
     Returns a dict with the keys of :func:`named_parameters` (A gradients are non-zero only at
     the used ``seq_index`` slots) plus ``"state0"``: ``[(dh0, dd0)]`` per layer.

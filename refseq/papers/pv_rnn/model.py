@@ -7,7 +7,7 @@ regression live in :mod:`refseq.papers.pv_rnn.er`; docs/papers/pv-rnn.md maps ev
 Layers are indexed 0 (bottom, drives the output; the paper's l = 1) to L - 1 (top); the paper's
 ``τ``, ``w``, ``β``, ``A`` keep their names.
 
-Per layer, time t = 1..T, layers updated top to bottom inside a step (spec "Equations")::
+Per layer, time t = 1..T, layers updated top to bottom inside a step::
 
     prior      μ^p_t = 0, σ^p_t = 1 (t = 1, unit_first)   else  tanh(W_mu d_{t-1} + b_mu),
                                                                 exp(W_sg d_{t-1} + b_sg)
@@ -18,8 +18,8 @@ Per layer, time t = 1..T, layers updated top to bottom inside a step (spec "Equa
     output     x̂_t = tanh(W_out d^1_t + b_out)                          (sm_units = 0, default)
                x̂_t = softmax over each group of U units of (W_out d^1_t + b_out)  (sm_units = U)
 
-Options beyond the paper's defaults: the softmax ("sparse") output of the OIST library (spec
-item 3; its loss is ``Σ t log(t / x̂)`` per unit, OIST ``SoftmaxLayer::computeErr``), and Idei et
+Options beyond the paper's defaults: the softmax ("sparse") output of the OIST library (its
+loss is ``Σ t log(t / x̂)`` per unit, OIST ``SoftmaxLayer::computeErr``), and Idei et
 al.'s initialisation of A to the prior's pre-activations on the first forward pass
 (``pvrnn_forward(..., set_A_to_prior=True)`` / :func:`init_A_from_prior`; h-idei/pvrnn_sa).
 
@@ -87,7 +87,7 @@ def log_softmax_groups(a, units: int):
 
 
 def softmax_groups_textbook(a, units: int):
-    """``exp(a) / Σ_group exp(a)`` without the max shift (kept for comparison, style #7)."""
+    """``exp(a) / Σ_group exp(a)`` without the max shift (kept for a negative test)."""
     e = np.exp(a.reshape(a.shape[:-1] + (-1, units)))  # (..., G, U)
     return (e / e.sum(axis=-1, keepdims=True)).reshape(a.shape)
 
@@ -125,7 +125,7 @@ def draw_eps(params: PVRNNParams, B: int, T: int, rng) -> list:
 
 def pvrnn_forward(params: PVRNNParams, eps, seq_index=None, mode="posterior",
                   n_posterior_steps=None, state0=None, *, unit_first=True, set_A_to_prior=False):
-    """Generate ``x̂`` for T steps (spec item 2).
+    """Generate ``x̂`` for T steps.
 
     Parameters
     ----------

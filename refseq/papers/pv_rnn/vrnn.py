@@ -1,10 +1,10 @@
-"""VRNN baseline for PV-RNN comparisons (Chung et al. 2015, arXiv 1506.02216; spec item 9).
+"""VRNN baseline for PV-RNN comparisons (Chung et al. 2015, arXiv 1506.02216).
 
-The difference from PV-RNN (:mod:`refseq.papers.pv_rnn.model`) is the posterior: an inference network
-reads the observation, ``q(z_t | x_t, d_{t-1})``, instead of free adaptive vectors A. One layer,
-single linear maps where Chung et al. use MLP feature extractors (φ^x, φ^z, φ^enc, φ^dec,
-φ^prior), and the same leaky-integrator (MTRNN) state and loss normalisation as PV-RNN so that
-the two are comparable::
+The difference from PV-RNN (:mod:`refseq.papers.pv_rnn.model`) is the posterior: an inference
+network reads the observation, ``q(z_t | x_t, d_{t-1})``, instead of free adaptive vectors A. One
+layer, single linear maps where Chung et al. use MLP feature extractors (φ^x, φ^z, φ^enc, φ^dec,
+φ^prior), and the same leaky-integrator (MTRNN) state and loss normalisation as PV-RNN so that the
+two are comparable::
 
     prior      μ^p_t = tanh(W_mu d_{t-1} + b_mu),             σ^p_t = exp(W_sg d_{t-1} + b_sg)
     posterior  μ^q_t = tanh(U_mu x_t + V_mu d_{t-1} + c_mu),  σ^q_t = exp(U_sg x_t + V_sg d_{t-1}

@@ -1,5 +1,5 @@
-"""``refseq demo recoding``: surprisal recoding's first-order mechanism at tiny scale (spec
-recoding.md, "Small-scale result to reproduce"; Ulmer, arXiv 2101.00674).
+"""``refseq demo recoding``: surprisal recoding's first-order mechanism at tiny scale (Ulmer,
+arXiv 2101.00674; docs/papers/recoding.md).
 
 A 1-layer LSTM LM (E = H = 32) is trained without recoding on a stream of Reber-grammar strings
 (vocabulary B T P S X V E, strings concatenated) by truncated BPTT (bptt_len 20, Adam lr 3e-3).
@@ -22,7 +22,7 @@ from refseq.papers.recoding.training import perplexity, recoding_diagnostics, tr
 from refseq.train.adam import Adam
 
 SYMBOLS = "BTPSXVE"
-# Reber automaton (rnn-sparsity.md): state -> [(symbol, next state)], 5 = accept (emit E)
+# Reber automaton (as refseq.tasks.reber): state -> [(symbol, next state)], 5 = accept (emit E)
 _REBER = {0: [("T", 1), ("P", 2)], 1: [("S", 1), ("X", 3)], 2: [("T", 2), ("V", 4)],
           3: [("X", 2), ("S", 5)], 4: [("P", 3), ("V", 5)]}
 
@@ -92,8 +92,9 @@ def format_table(result) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="refseq demo recoding",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="refseq demo recoding",
+        description="Surprisal recoding's first-order mechanism on a small LSTM language model.")
     parser.add_argument("--n-train", type=int, default=20000)
     parser.add_argument("--n-test", type=int, default=4000)
     parser.add_argument("--epochs", type=int, default=10)

@@ -1,4 +1,4 @@
-"""Recoding's same-step state gradients (Ulmer, arXiv 2101.00674; spec recoding.md item 3).
+"""Recoding's same-step state gradients (Ulmer, arXiv 2101.00674).
 
 The error signal δ_t is differentiated w.r.t. every layer's current ``h^l_t`` and ``c^l_t``
 through the *same* time step only (:func:`state_gradients`; :func:`top_hidden_from` is the

@@ -1,7 +1,7 @@
 """The step-wise LSTM language model that recoding (Ulmer, arXiv 2101.00674) acts on.
 
-Embedding -> dropout -> L LSTM layers -> dropout on the top ``h`` -> decoder (spec recoding.md
-item 1). Each layer step is the shared recurrence engine's one-head ``lstm`` cell
+Embedding -> dropout -> L LSTM layers -> dropout on the top ``h`` -> decoder (as the official code's
+``LSTMLanguageModel``). Each layer step is the shared recurrence engine's one-head ``lstm`` cell
 (:func:`refseq.recurrence.cells.pointwise_forward`, gate order i, f, z, o; ``N = 1`` head of width
 ``D = H``), so one LM step equals :func:`refseq.recurrence.engine.flashrnn_step` on the same
 weights. :func:`lm_backward` is BPTT over a list of step caches; it also serves recoding's
@@ -110,7 +110,7 @@ class LSTMLanguageModel:
         return new[0, :, 0], new[1, :, 0], LayerCache(u, prev, new, gates)
 
     def step(self, tokens, state=None, *, train=False, rng=None, masks=None):
-        """One time step (spec item 1).
+        """One time step.
 
         Parameters
         ----------

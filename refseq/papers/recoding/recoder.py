@@ -1,5 +1,4 @@
-"""The recoder: the recoding update and one LSTM LM step with it (Ulmer, arXiv 2101.00674;
-spec recoding.md item 5).
+"""The recoder: the recoding update and one LSTM LM step with it (Ulmer, arXiv 2101.00674).
 
 :func:`recode` moves the states against their gradients, ``h̃ = h - α_{l,h} g_h``,
 ``c̃ = c - α_{l,c} g_c``. :class:`RecodingLM` runs the model's step, computes the error signal δ_t
@@ -47,7 +46,7 @@ def recode(state, grads, alphas, nan_policy="zero"):
 
 
 class RecodingLM:
-    """An LSTM LM with recoding at every step (spec item 5).
+    """An LSTM LM with recoding at every step.
 
     Parameters
     ----------
@@ -132,7 +131,8 @@ class RecodingLM:
         return self.model.decode(h, mask)
 
     def step(self, tokens, state=None, target=None, *, train=False, rng=None, frozen=None):
-        """One recoding step (spec "Algorithms" 1-7). Returns ``(logits (B, V), state_tilde,
+        """One recoding step (model step, signal, state gradients, step sizes, recode, optional
+        re-decode). Returns ``(logits (B, V), state_tilde,
         diagnostics)``; diagnostics: ``delta_before``, ``delta_after`` (δ recomputed at the
         recoded top ``h`` with the same decoder, masks and target), ``grads``, ``grad_norms``
         ``[(|g_h|, |g_c|)]`` (B,), ``alphas``, ``cache``, ``redecode``. ``frozen`` (optional,

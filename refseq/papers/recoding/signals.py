@@ -1,5 +1,5 @@
-"""Recoding's error signals δ and their exact gradients (Ulmer, arXiv 2101.00674; spec
-recoding.md item 2 and "Equations"), plus the anchored-ensemble extras (item 7): the ensemble
+"""Recoding's error signals δ and their exact gradients (Ulmer, arXiv 2101.00674), plus the
+anchored-ensemble extras (Pearce et al. 2018): the ensemble
 LM output and its backward (the members are trained through it), the anchors and the anchor
 loss.
 

@@ -1,4 +1,4 @@
-"""Recoding's step-size predictors α (Ulmer, arXiv 2101.00674; spec recoding.md item 4).
+"""Recoding's step-size predictors α (Ulmer, arXiv 2101.00674).
 
 Each predictor maps a layer's (detached) ``h`` (B, H) to ``α`` (B, 1) and has ``params`` and a
 ``backward(d_alpha, h)``: :class:`FixedStep` (a constant), :class:`LearnedStep`

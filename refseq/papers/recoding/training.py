@@ -1,4 +1,4 @@
-"""Recoding latent sentence representations (Ulmer, arXiv 2101.00674; spec recoding.md).
+"""Recoding latent sentence representations (Ulmer, arXiv 2101.00674): training and evaluation.
 
 At every step of a step-wise LSTM LM an error signal δ_t (:mod:`refseq.papers.recoding.signals`)
 is differentiated w.r.t. every layer's current ``h^l_t`` and ``c^l_t`` through the *same* time
@@ -86,7 +86,7 @@ def recoding_diagnostics(recoder: RecodingLM, tokens, state=None) -> dict:
 def recoding_loss_and_grad(model_or_recoder, batch, state=None, *, train=True, rng=None,
                            gold_for_surprisal=False, frozen=None):
     """Mean next-token cross-entropy of ``batch`` (B, T + 1) with recoding inside every step
-    and its gradients by BPTT under the first-order rule (spec item 6). The official training
+    and its gradients by BPTT under the first-order rule (``g`` frozen). The official training
     loop gives surprisal no target (arg-max); ``gold_for_surprisal=True`` passes the gold one.
 
     Anchored ensemble (``signal="ensemble"``): the output of every step is the members'
@@ -166,8 +166,8 @@ def train_lm(model_or_recoder, stream, epochs, optimizer, *, bptt_len=35, batch_
     surprisal, rows of ``batch_size``) is given to ``plateau``, which lowers ``optimizer.lr``
     when it stops improving. ``plateau`` defaults to
     ``ReduceOnPlateau(optimizer, factor=0.25, patience=0)``: the rate is divided by 4 after
-    every epoch whose validation perplexity does not improve on the best (the spec's "reduced
-    by 4x on validation plateaus"; the official code steps torch's ReduceLROnPlateau with
+    every epoch whose validation perplexity does not improve on the best (the official
+    code steps torch's ReduceLROnPlateau with
     factor 0.25 every ``eval_every`` batches). A ``plateau`` without ``valid`` is an error.
 
     Returns the mean training loss per epoch.

@@ -1,6 +1,5 @@
 """Gradient-flow diagnostics: why simple RNNs forget and LSTM cells do not (Lipton et al., arXiv
-1506.00019, Sec. 3.2 and 4.1; Hochreiter et al. 2001; Pascanu et al. 2013, arXiv 1211.5063;
-spec rnn-review.md item 8).
+1506.00019, Sec. 3.2 and 4.1; Hochreiter et al. 2001; Pascanu et al. 2013, arXiv 1211.5063).
 
 The sensitivity of a late hidden state to an early one is a product of per-step Jacobians,
 
@@ -81,7 +80,7 @@ def lstm_step_jacobians(x, params, state0=None, *, forget_gate=True, peepholes=F
                         output_activation="tanh"):
     """Per-step Jacobians ``∂(h(t), s(t)) / ∂(h(t-1), s(t-1))``, shape (B, T, 2H, 2H).
 
-    Rows and columns are ordered ``(h, s)``. Analytic (spec rnn-review.md, "Jacobian chains"):
+    Rows and columns are ordered ``(h, s)``. Analytic:
     with ``A_k = diag(k'_pre) W^{kh}`` for each gate ``k`` and peephole diagonals
     ``D_i = i(1-i) p_i``, ``D_f = f(1-f) p_f``,
     ``∂s/∂h = diag(i) A_g + diag(g) A_i + diag(s(t-1)) A_f``,

@@ -1,16 +1,17 @@
 """``refseq demo rnn-review``: vanishing versus preserved gradients, the central argument of
 Lipton et al., "A Critical Review of Recurrent Neural Networks for Sequence Learning" (arXiv
-1506.00019, Sec. 3.2 and 4.1; spec rnn-review.md, "Small-scale result to reproduce").
+1506.00019, Sec. 3.2 and 4.1; docs/papers/rnn-review.md).
 
 (a) Elman tanh RNN, H = 32, I = 8, ``W^{hx} ~ N(0, 0.1²)``, ``x(t) ~ N(0, 1)``, ``W^{hh} = ρ Q``
     with Q a random orthogonal matrix, ``h(0) = 0``: the exact ``||∂h(t)/∂h(0)||_2``
-    (:func:`refseq.papers.rnn_review.analysis.elman_jacobian_chain`) for several ρ, next to the bound
-    ``(ρ max|tanh'|)^t = ρ^t``.
+    (:func:`refseq.papers.rnn_review.analysis.elman_jacobian_chain`) for several ρ, next to the
+    bound ``(ρ max|tanh'|)^t = ρ^t``.
 (b) LSTM (forget gate, no peepholes) on the same inputs, input weights ``N(0, 0.1²)``, recurrent
     weights ``N(0, 0.1²/H)``, all biases 0 except the forget bias ``b_f``: the exact
-    ``||∂s(t)/∂s(0)||_2`` (:func:`refseq.papers.rnn_review.analysis.lstm_state_jacobian`, every path).
+    ``||∂s(t)/∂s(0)||_2`` (:func:`refseq.papers.rnn_review.analysis.lstm_state_jacobian`, every
+    path).
 
-Pass criteria (the spec's): for ρ <= 1 the Elman norm at t = 50 is below 1e-2 and decreases over
+Pass criteria: for ρ <= 1 the Elman norm at t = 50 is below 1e-2 and decreases over
 the checkpoints; for ρ = 3 it exceeds 1e3; every Elman norm respects the bound; the LSTM norm at
 ``b_f = 5`` is at least 1e4 times the one at ``b_f = 1`` and above 0.1, while the Elman ρ = 0.9
 norm is below 1e-3.
@@ -108,8 +109,9 @@ def format_table(result) -> str:
 
 def main(argv=None) -> int:
     """Command line: print the tables; exit status 1 if a pass criterion fails."""
-    parser = argparse.ArgumentParser(prog="refseq demo rnn-review",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="refseq demo rnn-review",
+        description="Vanishing versus preserved gradients: Elman networks against the LSTM.")
     parser.add_argument("--H", type=int, default=32)
     parser.add_argument("--I", type=int, default=8)
     parser.add_argument("--T", type=int, default=50)

@@ -1,5 +1,5 @@
 """Jordan network: the previous *output* is fed back through context units (Lipton et al., arXiv
-1506.00019, Sec. 3; Jordan 1986; spec rnn-review.md item 3).
+1506.00019, Sec. 3; Jordan 1986).
 
 .. math::
 

@@ -1,5 +1,5 @@
 """An RNN language model with a step API for the decoders (Lipton et al., arXiv 1506.00019,
-Secs. 3-4, and the beam search the review surveys; spec rnn-review.md item 9).
+Secs. 3-4, and the beam search the review surveys).
 
 .. math::
 
@@ -25,9 +25,10 @@ Two faces:
   (grads, d_state0)``, so :func:`~refseq.rnn.bptt.bptt_grads` applies unchanged;
   :meth:`RNNLanguageModel.loss_and_grads` is the next-token loss built on it.
 
-Deviation: the spec writes ``step(token, state) -> (log_probs, state)``, the decoders' protocol
-``step(state, tokens) -> (logits, state)``. :meth:`RNNLanguageModel.step` accepts both argument
-orders (the state is recognised by its type, :class:`RNNLMState`) and always returns log-probs.
+Deviation: a textbook step API is ``step(token, state) -> (log_probs, state)``, the decoders'
+protocol ``step(state, tokens) -> (logits, state)``. :meth:`RNNLanguageModel.step` takes the
+protocol's order only (a state in the token slot raises ``ValueError``) and always returns
+log-probs.
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ class RNNLanguageModel:
     def step(self, state, tokens):
         """Append one token per row: ``(log_probs (R, V), new state)``.
 
-        The StepLM argument order (the spec writes ``step(token, state)``; see docs). ``tokens``
-        is ``(R,)`` int in [0, V) (a scalar when R = 1). ``state`` is not modified.
+        The StepLM argument order (not ``step(token, state)``; see docs/papers/rnn-review.md).
+        ``tokens`` is ``(R,)`` int in [0, V) (a scalar when R = 1). ``state`` is not modified.
         """
         if not isinstance(state, RNNLMState):
             raise ValueError(f"state must be an RNNLMState from start/step/reorder, "

@@ -1,12 +1,12 @@
 """``refseq demo rnn-sparsity``: magnitude pruning and one-epoch recovery of a Reber classifier
-(spec rnn-sparsity.md, "Small-scale result to reproduce"; Darji, arXiv 2407.20601, Sec. 5.1).
+(Darji, arXiv 2407.20601, Sec. 5.1, at small scale; docs/papers/rnn-sparsity.md).
 
 1. Data: ``n_train`` / ``n_test`` Reber strings, half valid, half ``substitution`` negatives
    (one interior symbol replaced: same alphabet and lengths, only the grammar separates them);
    vocabulary ``reber7`` (7 symbols + padding); readout after each string's last symbol.
 2. Model: embedding table (8, E = 16) -> one RNN_TANH layer (H = 32) -> linear 32 -> 2; Adam
    lr 1e-2, batch 32, gradient-norm clip 5, ``epochs`` epochs. This is the base model. The
-   spec's "embedding 8 -> 16" is the 8-entry table (7 symbols + padding) of width 16, so the
+   embedding is an 8-entry table (7 symbols + padding) of width 16, so the
    pruned pool is ``weight_ih (32, 16)`` + ``weight_hh (32, 32)`` = 1,536 weights. (An earlier
    version used width 8, 1,280 weights: pruning then collapsed to chance from p = 60-70 and
    retraining recovered less; see docs/papers/rnn-sparsity.md.)
@@ -15,7 +15,7 @@
    (epoch 0) and after ``retrain_epochs`` epoch(s) with the mask fixed and a fresh Adam at the
    base learning rate (the thesis code retrains with the base optimiser settings).
 
-Expected (spec): base >= 0.97; no retraining >= 0.97 up to p = 40, falling towards 0.5 at
+Expected: base >= 0.97; no retraining >= 0.97 up to p = 40, falling towards 0.5 at
 p = 90-100; after one epoch >= 0.97 for p <= 80, >= 0.90 at 90, chance at 100.
 """
 
@@ -92,8 +92,9 @@ def format_table(result) -> str:
 
 def main(argv=None) -> int:
     """Command line: print the table; exit status 1 if the base model did not learn (< 0.9)."""
-    parser = argparse.ArgumentParser(prog="refseq demo rnn-sparsity",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="refseq demo rnn-sparsity",
+        description="Magnitude pruning and one-epoch recovery of a Reber-grammar classifier.")
     parser.add_argument("--n-train", type=int, default=3000)
     parser.add_argument("--n-test", type=int, default=1000)
     parser.add_argument("--embed", type=int, default=16)

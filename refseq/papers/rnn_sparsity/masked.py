@@ -19,11 +19,11 @@ masks ``mask_ih``, ``mask_hh`` have the weight shapes. With ``W̄ = W ⊙ M``:
     \\text{LSTM: } [i, f, g, o] = [σ, σ, \\tanh, σ](a_t + u_t),\\; c_t = f ⊙ c_{t-1} + i ⊙ g,\\;
     h_t = o ⊙ \\tanh(c_t)
 
-and ``∂L/∂W = (∂L/∂W̄) ⊙ M``: masked entries keep their stored value, never influence the output
-and get exactly zero gradient. The time loop is :func:`refseq.recurrence.engine.flashrnn_forward` with
+and ``∂L/∂W = (∂L/∂W̄) ⊙ M``: masked entries keep their stored value, never influence the output and
+get exactly zero gradient. The time loop is :func:`refseq.recurrence.engine.flashrnn_forward` with
 one head (N = 1, D = H) and cells ``elman`` / ``elman_relu`` / ``gru`` / ``lstm``; the map from the
-torch layout to the engine's is the flashrnn spec's (GRU: ``R = [W_hn, W_hr, W_hz]``,
-``b = [b_hn, b_ir + b_hr, b_iz + b_hz, b_in]``).
+torch layout to the engine's is that of :mod:`refseq.recurrence.layouts`
+(GRU: ``R = [W_hn, W_hr, W_hz]``, ``b = [b_hn, b_ir + b_hr, b_iz + b_hz, b_in]``).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ Arbitrary structure (layers ``L_0..L_K`` of a DAG, ``s_k = |L_k|``, ``E_jk (s_k,
 
 Skip layers are whole recurrent layers (own ``weight_hh``, biases, state) whose outputs are
 added after their recurrence. Gated modes expand ``E`` per gate block with
-:func:`~refseq.papers.rnn_sparsity.graphs.expand_gate_mask` (``mask_layout="tile"``; the thesis code's
-misaligned ``"thesis_repeat"`` is available for reproduction only).
+:func:`~refseq.papers.rnn_sparsity.graphs.expand_gate_mask` (``mask_layout="tile"``; the thesis
+code's misaligned ``"thesis_repeat"`` is available for reproduction only).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from refseq.models import tiny_transformer as tt
 from refseq.models.tiny_transformer import kv_cache
+from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import seeds
 
 TOL = dict(rtol=1e-10, atol=1e-10)  # float64 equivalences (speculative-verification.md)
@@ -30,25 +31,6 @@ def configs(draw, **over):
     kw["d_hidden"] = draw(st.sampled_from([None, 6]))
     kw.update(over)
     return tt.TinyConfig(**kw)
-
-
-def directional_check(loss, args: dict, grads: dict, rng, h=1e-4, rtol=1e-6):
-    """Directional derivative along one random direction per argument, by the five-point
-    central stencil (truncation O(h^4 f^(5)), rounding O(eps |loss| / h)), against the analytic
-    gradient's inner product with that direction."""
-    L0 = abs(loss(args))
-    for name, g in grads.items():
-        d = rng.standard_normal(np.shape(args[name]))
-
-        def at(t, name=name, d=d):
-            a = dict(args)
-            a[name] = args[name] + t * d
-            return loss(a)
-
-        num = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
-        ana = float(np.sum(g * d))
-        bound = rtol * float(np.sum(np.abs(g * d))) + 1e-11 * (1 + L0)
-        assert abs(num - ana) <= bound, (name, num, ana, bound)
 
 
 # ------------------------------------------------------------------ gradients
@@ -78,11 +60,9 @@ def test_backward_matches_finite_differences(cfg, seed, data):
     dkv = rng.standard_normal(new_kv.shape) if use_dkv else None
     g = tt.backward(p, cache, dl, d_hidden=dh, d_new_kv=dkv)
 
-    def loss(a):
-        lg, hid, kv = run({n: a[n] for n in named}, a["embeds"], a.get("past_kv"))
-        out = float(np.sum(dl * lg))
-        out += sum(float(np.sum(c * h)) for c, h in zip(dh or [], hid) if c is not None)
-        return out + (float(np.sum(dkv * kv)) if dkv is not None else 0.0)
+    def outputs():  # reads the arrays that the check moves in place
+        lg, hid, kv = run(named, x, past)
+        return lg, list(hid), kv
 
     args = dict(named, embeds=x)
     grads = dict(tt.named_parameters(g.params), embeds=g.embeds)
@@ -90,7 +70,8 @@ def test_backward_matches_finite_differences(cfg, seed, data):
         args["past_kv"], grads["past_kv"] = past, g.past_kv
     else:
         assert g.past_kv is None
-    directional_check(loss, args, grads, rng)
+    cot = (dl, dh if dh is not None else [None] * len(hidden), dkv)  # None: no cotangent
+    assert_directional(cotangent_loss(outputs, cot), args, grads, rng=rng)
 
 
 @given(cfg=configs(), seed=seeds())
@@ -141,12 +122,10 @@ def test_kv_from_hidden_reproduces_cache_and_its_gradient(cfg, seed, B, S):
     dh, g = tt.kv_from_hidden_backward(p, cache, dkv)
     named = dict(tt.named_parameters(p))
 
-    def loss(a):
-        q = tt.params_from_named(cfg, {n: a[n] for n in named})
-        return float(np.sum(dkv * tt.kv_from_hidden(q, a["h_in"], pos)))
-
-    directional_check(loss, dict(named, h_in=h_in),
-                      dict(tt.named_parameters(g), h_in=dh), rng)
+    loss = cotangent_loss(lambda: tt.kv_from_hidden(tt.params_from_named(cfg, named), h_in, pos),
+                          dkv)
+    assert_directional(loss, dict(named, h_in=h_in), dict(tt.named_parameters(g), h_in=dh),
+                       rng=rng)
 
 
 # ------------------------------------------------------------------ cache semantics

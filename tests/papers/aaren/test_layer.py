@@ -38,6 +38,7 @@ from refseq.papers.aaren.layer import (
 from refseq.scan import softmax_identity, softmax_leaf, softmax_scan_backward
 from refseq.testing import assert_close
 from refseq.testing import strategies as S
+from refseq.testing.gradcheck import assert_entrywise, cotangent_loss
 
 SIGMAS = (0.1, 3.0, 30.0)
 
@@ -485,19 +486,6 @@ def _aaren_scan_vjp(q, k, v, mask, scale, state, g):
     return grad_q, grad_k, grad_v, grad_state
 
 
-def _central_difference(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        up = f()
-        x[i] = old - eps
-        down = f()
-        x[i] = old
-        grad[i] = (up - down) / (2 * eps)
-    return grad
-
-
 @given(x=qkv(dims=S.dims(B=(1, 2), T=(1, 9), H=(1, 2), D=(1, 3)), sigmas=(0.1, 3.0)),
        with_state=st.booleans(), method=st.sampled_from(METHODS))
 def test_12_gradients_match_central_finite_differences(x, with_state, method):
@@ -507,15 +495,13 @@ def test_12_gradients_match_central_finite_differences(x, with_state, method):
     state = random_state(rng, B, H, Dv) if with_state else None
     g = S.normal(rng, v.shape)  # a random cotangent, never ones: it exposes transpositions
 
-    def loss():
-        return float(np.sum(g * aaren_scan(q, k, v, mask, scale, state, method)[0]))
-
     grad_q, grad_k, grad_v, grad_state = _aaren_scan_vjp(q, k, v, mask, scale, state, g)
-    pairs = [(grad_q, q), (grad_k, k), (grad_v, v)]
+    arrays, grads = dict(q=q, k=k, v=v), dict(q=grad_q, k=grad_k, v=grad_v)
     if with_state:
-        pairs += list(zip(grad_state, state))
-    for analytic, wrt in pairs:
-        np.testing.assert_allclose(analytic, _central_difference(loss, wrt), rtol=1e-6, atol=1e-8)
+        for field, a, ga in zip(state._fields, state, grad_state):
+            arrays[f"state.{field}"], grads[f"state.{field}"] = a, ga
+    loss = cotangent_loss(lambda: aaren_scan(q, k, v, mask, scale, state, method)[0], g)
+    assert_entrywise(loss, arrays, grads)
 
 
 # Peer: PyTorch's causal scaled_dot_product_attention with the query broadcast ----------------

@@ -25,7 +25,7 @@ from refseq.papers.pv_rnn.model import (
     softmax_groups_textbook,
 )
 from refseq.testing import strategies as S
-from tests.models.fd_helpers import H_FD, assert_fd_agrees  # noqa: F401
+from refseq.testing.gradcheck import assert_directional
 
 
 @st.composite
@@ -58,17 +58,16 @@ def test_1_backward_matches_finite_differences(setup, norm, mode, unit_first, ma
                beta=list(1 + rng.random(L)), normalize=norm)
     tg = 0.5 * rng.standard_normal((B, T, X))
     _, cache = pvrnn_forward(P, eps, **kw)
-    f0 = pvrnn_loss(cache, tg, **lkw)[0]
     g = pvrnn_backward(P, cache, tg, **lkw)
 
     def f():
         return pvrnn_loss(pvrnn_forward(P, eps, **kw)[1], tg, **lkw)[0]
 
-    for name, arr in named_parameters(P).items():
-        assert_fd_agrees(f, arr, g[name], rng, f0)
+    arrays, grads = named_parameters(P), {name: g[name] for name in named_parameters(P)}
     for l in range(L):  # initial state (h0 and d0) too
-        assert_fd_agrees(f, st0[l][0], g["state0"][l][0], rng, f0)
-        assert_fd_agrees(f, st0[l][1], g["state0"][l][1], rng, f0)
+        for j in range(2):
+            arrays[f"state0[{l}][{j}]"], grads[f"state0[{l}][{j}]"] = st0[l][j], g["state0"][l][j]
+    assert_directional(f, arrays, grads, rng=rng)  # one random direction per argument
 
 
 @given(setup=setups(max_L=2))
@@ -305,14 +304,12 @@ def test_softmax_output_backward_matches_finite_differences(setup, U, G, norm, m
                beta=list(1 + rng.random(L)), normalize=norm)
     x, cache = pvrnn_forward(P, eps, **kw)
     assert np.allclose(x.reshape(B, T, G, U).sum(-1), 1, rtol=0, atol=1e-13)
-    f0 = pvrnn_loss(cache, tg, **lkw)[0]
     g = pvrnn_backward(P, cache, tg, **lkw)
 
     def f():
         return pvrnn_loss(pvrnn_forward(P, eps, **kw)[1], tg, **lkw)[0]
 
-    for name, arr in named_parameters(P).items():
-        assert_fd_agrees(f, arr, g[name], rng, f0)
+    assert_directional(f, named_parameters(P), {k: g[k] for k in named_parameters(P)}, rng=rng)
 
 
 def test_softmax_loss_is_zero_at_its_minimum_and_matches_the_output_helpers():

@@ -19,8 +19,8 @@ from refseq.papers.rnn_review.analysis import (
 )
 from refseq.rnn.elman import elman_forward
 from refseq.rnn.lstm import init_lstm_params, lstm_forward
-from refseq.testing.strategies import seeds
-from tests.rnn.review_helpers import EPS, FD_ATOL, FD_RTOL, SWITCHES, fd_check, ragged  # noqa: F401
+from refseq.testing.gradcheck import assert_jacobian, jacobian
+from refseq.testing.strategies import LSTM_SWITCHES, seeds, switch_id
 
 
 def orthogonal(rng, H):
@@ -63,23 +63,19 @@ def test_scalar_network_product_formula_is_exact(seed, activation, T):
                                np.abs(scalar_rnn_gradient(w, dphi)), rtol=1e-12, atol=1e-300)
 
 
-def fd_jacobian(f, z, eps=1e-6):
-    return np.stack([(f(z + eps * e) - f(z - eps * e)) / (2 * eps) for e in np.eye(len(z))], 1)
-
-
 def test_elman_chain_matches_finite_differences():
     rng = np.random.default_rng(3)
     H, T = 4, 6
     x, W_hx, W_hh, b = (rng.standard_normal(s) for s in ((T, 2), (H, 2), (H, H), (H,)))
     h0 = rng.standard_normal(H)
     norms = elman_jacobian_chain(x, W_hx, W_hh, b, h0)
+    z = h0.copy()  # moved in place by the finite differences
     for t in (1, 3, T):
-        J = fd_jacobian(lambda z, t=t: elman_forward(x[None, :t], W_hx, W_hh, b, z[None])[1][0],
-                        h0)
+        J = jacobian(lambda t=t: elman_forward(x[None, :t], W_hx, W_hh, b, z[None])[1][0], z)
         assert norms[t - 1] == pytest.approx(np.linalg.norm(J, 2), rel=1e-7)
 
 
-@pytest.mark.parametrize("sw", SWITCHES, ids=lambda s: "-".join(str(v) for v in s.values()))
+@pytest.mark.parametrize("sw", LSTM_SWITCHES, ids=switch_id)
 def test_lstm_jacobians_match_finite_differences(sw):
     rng = np.random.default_rng(4)
     H, T = 3, 4
@@ -89,13 +85,15 @@ def test_lstm_jacobians_match_finite_differences(sw):
     x = rng.standard_normal((1, T, 2))
     z0 = rng.standard_normal(2 * H)
 
-    def run(z, t):
+    z = z0.copy()  # moved in place by the finite differences
+
+    def run(t):
         _, (h, s), _ = lstm_forward(x[:, :t], P, (z[None, :H], z[None, H:]), **sw)
         return np.concatenate([h[0], s[0]])
 
     steps = lstm_step_jacobians(x, P, (z0[None, :H], z0[None, H:]), **sw)[0]  # (T, 2H, 2H)
-    np.testing.assert_allclose(steps[0], fd_jacobian(lambda z: run(z, 1), z0), atol=1e-8)
-    J = fd_jacobian(lambda z: run(z, T), z0)
+    assert_jacobian(lambda: run(1), z, steps[0], name="(h0, s0), one step")
+    J = jacobian(lambda: run(T), z)
     state0 = (z0[:H], z0[H:])
     for which, block in (("full", J), ("h", J[:H, :H]), ("s", J[H:, H:])):
         norms = lstm_state_jacobian(x[0], P, state0, which, **sw)

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from refseq.decoding.interfaces import StepLM, log_softmax
 from refseq.papers.rnn_review.lm import RNNLanguageModel, RNNLMState
 from refseq.rnn.bptt import bptt_grads
+from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import seeds
 
 V, I, H = 6, 3, 4
 TOL = dict(rtol=1e-12, atol=1e-12)
-EPS, FD_RTOL, FD_ATOL = 1e-4, 1e-6, 1e-9
 # (cell, cell_kwargs): every Elman activation and LSTM switch setting the review names
 KINDS = {
     "tanh": ("elman", {"activation": "tanh"}),
@@ -133,19 +133,6 @@ def test_a_kept_state_steps_the_same_twice(seed, kind, n_layers):
 
 # --- training hook: gradients against finite differences ---------------------------------------
 
-def directional_fd(loss, arrays, directions):
-    """Fourth-order central difference of ``loss()`` along ``directions`` (arrays moved in
-    place)."""
-    f = {}
-    for k in (-2, -1, 1, 2):
-        for a, d in zip(arrays, directions):
-            a += k * EPS * d
-        f[k] = loss()
-        for a, d in zip(arrays, directions):
-            a -= k * EPS * d
-    return (-f[2] + 8 * f[1] - 8 * f[-1] + f[-2]) / (12 * EPS)
-
-
 @settings(max_examples=8)
 @given(seeds(), st.sampled_from(["tanh", "sigmoid", "lstm", "lstm_variant"]), st.integers(1, 2),
        st.booleans(), st.sampled_from(["sum", "mean_tokens", "mean_sequences"]))
@@ -159,12 +146,10 @@ def test_loss_gradients_match_finite_differences(seed, kind, n_layers, bos, redu
     loss, grads = lm.loss_and_grads(tokens, lengths, reduction)
     assert sorted(grads) == sorted(lm.params)
     names = sorted(lm.params)
-    for _ in range(3):  # random directions, never a plain sum
-        dirs = [rng.standard_normal(lm.params[k].shape) for k in names]
-        num = directional_fd(lambda: float(lm.loss_and_grads(tokens, lengths, reduction)[0]),
-                             [lm.params[k] for k in names], dirs)
-        ana = sum(float(np.vdot(grads[k], d)) for k, d in zip(names, dirs))
-        np.testing.assert_allclose(ana, num, rtol=FD_RTOL, atol=FD_ATOL)
+    # three random directions, each moving every parameter at once; never a plain sum
+    assert_directional(lambda: float(lm.loss_and_grads(tokens, lengths, reduction)[0]),
+                       lm.params, {k: grads[k] for k in names}, rng=rng, n_directions=3,
+                       per_argument=False)
 
 
 @settings(max_examples=8)
@@ -193,18 +178,16 @@ def test_backward_with_random_cotangents_matches_finite_differences(seed, kind, 
         d_last.append(tuple(next(it) for _ in layer) if isinstance(layer, tuple) else next(it))
     grads, d0 = lm.backward(C, d_last, cache)
 
-    def loss():
+    def outputs():
         lg, ls, _ = lm.forward(tokens, structured(), lengths)
-        return float(np.vdot(lg, C) + sum(np.vdot(a, d) for a, d in zip(leaves(ls.layers), D)))
+        return lg, leaves(ls.layers)
 
     names = sorted(lm.params)
-    arrays = [lm.params[k] for k in names] + state0
-    analytic = [grads[k] for k in names] + leaves(d0.layers)
-    for _ in range(3):
-        dirs = [rng.standard_normal(a.shape) for a in arrays]
-        num = directional_fd(loss, arrays, dirs)
-        ana = sum(float(np.vdot(g, d)) for g, d in zip(analytic, dirs))
-        np.testing.assert_allclose(ana, num, rtol=FD_RTOL, atol=FD_ATOL)
+    arrays = {**{k: lm.params[k] for k in names},
+              **{f"state0[{i}]": a for i, a in enumerate(state0)}}
+    analytic = dict(zip(arrays, [grads[k] for k in names] + leaves(d0.layers)))
+    assert_directional(cotangent_loss(outputs, (C, D)), arrays, analytic, rng=rng,
+                       n_directions=3, per_argument=False)
 
 
 @given(seeds(), st.sampled_from(["tanh", "lstm"]), st.integers(1, 6))

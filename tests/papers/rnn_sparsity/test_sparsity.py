@@ -24,6 +24,7 @@ from refseq.papers.rnn_sparsity import (
 from refseq.papers.rnn_sparsity.graphs import layer_index, orient_dag, thesis_graph
 from refseq.papers.rnn_sparsity.masked import MODES
 from refseq.tasks.reber import encode, reber_dataset, vocab_size
+from refseq.testing.gradcheck import assert_entrywise, cotangent_loss
 from refseq.testing.strategies import seeds
 
 ALL_MODES = tuple(MODES)
@@ -131,16 +132,10 @@ def test_masked_weights_are_inert(args):
     assert np.array_equal(out, out2)
 
 
-def _loss(layer, x, state0, cot_o, cot_last):
-    out, last = layer.forward(x, state0)
-    parts = last if layer.mode == "LSTM" else (last,)
-    return float((out * cot_o).sum() + sum((p * c).sum() for p, c in zip(parts, cot_last)))
-
-
 @given(layer_args, st.booleans())
 def test_gradients_match_finite_differences(args, with_state):
     """Every parameter, the input and the initial state, random masks, random cotangents on
-    outputs and on the last state; central differences with eps = 1e-6 in float64."""
+    outputs and on the last state; every entry by ``refseq.testing.gradcheck``."""
     mode, B, T, I, H, seed, density = args
     layer, rng = _layer(mode, I, H, seed, density)
     x = rng.standard_normal((B, T, I))
@@ -158,25 +153,16 @@ def test_gradients_match_finite_differences(args, with_state):
     d_last = tuple(cot_last) if mode == "LSTM" else cot_last[0]
     dx, d0, grads = layer.backward(cot_o, d_last, cache)
 
-    def fd(arr):
-        g = np.zeros_like(arr)
-        for idx in np.ndindex(arr.shape):
-            old = arr[idx]
-            arr[idx] = old + 1e-6
-            up = _loss(layer, x, state0, cot_o, cot_last)
-            arr[idx] = old - 1e-6
-            down = _loss(layer, x, state0, cot_o, cot_last)
-            arr[idx] = old
-            g[idx] = (up - down) / 2e-6
-        return g
+    def outputs():
+        out, last = layer.forward(x, state0)
+        return out, (last if mode == "LSTM" else (last,))
 
-    for name, p in layer.params().items():
-        np.testing.assert_allclose(grads[name], fd(p), rtol=1e-6, atol=1e-8, err_msg=name)
-    np.testing.assert_allclose(dx, fd(x), rtol=1e-6, atol=1e-8, err_msg="x")
+    arrays, analytic = {**layer.params(), "x": x}, {**grads, "x": dx}
     if with_state:
-        for a, s in zip(d0 if mode == "LSTM" else (d0,),
-                        state0 if mode == "LSTM" else (state0,)):
-            np.testing.assert_allclose(a, fd(s), rtol=1e-6, atol=1e-8, err_msg="state0")
+        for i, (a, s) in enumerate(zip(d0 if mode == "LSTM" else (d0,),
+                                       state0 if mode == "LSTM" else (state0,))):
+            arrays[f"state0[{i}]"], analytic[f"state0[{i}]"] = s, a
+    assert_entrywise(cotangent_loss(outputs, (cot_o, cot_last)), arrays, analytic)
 
 
 @given(layer_args, st.data())
@@ -296,17 +282,11 @@ def test_classifier_gradients_match_finite_differences(kind, mode, seed):
     _, grads, _ = model.loss_and_grad(tokens, lengths, labels)
     params = model.params()
     assert set(grads) == set(params)
-    for name, p in params.items():
-        idx = [tuple(rng.integers(0, s) for s in p.shape) for _ in range(2)]
-        for i in idx:
-            old = p[i]
-            p[i] = old + 1e-6
-            up = model.loss_and_grad(tokens, lengths, labels)[0]
-            p[i] = old - 1e-6
-            down = model.loss_and_grad(tokens, lengths, labels)[0]
-            p[i] = old
-            np.testing.assert_allclose(grads[name][i], (up - down) / 2e-6, rtol=1e-6, atol=1e-9,
-                                       err_msg=f"{name}{i}")
+    # two random entries of every parameter
+    idx = {name: [tuple(rng.integers(0, s) for s in p.shape) for _ in range(2)]
+           for name, p in params.items()}
+    assert_entrywise(lambda: model.loss_and_grad(tokens, lengths, labels)[0], params,
+                     {name: grads[name] for name in params}, indices=idx)
     for name, m in model.masks().items():
         assert (grads[name][~m] == 0).all()
 

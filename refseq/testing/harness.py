@@ -1,0 +1,249 @@
+"""Kernel-versus-reference harness over the hot-path registry (:mod:`refseq.registry`).
+
+One check (:func:`run_check`) takes a registry entry, a tier, a shape and a dtype, and
+
+1. draws the inputs in float64 (``entry.make_inputs``) and runs the NumPy reference on them:
+   the oracle ``desired`` (:func:`oracle`);
+2. measures the error the problem forces on float32 arithmetic, in float32 units: the reference
+   on the float32-rounded inputs, plus the backward-error samples of
+   :func:`refseq.testing.perturbed_runs` and the elementary-function rounding samples of
+   :func:`refseq.testing.rounded_runs`, both taken on the inputs the tier receives;
+3. runs the public function on the tier while counting the calls of its compiled twin
+   ``refseq.<tier>.<hot path>:<name>`` (:func:`counting_calls`), so a dispatch that silently runs
+   the NumPy code fails the check instead of passing it trivially;
+4. compares with :func:`refseq.testing.check_close` (factor 2 forward, 4 backward; the rule of
+   docs/design.md, "The tolerance rule").
+
+``refseq audit`` runs exactly this function (``refseq.audit.run_check`` is it), and so do the
+kernel tests (tests/test_registry_harness.py), so a number in the audit table and a test verdict
+come from one rule. Hand-written checks that need more than a registry entry can express (flags,
+launch shapes, another formulation of the reference) build the same bound from
+:class:`Oracle` and :func:`in_float32_units`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from refseq.testing._close import check_close, leaves, perturbed_runs, rounded_runs
+
+__all__ = [
+    "EPS_RATIO", "SAMPLES", "Check", "Oracle", "TierDidNotRun", "assert_tier_matches",
+    "cast_inputs", "counting_calls", "in_float32_units", "oracle", "run_check",
+]
+
+EPS_RATIO = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
+"""``eps_f32 / eps_f64`` (2**29): converts a float64 error into float32 units."""
+
+SAMPLES = 2
+"""Backward-error and rounding samples per check (each kind)."""
+
+
+class TierDidNotRun(AssertionError):
+    """A call on a compiled tier returned without running that tier's implementation."""
+
+
+@dataclass
+class Check:
+    """The outcome of one :func:`run_check`.
+
+    ``max_err`` is the largest finite ``|actual - desired|``, ``bound`` the tolerance at that
+    entry, ``ratio`` the largest ``|err| / bound`` over all entries (the audit's "worst err/tol";
+    at most 1 when ``ok``). ``calls`` counts the calls of the tier's twin during the checked call
+    (None on the numpy tier). Times are in seconds (NaN when not timed).
+    """
+
+    name: str
+    tier: str
+    dims: dict
+    dtype: str
+    ok: bool
+    max_err: float
+    bound: float
+    ratio: float
+    seconds: float
+    numpy_seconds: float
+    message: str = ""
+    calls: int | None = None
+
+    @property
+    def speedup(self) -> float:
+        return self.numpy_seconds / self.seconds if self.seconds > 0 else float("nan")
+
+
+def cast_inputs(args, kwargs, dtype):
+    """Cast every floating array among ``args``/``kwargs`` (in tuples and dicts) to ``dtype``."""
+
+    def cast(x):
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            return x.astype(dtype)
+        if isinstance(x, dict):
+            return {k: cast(v) for k, v in x.items()}
+        if isinstance(x, tuple):
+            return type(x)(*(cast(y) for y in x)) if hasattr(x, "_fields") else tuple(map(cast, x))
+        return x
+
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+def in_float32_units(run64, desired):
+    """A float64 run of another formulation of the reference, as a "run" whose error against
+    ``desired`` is its own error times :data:`EPS_RATIO`, leaf by leaf.
+
+    For a float64 result the bound is ``f * err32 * eps_f64 / eps_f32``; a float64 formulation
+    that differs from the oracle by a few float64 ulps (BLAS against ``einsum``, a tree against a
+    loop) is itself a float64 implementation, so its error, unscaled, belongs in that bound. Put
+    the converted run in the ``reference`` list. Non-finite entries are kept as they are.
+    """
+    out = []
+    for r, d in zip(leaves(run64), leaves(desired), strict=True):
+        r, d = np.asarray(r, np.float64), np.asarray(d, np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = d + EPS_RATIO * (r - d)
+        out.append(np.where(np.isfinite(r) & np.isfinite(d), scaled, r))
+    return tuple(out)
+
+
+@dataclass
+class Oracle:
+    """The float64 oracle of one input and the reference's error samples.
+
+    Attributes
+    ----------
+    desired : the float64 reference on the float64 inputs.
+    runs32 : list of results whose error against ``desired`` is in float32 units: the
+        reference on the float32-rounded inputs, backward-error samples and rounding samples.
+    runs64 : list of float64 results of other formulations of the reference; they count for
+        float64 results only (:func:`in_float32_units`).
+    """
+
+    desired: object
+    runs32: list = field(default_factory=list)
+    runs64: list = field(default_factory=list)
+
+    def reference(self, dtype) -> list:
+        """The ``reference`` list for :func:`refseq.testing.check_close` of a ``dtype`` result."""
+        runs = list(self.runs32)
+        if np.dtype(dtype) == np.float64:
+            runs += [in_float32_units(r, self.desired) for r in self.runs64]
+        return runs
+
+    def check(self, actual, *, kind="forward", atol=0.0):
+        """``check_close(actual, desired, reference)`` with this oracle's runs; the dtype of the
+        first floating leaf of ``actual`` selects the float64-only runs."""
+        dtype = next((x.dtype for x in leaves(actual) if x.dtype.kind == "f"), np.float32)
+        return check_close(actual, self.desired, self.reference(dtype), kind=kind, atol=atol)
+
+
+def oracle(entry, dims, dtype, seed=0, *, samples=SAMPLES) -> Oracle:
+    """The :class:`Oracle` of registry ``entry`` at ``dims`` for a ``dtype`` result.
+
+    Inputs come from ``entry.make_inputs(np.random.default_rng(seed), dims, np.float64)``; the
+    samples are taken on those inputs cast to ``dtype`` (what the tier receives), the float32
+    run on them cast to float32.
+    """
+    rng = np.random.default_rng(seed)
+    args64, kw64 = entry.make_inputs(rng, dims, np.float64)
+    args32, kw32 = cast_inputs(args64, kw64, np.float32)
+    args, kw = cast_inputs(args64, kw64, dtype)
+    reference = functools.partial(entry.call, "numpy")
+    runs = [reference(*args32, **kw32)]
+    runs += perturbed_runs(reference, *args, samples=samples, seed=seed, **kw)
+    runs += rounded_runs(reference, *args, modules=(f"refseq.{entry.hot_path}",),
+                         samples=samples, seed=seed, **kw)
+    return Oracle(reference(*args64, **kw64), runs)
+
+
+@contextlib.contextmanager
+def counting_calls(hot_path: str, name: str, tier: str):
+    """Count the calls of ``refseq.<tier>.<hot_path>:<name>`` inside the block.
+
+    Yields a one-element list holding the count. The module attribute is wrapped for the
+    duration and restored afterwards; it works because :func:`refseq.tiers.implementation` looks
+    the twin up by name at call time. Not thread-safe (the module is patched).
+    """
+    module = importlib.import_module(f"refseq.{tier}.{hot_path}")
+    original = getattr(module, name)
+    calls = [0]
+
+    @functools.wraps(original)
+    def spy(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    setattr(module, name, spy)
+    try:
+        yield calls
+    finally:
+        setattr(module, name, original)
+
+
+def _best_time(fn, repeats):
+    """The best wall time of ``repeats`` calls of ``fn`` (NaN when ``repeats`` is 0)."""
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best if repeats else np.nan
+
+
+def run_check(entry, tier: str, dims: dict, dtype, seed: int = 0, repeats: int = 0,
+              *, reference: Oracle | None = None) -> Check:
+    """Check ``entry`` on ``tier`` at ``dims``/``dtype`` against the float64 reference.
+
+    Parameters
+    ----------
+    entry : :class:`refseq.registry.HotPath`.
+    tier : "numpy" | "jit" | "cuda" (raises ``BackendUnavailable`` if it cannot run here).
+    dims : the named dimensions ``entry.make_inputs`` takes.
+    dtype : float32 or float64, the dtype the tier computes in.
+    seed : seeds the inputs and the samples.
+    repeats : time this many further calls, after the checked one (0: no timing).
+    reference : an :class:`Oracle` from :func:`oracle` with the same arguments, to share one
+        between tiers; computed when omitted.
+
+    Returns
+    -------
+    :class:`Check`; ``ok`` is False when the result is outside the bound or, on a compiled tier,
+    when the twin was never called (``message`` says which).
+    """
+    ref = reference if reference is not None else oracle(entry, dims, dtype, seed)
+    args64, kw64 = entry.make_inputs(np.random.default_rng(seed), dims, np.float64)
+    args, kw = cast_inputs(args64, kw64, dtype)
+    calls = None
+    if tier == "numpy":
+        actual = entry.call(tier, *args, **kw)
+    else:
+        with counting_calls(entry.hot_path, entry.kernel, tier) as counter:
+            actual = entry.call(tier, *args, **kw)
+        calls = counter[0]
+    seconds = _best_time(lambda: entry.call(tier, *args, **kw), repeats)
+    numpy_seconds = seconds
+    if tier != "numpy" and repeats:
+        numpy_seconds = _best_time(lambda: entry.call("numpy", *args, **kw), max(1, repeats // 3))
+    ok, err, bound, ratio, msg = ref.check(actual, kind=entry.kind)
+    if calls == 0:
+        ok = False
+        msg = (f"the {tier} tier did not run: refseq.{tier}.{entry.hot_path}:{entry.kernel} was "
+               f"never called" + (f"; {msg}" if msg else ""))
+    return Check(entry.name, tier, dict(dims), np.dtype(dtype).name, ok, err, bound, ratio,
+                 seconds, numpy_seconds, msg, calls)
+
+
+def assert_tier_matches(entry, tier: str, dims: dict, dtype, seed: int = 0) -> Check:
+    """:func:`run_check`, raising ``AssertionError`` (:class:`TierDidNotRun` when the twin was
+    never called) with the check's message when it fails; returns the :class:`Check`."""
+    c = run_check(entry, tier, dims, dtype, seed)
+    where = f"{entry.name} [{tier}, {dims}, {c.dtype}, seed {seed}]"
+    if c.calls == 0:
+        raise TierDidNotRun(f"{where}: {c.message}")
+    if not c.ok:
+        raise AssertionError(f"{where}: {c.message}")
+    return c

@@ -2,8 +2,9 @@
 
 One check (:func:`refseq.testing.harness.run_check`, re-exported here as :func:`run_check`)
 draws inputs in float64, runs the NumPy reference on them (the oracle) and measures the error
-the problem forces on float32 arithmetic (the reference on the float32-rounded inputs, plus
-backward-error and elementary-function rounding samples), which sets the derived tolerance; it
+the problem forces on float32 arithmetic (the reference on the float32-rounded inputs, plus, for
+entries with ``error_samples``, backward-error and elementary-function rounding samples), which
+sets the derived tolerance; it
 then runs the tier under test at the requested dtype, counting the calls of the tier's compiled
 twin so that a dispatch that silently runs the NumPy code fails, and compares with
 :func:`refseq.testing.check_close`. The kernel tests call the same function, so the audit and

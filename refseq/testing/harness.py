@@ -5,9 +5,9 @@ One check (:func:`run_check`) takes a registry entry, a tier, a shape and a dtyp
 1. draws the inputs in float64 (``entry.make_inputs``) and runs the NumPy reference on them:
    the oracle ``desired`` (:func:`oracle`);
 2. measures the error the problem forces on float32 arithmetic, in float32 units: the reference
-   on the float32-rounded inputs, plus the backward-error samples of
-   :func:`refseq.testing.perturbed_runs` and the elementary-function rounding samples of
-   :func:`refseq.testing.rounded_runs`, both taken on the inputs the tier receives;
+   on the float32-rounded inputs, plus (``entry.error_samples`` of each) the backward-error
+   samples of :func:`refseq.testing.perturbed_runs` and the elementary-function rounding
+   samples of :func:`refseq.testing.rounded_runs`, both taken on the inputs the tier receives;
 3. runs the public function on the tier while counting the calls of its compiled twin
    ``refseq.<tier>.<hot path>:<name>`` (:func:`counting_calls`), so a dispatch that silently runs
    the NumPy code fails the check instead of passing it trivially;
@@ -15,7 +15,7 @@ One check (:func:`run_check`) takes a registry entry, a tier, a shape and a dtyp
    docs/design.md, "The tolerance rule").
 
 ``refseq audit`` runs exactly this function (``refseq.audit.run_check`` is it), and so do the
-kernel tests (tests/test_registry_harness.py), so a number in the audit table and a test verdict
+kernel tests (tests/test_registry.py), so a number in the audit table and a test verdict
 come from one rule. Hand-written checks that need more than a registry entry can express (flags,
 launch shapes, another formulation of the reference) build the same bound from
 :class:`Oracle` and :func:`in_float32_units`.
@@ -41,8 +41,8 @@ __all__ = [
 EPS_RATIO = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
 """``eps_f32 / eps_f64`` (2**29): converts a float64 error into float32 units."""
 
-SAMPLES = 2
-"""Backward-error and rounding samples per check (each kind)."""
+SAMPLES = None
+"""Default of :func:`oracle`'s ``samples``: the entry's own ``error_samples``."""
 
 
 class TierDidNotRun(AssertionError):
@@ -146,7 +146,9 @@ def oracle(entry, dims, dtype, seed=0, *, samples=SAMPLES) -> Oracle:
 
     Inputs come from ``entry.make_inputs(np.random.default_rng(seed), dims, np.float64)``; the
     samples are taken on those inputs cast to ``dtype`` (what the tier receives), the float32
-    run on them cast to float32.
+    run on them cast to float32. ``samples`` (default: ``entry.error_samples``) backward-error
+    and as many rounding samples join the float32 run; with 0 the float32 run alone sets the
+    bound.
     """
     rng = np.random.default_rng(seed)
     args64, kw64 = entry.make_inputs(rng, dims, np.float64)
@@ -154,9 +156,11 @@ def oracle(entry, dims, dtype, seed=0, *, samples=SAMPLES) -> Oracle:
     args, kw = cast_inputs(args64, kw64, dtype)
     reference = functools.partial(entry.call, "numpy")
     runs = [reference(*args32, **kw32)]
-    runs += perturbed_runs(reference, *args, samples=samples, seed=seed, **kw)
-    runs += rounded_runs(reference, *args, modules=(f"refseq.{entry.hot_path}",),
-                         samples=samples, seed=seed, **kw)
+    samples = entry.error_samples if samples is None else samples
+    if samples:
+        runs += perturbed_runs(reference, *args, samples=samples, seed=seed, **kw)
+        runs += rounded_runs(reference, *args, modules=(f"refseq.{entry.hot_path}",),
+                             samples=samples, seed=seed, **kw)
     return Oracle(reference(*args64, **kw64), runs)
 
 

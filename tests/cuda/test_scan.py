@@ -46,6 +46,7 @@ from refseq.scan.assoc import (
     softmax_leaf,
 )
 from refseq.testing import assert_close, leaves
+from refseq.testing.harness import EPS_RATIO
 from refseq.testing.profiles import cuda_settings
 from refseq.testing.strategies import cudasim_dims, decays, dims, dtypes, masks, normal, seeds
 
@@ -72,7 +73,6 @@ pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
 # Inputs and the oracle. A case holds float64 arrays; ``cast`` gives the same values in the tested
 # dtype; ``check`` asserts a result of either dtype against the reference.
 
-EPS_RATIO = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
 PREFIX_FORMS = (scan_hillis_steele, scan_blelloch,
                 lambda op, x, **kw: scan_chunked(op, x, chunk=8, **kw))
 

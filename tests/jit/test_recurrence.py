@@ -1,6 +1,6 @@
 """The jit tier of the RNN-recurrence hot path (refseq.jit.recurrence) against the reference.
 
-The registry harness (tests/test_registry_harness.py) checks ``flashrnn_forward`` and
+The registry harness (tests/test_registry.py) checks ``flashrnn_forward`` and
 ``flashrnn_backward`` of every cell with default options; this file keeps what it cannot
 express: the options, carried state and the backward on the kernel's own cache
 (:class:`refseq.testing.recurrence.Case`, whose ``check`` builds the derived tolerance of
@@ -93,7 +93,8 @@ def test_both_plans_match_reference(plan_mode, cell):
 
 
 def test_long_sequence_float64_matches_reference():
-    """Spec "Small-scale result" 2: LSTM at (B=1, T=2048, N=1, D=8) agrees to atol 1e-12."""
+    """LSTM at (B=1, T=2048, N=1, D=8) agrees to atol 1e-12 (docs/hot-paths/recurrence-kernels.md,
+    "Tests"; the shape ``refseq bench recurrence`` times)."""
     rng = np.random.default_rng(0)
     case = make_case(rng, "lstm", B=1, T=2048, N=1, D=8, carried=False)
     Wx, R, b, *_ = case.cast(np.float64)
@@ -107,7 +108,7 @@ def test_long_sequence_float64_matches_reference():
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_chunked_calls_compose(cell):
-    """Two calls with carried ``last_states`` equal one call bit for bit (style.md #6)."""
+    """Two calls with carried ``last_states`` equal one call bit for bit."""
     rng = np.random.default_rng(1)
     case = make_case(rng, cell, B=2, T=11, N=2, D=3)
     Wx, R, b, s0, *_ = case.cast(np.float32)

@@ -1,6 +1,6 @@
 """The jit tier of the scan hot path (refseq.jit.scan): what the registry harness cannot express.
 
-The harness (tests/test_registry_harness.py) checks every scan function on this tier against the
+The harness (tests/test_registry.py) checks every scan function on this tier against the
 float64 reference under the derived tolerance. Here: the linear kernel evaluates the reference's
 own expression ``a * h + b`` in the same order, so it must equal the reference bit for bit, in
 every broadcast layout of the decays and in its multi-block channel path; and the ``out=``

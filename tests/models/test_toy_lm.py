@@ -1,4 +1,5 @@
-"""Toy LMs with exact probabilities (spec search-decoding.md items 1-2)."""
+"""Toy LMs with exact probabilities (``TabularLM`` and its helpers; the contract is the module
+docstring of refseq/models/toy_lm.py)."""
 
 from __future__ import annotations
 

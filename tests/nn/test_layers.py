@@ -1,5 +1,6 @@
 """Functional layers of refseq.nn: every backward against central finite differences with random
-cotangents and random directions (style.md #13), plus each layer's own properties."""
+cotangents and random directions (never a ``.sum()`` cotangent, which would hide a transposed
+gradient; docs/nn.md, "How the gradients are checked"), plus each layer's own properties."""
 
 from __future__ import annotations
 

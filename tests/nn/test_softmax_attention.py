@@ -1,4 +1,6 @@
-"""Causal softmax attention and its KV-cache decode (the baseline of the Aaren spec, item 12).
+"""Causal softmax attention and its KV-cache decode, the baseline of the Aaren demo
+(docs/papers/aaren.md: the "baseline (KV cache)" row of "What is implemented where", and the
+checks listed under its property table).
 
 Float64 results are held to 1e-12 (relative and absolute), as in tests/papers/aaren/test_layer.py.
 """

@@ -1,6 +1,7 @@
-"""Pointwise cells (spec flashrnn.md items 1-2): the registry table, first-step closed forms
-(property 5), one-step backward against central differences, and the sLSTM's stable form
-beside its textbook form."""
+"""Pointwise cells (arXiv 2412.07752's generic form ``s_t = P(s_{t-1}, g~_t)``; the cell
+equations and the registry in docs/papers/flashrnn.md and docs/hot-paths/recurrence.md): the
+registry table, first-step closed forms from the zero state, one-step backward against central
+differences, and the sLSTM's stable form beside its textbook form."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def _draw(seed, cell, B, N, D, scale=1.0):
 
 @given(seeds(), st.integers(1, 3), st.integers(1, 3), st.integers(1, 5), st.floats(0.1, 3))
 def test_first_step_closed_forms(seed, B, N, D, scale):
-    """From the zero state (property 5); Ry is R @ 0 = 0 there."""
+    """From the zero state (docs/hot-paths/recurrence.md, "Properties (tests)": first-step closed
+    forms, all cells); Ry is R @ 0 = 0 there."""
     for cell in ALL_CELLS:
         rng, Wx, _, b = _draw(seed, cell, B, N, D, scale)
         R = rng.standard_normal((CELLS[cell].num_gates_r, N, D, D))

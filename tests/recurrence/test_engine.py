@@ -1,4 +1,5 @@
-"""Properties of the head-wise recurrence (spec flashrnn.md, "Properties to test" 1-12).
+"""Properties of the head-wise recurrence (arXiv 2412.07752; the property table of
+docs/hot-paths/recurrence.md, "Properties (tests)", names the test of each).
 
 float64 unless stated. Shapes: B 1..4, T in {0, 1, odd, ...} up to 24, N 1..4, D 1..8 (odd
 included), every cell, inputs scaled by a drawn factor in [0.1, 3]; R ~ N(0,1)/sqrt(D).

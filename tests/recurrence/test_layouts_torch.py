@@ -1,7 +1,8 @@
-"""Peer cross-check (spec flashrnn.md property 7): torch.nn.LSTM / GRU / RNN (tanh, relu) in
-float64, outputs and gradients, through the ``*_from_torch`` converters, ``project_inputs`` and
-the head-wise recurrence. Multi-layer and bidirectional torch modules are run here as separate
-single-layer directions (the reverse direction is the forward engine on time-reversed inputs).
+"""Peer cross-check (docs/hot-paths/recurrence.md, "Properties (tests)", the torch row):
+torch.nn.LSTM / GRU / RNN (tanh, relu) in float64, outputs and gradients, through the
+``*_from_torch`` converters, ``project_inputs`` and the head-wise recurrence. Multi-layer and
+bidirectional torch modules are run here as separate single-layer directions (the reverse
+direction is the forward engine on time-reversed inputs).
 """
 
 from __future__ import annotations

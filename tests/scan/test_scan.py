@@ -177,7 +177,8 @@ def test_fully_masked_prefix_gives_zero_output_and_empty_state():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_large_scores_stay_finite_where_the_textbook_form_overflows(dtype):
-    """float64: scores in [-1e4, 1e4]; float32: [-80, 80] shifted by +1e3 (spec aaren.md #5).
+    """float64: scores in [-1e4, 1e4]; float32: [-80, 80] shifted by +1e3
+    (docs/papers/aaren.md, property 5).
 
     Bound, derived: o is a convex combination of the v_i. Its error is the rounding of each
     exponent argument s_i - m (at most eps |s_i - m|, so a relative weight error of that size;

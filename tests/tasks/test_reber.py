@@ -1,4 +1,6 @@
-"""Reber grammar (spec rnn-sparsity.md, property 11, and the encoding contract)."""
+"""Reber grammar: generated strings are accepted or rejected as they should be, ``is_reber``
+equals brute-force enumeration (docs/papers/rnn-sparsity.md, "Properties and their tests"), and
+the encoding contract of ``encode``."""
 
 from __future__ import annotations
 

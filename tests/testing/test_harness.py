@@ -123,6 +123,9 @@ def test_oracle_samples_are_deterministic_and_all_in_float32_units():
     for run in a.runs32:  # every sample is a float32-sized error, none is the oracle itself
         err = max(float(np.abs(r - d).max()) for r, d in zip(run, a.desired, strict=True))
         assert 0.0 < err < 1e3 * eps32
-    # a linear scan calls no elementary function: no rounding samples, nothing pretended
+    # the scan entries keep the single float32 run unless samples are asked for; a linear scan
+    # calls no elementary function: no rounding samples then, nothing pretended
     lin = oracle(REGISTRY["linear_scan"], {"B": 1, "T": 4, "D": 2}, np.float32)
+    assert len(lin.runs32) == 1
+    lin = oracle(REGISTRY["linear_scan"], {"B": 1, "T": 4, "D": 2}, np.float32, samples=2)
     assert len(lin.runs32) == 3

@@ -1,11 +1,13 @@
-"""Annealed gradient noise (arXiv 1511.06807; spec gradient-noise.md, "Properties to test").
+"""Annealed gradient noise (arXiv 1511.06807, Eq. 1; docs/papers/gradient-noise.md, "How each
+property is tested": properties 1-9, numbered as the sections below).
 
 Statistical tests use fixed seeds (deterministic suite) and 5-sigma bounds derived from the sample
 size ``n``: the sample mean of ``n`` draws of ``N(0, s^2)`` has standard error ``s / sqrt(n)``, the
 sample variance has relative standard error ``sqrt(2 / (n - 1))``, and a sample correlation of
 independent draws has standard error ``1 / sqrt(n)``. A 5-sigma bound is exceeded by a correct
 implementation with probability about 6e-7 per check (two-sided normal tail), so these are
-not loosened tolerances; the spec's 4-sigma / 1e-4 bands would also pass.
+not loosened tolerances; tighter 4-sigma bands (exceeded with probability about 6e-5 per
+check) would also pass.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Lipton et al., "A Critical Review of Recurrent Neural Networks for Sequence Lear
     path).
 
 Pass criteria: for ρ <= 1 the Elman norm at t = 50 is below 1e-2 and decreases over
-the checkpoints; for ρ = 3 it exceeds 1e3; every Elman norm respects the bound; the LSTM norm at
+the checkpoints; for ρ = 3 it exceeds 1e3; every Elman norm stays within the bound; the LSTM norm at
 ``b_f = 5`` is at least 1e4 times the one at ``b_f = 1`` and above 0.1, while the Elman ρ = 0.9
 norm is below 1e-3.
 """

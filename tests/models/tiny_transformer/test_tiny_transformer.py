@@ -12,7 +12,7 @@ from refseq.models.tiny_transformer import kv_cache
 from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import seeds
 
-TOL = dict(rtol=1e-10, atol=1e-10)  # float64 equivalences (speculative-verification.md)
+TOL = dict(rtol=1e-10, atol=1e-10)  # float64 equivalences (docs/models/tiny_transformer.md)
 
 
 def random_params(cfg, seed):
@@ -292,7 +292,8 @@ def test_float32_runs_in_float32():
     g = tt.backward(p32, c, np.ones_like(lg))
     for a in [lg, kv, g.embeds, *hid, *(a for _, a in tt.named_parameters(g.params))]:
         assert a.dtype == np.float32
-    # spec tolerance for float32 vs float64 on tiny_transformer: 1e-4
+    # float32 vs float64 logits: a fixed 1e-4, relative and absolute (a coarse check that the
+    # float32 path computes the same function, not the derived tolerance of docs/design.md)
     np.testing.assert_allclose(lg, tt.forward(p64, tok)[0], rtol=1e-4, atol=1e-4)
 
 

@@ -1,9 +1,11 @@
-"""Properties of the Aaren reference (spec aaren.md, "Properties to test", numbered as there).
+"""Properties of the Aaren reference (arXiv 2405.13956, Sec. 3.1-3.3), numbered as in
+docs/papers/aaren.md, "How each property is tested" (the ``test_<n>_`` prefixes).
 
 Inputs: q ~ N(0, 1) (H, Dk), k, v ~ N(0, 1), and ``scale = sigma / sqrt(Dk)`` so that scores
 ``s = scale <q, k>`` have standard deviation sigma in {0.1, 3, 30}. Float64 results are held to
-the spec's tolerance (|x - d| <= 1e-12 + 1e-12 |d|); float32 results to the derived tolerance of
-style.md #9, the reference's float32 error taken over its formulations (``assert_close32``).
+|x - d| <= 1e-12 + 1e-12 |d| (docs/papers/aaren.md); float32 results to the derived tolerance
+(docs/design.md, "The tolerance rule"), the reference's float32 error taken over its
+formulations (``assert_close32``).
 
 To feed chosen scores ``s`` (B, T, H) through the (q, k) interface, ``on_scores`` uses Dk = 1,
 q = 1 and scale = 1, for which ``scale * <q, k_i> = s_i`` exactly.
@@ -44,7 +46,8 @@ SIGMAS = (0.1, 3.0, 30.0)
 
 
 def assert_close64(actual, desired, err_msg=""):
-    """The spec's float64 tolerance, rtol = atol = 1e-12, through refseq.testing.assert_close."""
+    """The float64 tolerance of docs/papers/aaren.md, rtol = atol = 1e-12, through
+    refseq.testing.assert_close."""
     desired = np.asarray(desired)
     assert np.asarray(actual).dtype == desired.dtype == np.float64
     assert_close(actual, desired, atol=1e-12 * (1 + np.abs(desired)), err_msg=err_msg)
@@ -53,10 +56,11 @@ def assert_close64(actual, desired, err_msg=""):
 def assert_close32(actual, desired, s32, v32, mask=None):
     """float32 against the float64 oracle ``desired`` (same rounded inputs).
 
-    Bound: the derived tolerance (style.md #9). The reference's own float32 error is measured
-    over all its formulations (the fold and every scan method on the float32 scores ``s32``):
-    the methods add the same terms in different orders, so a single run can be luckily exact
-    where a reassociated one is a few ulps off. The largest of those errors sets the bound.
+    Bound: the derived tolerance (docs/design.md, "The tolerance rule"). The reference's own
+    float32 error is measured over all its formulations (the fold and every scan method on the
+    float32 scores ``s32``): the methods add the same terms in different orders, so a single run
+    can be luckily exact where a reassociated one is a few ulps off. The largest of those errors
+    sets the bound.
     """
     assert np.asarray(actual).dtype == np.float32
     runs = [aaren_recurrent(s32, v32, mask)[0]]
@@ -65,7 +69,7 @@ def assert_close32(actual, desired, s32, v32, mask=None):
 
 
 def assert_state_close64(actual, desired, exact_m=True):
-    """States agree to the spec's tolerance; m exactly when both runs saw the same scores
+    """States agree to rtol = atol = 1e-12; m exactly when both runs saw the same scores
     (a max has no rounding), which is not the case when the scores themselves were computed
     by differently blocked matrix products (``exact_m=False``)."""
     if exact_m:
@@ -78,7 +82,8 @@ def assert_state_close64(actual, desired, exact_m=True):
 
 @st.composite
 def qkv(draw, dtype=np.float64, T=(1, 65), masked=None, sigmas=SIGMAS, dims=None):
-    """A dict with q, k, v, mask (None or (B, T) bool), scale, rng, drawn as the spec says."""
+    """A dict with q, k, v, mask (None or (B, T) bool), scale, rng, drawn as the module
+    docstring says (the ranges of docs/papers/aaren.md, "How each property is tested")."""
     d = draw(dims if dims is not None else S.dims(T=T))
     Dk = draw(st.integers(1, 8))
     rng = np.random.default_rng(draw(S.seeds()))

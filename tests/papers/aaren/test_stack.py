@@ -1,4 +1,5 @@
-"""The Aaren stack (spec aaren.md items 9-10; property 10 "Module level", and 11 for the stack)."""
+"""The Aaren block and stack (arXiv 2405.13956, Sec. 3.3) and their streaming step; properties
+10 and 11 of docs/papers/aaren.md, "How each property is tested", at the level of the stack."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def stacks(draw, T=(1, 33)):
 
 
 def assert_close_1e10(actual, desired):
-    """Spec property 10: float64 to 1e-10 (relative and absolute), array by array."""
+    """docs/papers/aaren.md, property 10: float64 to 1e-10 (relative and absolute), array by
+    array."""
     for a, d in zip(actual, desired) if isinstance(desired, tuple) else [(actual, desired)]:
         assert_close(a, d, atol=1e-10 * (1 + np.abs(d)))
 

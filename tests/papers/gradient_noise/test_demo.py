@@ -1,5 +1,6 @@
 """``refseq demo gradient-noise``: structure at a tiny size; the qualitative outcome for one seed
-at the spec's full size (20 layers, 2000 steps; ~8 s), never timings.
+at the demo's full size (20 layers, 2000 steps; ~8 s; docs/papers/gradient-noise.md, "Demo"),
+never timings.
 
 The outcome is deterministic for fixed seeds (all randomness comes from seeded Generators), so
 the full-size check is reliable on a given NumPy/BLAS build; the escape from the majority rate

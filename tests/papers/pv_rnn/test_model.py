@@ -1,4 +1,5 @@
-"""PV-RNN (spec pv-rnn.md, properties 1-9) and ``refseq demo pv-rnn`` at a small size."""
+"""PV-RNN (arXiv 1811.01339; properties 1-9 as numbered in docs/papers/pv-rnn.md, "Properties
+and their tests") and ``refseq demo pv-rnn`` at a small size."""
 
 from __future__ import annotations
 
@@ -277,7 +278,8 @@ def test_demo_small():
     assert lines[-1].startswith("larger w: lower KL")
 
 
-# --- softmax ("sparse") output (spec item 3) -------------------------------------------------
+# --- softmax ("sparse") output: the OIST library's option, beyond the paper ------------------
+# (docs/papers/pv-rnn.md, "Choices the paper leaves open (resolved here)", Softmax output)
 
 
 @given(setup=setups(max_L=2), U=st.integers(2, 4), G=st.integers(1, 2),

@@ -1,4 +1,5 @@
-"""VRNN baseline (spec pv-rnn.md item 9): exact gradients, causality, limits, bad input."""
+"""VRNN baseline (docs/papers/pv-rnn.md, "Choices the paper leaves open", VRNN): exact gradients,
+causality, limits, bad input."""
 
 from __future__ import annotations
 

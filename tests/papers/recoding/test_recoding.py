@@ -1,5 +1,6 @@
-"""Recoding (spec recoding.md, properties 1-10), the step-wise LSTM LM and
-``refseq demo recoding`` at a small size."""
+"""Recoding (arXiv 2101.00674; properties 1-10 as numbered in docs/papers/recoding.md,
+"Properties and their tests"), the step-wise LSTM LM and ``refseq demo recoding`` at a small
+size."""
 
 from __future__ import annotations
 
@@ -296,9 +297,10 @@ def test_ensemble_output_backward_matches_finite_differences(seed, B, V, K, aver
 @given(setup=models(max_L=2), redecode=st.booleans(), anchored=st.booleans(),
        average=st.sampled_from(["probs", "logits"]))
 def test_9_ensemble_training_gradients(setup, redecode, anchored, average):
-    """Anchored-ensemble training (spec "Equations", Training): the members decode the output,
-    get exact gradients of the mean cross-entropy plus the anchor loss; the LM, the step
-    predictors and the members all match finite differences with g frozen."""
+    """Anchored-ensemble training (docs/papers/recoding.md, "Training the anchored ensemble and
+    the plateau schedule"): the members decode the output, get exact gradients of the mean
+    cross-entropy plus the anchor loss; the LM, the step predictors and the members all match
+    finite differences with g frozen."""
     m, state, rng, B = setup
     K = 2
     decs, anchors = init_anchored_decoders(K, m.H, m.V, 0.5, rng)

@@ -1,6 +1,7 @@
-"""The RNN language model with a step API (spec rnn-review.md item 9): stepping == the full
-forward, reorder == recomputation, states are never mutated, the training hook's gradients match
-finite differences, bad input names the argument, and the model is a ``StepLM``.
+"""The RNN language model with a step API (docs/papers/rnn-review.md, "The RNN language
+model"): stepping == the full forward, reorder == recomputation, states are never mutated, the
+training hook's gradients match finite differences, bad input names the argument, and the model
+is a ``StepLM``.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ def test_step_returns_normalised_log_probs_and_is_a_steplm():
     lp3, _ = lm.step(state, 4)  # a scalar token for a one-row state
     np.testing.assert_array_equal(lp3, lp2)
     with pytest.raises(ValueError, match="state must be an RNNLMState"):
-        lm.step(np.array([4]), state)  # the spec's order is not accepted (docs: deviations)
+        # the textbook order step(token, state) is not accepted (docs/papers/rnn-review.md,
+        # "Deviations of the language model")
+        lm.step(np.array([4]), state)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

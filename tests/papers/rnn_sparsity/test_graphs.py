@@ -1,4 +1,6 @@
-"""Random graphs, DAG layering and graph statistics (spec rnn-sparsity.md, properties 6-10, 13)."""
+"""Random graphs, DAG layering and graph statistics (arXiv 2407.20601, Sec. 3.3 and 5.2; the
+property table of docs/papers/rnn-sparsity.md, "Properties and their tests", names the test of
+each)."""
 
 from __future__ import annotations
 
@@ -242,7 +244,8 @@ def test_bad_input():
 
 
 # --------------------------------------------------------------------------------------------
-# Accuracy prediction from graph features (spec item 9) and the random-structure protocol
+# Accuracy prediction from graph features (arXiv 2407.20601, Sec. 5.2.3) and the
+# random-structure protocol
 
 
 def test_prediction_helpers():

@@ -1,5 +1,6 @@
 """Masked recurrent layers, magnitude pruning, graph-structured RNNs and the pruning demo
-(spec rnn-sparsity.md, properties 1-5, 7, 8, 12, 13; arXiv 2407.20601)."""
+(arXiv 2407.20601; the property table of docs/papers/rnn-sparsity.md, "Properties and their
+tests", names the test of each)."""
 
 from __future__ import annotations
 
@@ -242,7 +243,7 @@ def test_arbitrary_structure_masks_and_skip_layers():
         total += int(E.sum())
     assert total == len(dag)
     assert model.recurrent_layers()["layer.0"].mask_ih.all()
-    # forward = the composition of the spec: y^k = RNN_k(y^{k-1}) + sum_j Skip_jk(y^j)
+    # forward = the layered composition: y^k = RNN_k(y^{k-1}) + sum_j Skip_jk(y^j)
     x = rng.standard_normal((2, 3, len(layers[0])))
     ys = {0: model.recurrent_layers()["layer.0"].forward(x)[0]}
     for k in range(1, len(layers)):
@@ -496,13 +497,13 @@ def test_demo_small():
     assert callable(main)
 
 
-def test_demo_model_is_the_spec_model(monkeypatch):
-    """The spec's small-scale model is "embedding 8 -> 16": an 8-entry table (7 symbols +
-    padding) of width E = 16 feeding RNN_TANH H = 32, so global pruning pools
+def test_demo_defaults_are_embedding_16_hidden_32(monkeypatch):
+    """The demo's model (docs/papers/rnn-sparsity.md, "Demo") is "embedding 8 -> 16": an 8-entry
+    table (7 symbols + padding) of width E = 16 feeding RNN_TANH H = 32, so global pruning pools
     ``weight_ih (32, 16)`` and ``weight_hh (32, 32)``: 32 * (16 + 32) = 1536 weights. The demo
     once used E = 8 (1280 weights), and its pruning curve fell to chance from p = 60-70 instead of
-    the spec's gradual decline (docs/papers/rnn-sparsity.md). Checks ``run``'s defaults and
-    that the command line passes the same model to ``run``."""
+    declining gradually ("What was wrong" there). Checks ``run``'s defaults and that the command
+    line passes the same model to ``run``."""
     from refseq.papers.rnn_sparsity import demo as rnn_sparsity
 
     res = rnn_sparsity.run(n_train=40, n_test=20, epochs=0, percents=(100,), seed=0)

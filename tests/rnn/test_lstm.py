@@ -21,15 +21,6 @@ from refseq.testing.strategies import (
     switch_id,
 )
 
-
-def elman_inputs(rng, B, T, I, H, dtype=np.float64):
-    return dict(x=rng.standard_normal((B, T, I)).astype(dtype),
-                W_hx=(rng.standard_normal((H, I)) / np.sqrt(I)).astype(dtype),
-                W_hh=(rng.standard_normal((H, H)) / np.sqrt(H)).astype(dtype),
-                b_h=(0.3 * rng.standard_normal(H)).astype(dtype),
-                h0=(0.5 * rng.standard_normal((B, H))).astype(dtype))
-
-
 # --- LSTM --------------------------------------------------------------------------------------
 
 def lstm_setup(rng, B, T, I, H, peepholes=True, dtype=np.float64):

@@ -7,17 +7,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refseq.rnn.elman import ElmanLayer
-from refseq.rnn.lstm import LSTMLayer, init_lstm_params
 from refseq.rnn.masking import reverse_within_length
 from refseq.testing.strategies import seeds
-
-
-def make_layer(kind, rng, I, H):
-    if kind == "lstm":
-        return LSTMLayer(init_lstm_params(rng, I, H, peepholes=True), peepholes=True)
-    return ElmanLayer.init(rng, I, H, activation=kind)
-
 
 KINDS = ["tanh", "sigmoid", "lstm"]
 

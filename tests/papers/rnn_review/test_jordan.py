@@ -10,27 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refseq.papers.rnn_review.jordan import jordan_backward, jordan_forward
-from refseq.rnn.bptt import RNNModel
-from refseq.rnn.elman import ElmanLayer, elman_forward
-from refseq.rnn.lstm import LSTMLayer, init_lstm_params
+from refseq.rnn.elman import elman_forward
 from refseq.testing.gradcheck import assert_entrywise, cotangent_loss
 from refseq.testing.strategies import seeds
 
-
-def make_model(kind, rng, I=3, H=4, K=3, dtype=np.float64):
-    if kind == "lstm":
-        layer = LSTMLayer(init_lstm_params(rng, I, H, dtype, peepholes=True), peepholes=True)
-    else:
-        layer = ElmanLayer.init(rng, I, H, dtype, activation=kind)
-    return RNNModel(layer, rng.standard_normal((K, H)).astype(dtype),
-                    rng.standard_normal(K).astype(dtype))
-
-
-def data(rng, B, T, I=3, K=3):
-    return rng.standard_normal((B, T, I)), rng.integers(0, K, (B, T)), rng.random((B, T)) < 0.7
-
-
 # --- Jordan ------------------------------------------------------------------------------------
+
 
 def jordan_params(rng, I=3, H=4, K=3, B=2):
     return dict(W_hx=rng.standard_normal((H, I)) / np.sqrt(I),

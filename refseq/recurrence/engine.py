@@ -31,7 +31,7 @@ Both arrays have the computation dtype. Nothing else is stored: options that cha
 (``clamp_gates_le_one``) are passed to ``flashrnn_backward`` again.
 
 The argument checks every tier shares (:func:`check_recurrence_args`,
-:func:`check_backward_args`) live in :mod:`refseq.recurrence.checks` and are re-exported here.
+:func:`check_backward_args`) live in :mod:`refseq.recurrence.checks`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
-from refseq.recurrence.cells import get_cell, preactivations  # noqa: F401  (get_cell: kept importable)
+from refseq.recurrence.cells import preactivations
 from refseq.recurrence.checks import (
     _check_clipval,
     check_backward_args,
@@ -287,6 +287,5 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
 
 
 __all__ = [
-    "check_backward_args", "check_recurrence_args", "flashrnn_backward", "flashrnn_forward",
-    "flashrnn_step", "project_inputs",
+    "flashrnn_backward", "flashrnn_forward", "flashrnn_step", "project_inputs",
 ]

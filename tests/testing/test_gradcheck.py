@@ -56,7 +56,7 @@ def jacobian_x(p, bug=None):
     return J
 
 
-def run(form, seed, bug=None):
+def check_form(form, seed, bug=None):
     rng, p, c = problem(seed)
     loss = gc.cotangent_loss(lambda: forward(p), c)
     if form == "entrywise":
@@ -76,7 +76,7 @@ BUGS = ["transposed", "scaled", "missing_term"]
 @pytest.mark.parametrize("form", FORMS)
 @given(seed=seeds())
 def test_correct_gradients_pass(form, seed):
-    run(form, seed)
+    check_form(form, seed)
 
 
 @pytest.mark.parametrize("bug", BUGS)
@@ -84,7 +84,7 @@ def test_correct_gradients_pass(form, seed):
 @given(seed=seeds())
 def test_classic_bugs_fail(form, bug, seed):
     with pytest.raises(AssertionError, match="gradcheck"):
-        run(form, seed, bug)
+        check_form(form, seed, bug)
 
 
 def test_failure_message_names_argument_entry_values_and_bound():

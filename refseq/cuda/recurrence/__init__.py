@@ -38,8 +38,7 @@ import numpy as np
 
 from refseq.cuda import require_numba_cuda, to_host
 from refseq.cuda.recurrence.mirror import BATCH_TILE, _tiles
-from refseq.recurrence.checks import _check_clipval
-from refseq.recurrence.engine import check_backward_args, check_recurrence_args
+from refseq.recurrence.checks import _check_clipval, check_backward_args, check_recurrence_args
 
 THREADS = 128  #: threads per block
 SHARED_BYTES = 48 * 1024  #: static shared-memory budget per block (R goes global beyond it)

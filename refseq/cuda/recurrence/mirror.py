@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.recurrence.engine import check_backward_args, check_recurrence_args
+from refseq.recurrence.checks import check_backward_args, check_recurrence_args
 
 BATCH_TILE = 16  #: batch rows per block (the default tile of the cuda kernels)
 

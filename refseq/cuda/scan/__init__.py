@@ -44,8 +44,8 @@ from refseq.cuda import to_host
 from refseq.cuda.scan.kernels import ROW_THREADS, bind_cuda, launch
 from refseq.cuda.scan.mirror import PER_THREAD, THREADS, _check_tiling
 from refseq.cuda.scan.ops import device_op
-from refseq.scan import check_linear_scan_args, check_softmax_scan_args
 from refseq.scan.assoc import SoftmaxState, softmax_identity
+from refseq.scan.checks import check_linear_scan_args, check_softmax_scan_args
 
 __all__ = [
     "AUTO_MAX_ROWS", "AUTO_MIN_TILES", "METHODS", "PER_THREAD", "ROW_THREADS", "THREADS",

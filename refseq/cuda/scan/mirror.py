@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.scan import check_linear_scan_args, check_softmax_scan_args
 from refseq.scan.assoc import AFFINE, SOFTMAX_TRIPLE, SoftmaxState, softmax_identity, softmax_leaf
+from refseq.scan.checks import check_linear_scan_args, check_softmax_scan_args
 
 THREADS = 256  #: threads per block of the tiled ("parallel") kernels
 PER_THREAD = 8  #: consecutive time steps folded by one thread before the block-wide scan

@@ -42,7 +42,7 @@ import numpy as np
 
 from refseq import _checks
 from refseq.nn.basic import linear
-from refseq.nn.softmax_attention import _scale, masked_softmax  # noqa: F401  (kept importable)
+from refseq.nn.softmax_attention import _scale
 from refseq.papers.aaren.rnn import (
     METHODS,
     _scores,
@@ -56,17 +56,10 @@ from refseq.papers.aaren.rnn import (
     lengths_to_mask,
     softmax_state_init,
 )
-from refseq.scan import (  # noqa: F401  (re-exported; all stay importable from here)
-    SCANS,
-    SOFTMAX_TRIPLE,
+from refseq.scan import (
     SoftmaxState,
-    check_softmax_scan_args,
-    check_softmax_state,
     softmax_combine,
-    softmax_identity,
-    softmax_leaf,
     softmax_scan,
-    softmax_scan_textbook,
 )
 
 HEAD_MERGES = ("concat", "mean", "sum")

@@ -23,19 +23,13 @@ import numpy as np
 
 from refseq.nn.softmax import cross_entropy_backward, cross_entropy_forward
 from refseq.papers.recoding.grad import state_gradients, top_hidden_from
-from refseq.papers.recoding.lm import LSTMLanguageModel, lm_backward  # noqa: F401
+from refseq.papers.recoding.lm import lm_backward
 from refseq.papers.recoding.recoder import SIGNALS, RecodingLM, recode
-from refseq.papers.recoding.signals import (  # noqa: F401  (all stay importable from here)
+from refseq.papers.recoding.signals import (
     anchor_loss,
-    ensemble_entropy,
-    ensemble_log_probs,
     ensemble_log_probs_backward,
-    mc_dropout_entropy,
-    surprisal,
-    token_perplexity_code_variant,
 )
 from refseq.papers.recoding.step_size import FixedStep, LearnedStep, MLPStep, softplus
-from refseq.recurrence.cells import pointwise_backward  # noqa: F401  (imported here before the split)
 
 
 def _run(model_or_recoder, tokens, state, targets, *, train, rng, gold=True, frozen=None):

@@ -61,3 +61,18 @@ def bool_mask(mask, shape: tuple, name: str, form: str) -> np.ndarray | None:
         m = m.astype(bool)
     check_shape(m, shape, name, form)
     return m
+
+
+def check_flag(value, name: str) -> bool:
+    """Return the boolean keyword flag ``value`` as a Python ``bool``, or raise ``TypeError``.
+
+    Only ``True``/``False`` and NumPy booleans (``np.True_``/``np.False_``) are accepted. Truthy
+    stand-ins are rejected because they silently mean something else: ``'False'`` (a non-empty
+    str) and ``1``/``0`` (ints), ``None`` (not a choice), and 0-d arrays such as
+    ``np.array(True)`` (an array, not a scalar: pass ``bool(x)`` or ``x.item()``). The message
+    names the flag, e.g. ``reverse must be a bool (True or False), got 'False' (str)``.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool (True or False), got {value!r} "
+                    f"({type(value).__name__})")

@@ -246,3 +246,47 @@ register(
         cudasim_test_dims=_RNN_TEST_SIM,
     )
 )
+
+
+def _projection_inputs(rng, dims, dtype):
+    B, T, I, G, N, D = (dims[k] for k in ("B", "T", "I", "G", "N", "D"))
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    W = (rng.standard_normal((G, N, D, I)) / np.sqrt(I)).astype(dtype)
+    bias = (0.1 * rng.standard_normal((G, N, D))).astype(dtype)
+    return (x, W, bias), {}
+
+
+def _projection_backward_inputs(rng, dims, dtype):
+    (x, W, _), _ = _projection_inputs(rng, dims, dtype)
+    dWx = rng.standard_normal((dims["B"], dims["T"]) + W.shape[:3]).astype(dtype)
+    return (dWx, x, W), {}
+
+
+_PROJ_AUDIT = ({"B": 16, "T": 64, "I": 64, "G": 4, "N": 2, "D": 32},)
+_PROJ_SIM = ({"B": 2, "T": 5, "I": 3, "G": 4, "N": 1, "D": 3},)
+_PROJ_TEST = {"B": (1, 3), "T": (0, 17), "I": (1, 9), "G": (1, 4), "N": (1, 3), "D": (1, 5)}
+_PROJ_TEST_SIM = {"B": (1, 2), "T": (0, 4), "I": (1, 3), "G": (1, 4), "N": (1, 2), "D": (1, 3)}
+
+register(
+    HotPath(
+        name="project_inputs",
+        hot_path="recurrence",
+        make_inputs=_projection_inputs,
+        audit_dims=_PROJ_AUDIT,
+        cudasim_dims=_PROJ_SIM,
+        test_dims=_PROJ_TEST,
+        cudasim_test_dims=_PROJ_TEST_SIM,
+    )
+)
+register(
+    HotPath(
+        name="project_inputs_backward",
+        hot_path="recurrence",
+        make_inputs=_projection_backward_inputs,
+        audit_dims=_PROJ_AUDIT,
+        cudasim_dims=_PROJ_SIM,
+        kind="backward",
+        test_dims=_PROJ_TEST,
+        cudasim_test_dims=_PROJ_TEST_SIM,
+    )
+)

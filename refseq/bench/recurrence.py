@@ -47,8 +47,8 @@ def _torch():
 
 def _lstm_tiers(case, rng, numpy_reference):
     """``{tier: callable}`` for one case (float32)."""
+    from refseq import recurrence as F
     from refseq.jit import recurrence as J
-    from refseq.recurrence import engine as F
 
     B, T, H = case["B"], case["T"], case["H"]
     x = rng.standard_normal((B, T, H)).astype(np.float32)

@@ -23,6 +23,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from refseq._checks import check_flag
 from refseq.scan.assoc import SoftmaxState
 from refseq.scan.checks import check_linear_scan_args, check_softmax_scan_args
 
@@ -96,6 +97,8 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, out=None):
     ``out`` (optional, shape and dtype of ``b``, C-contiguous) receives the result, so a caller
     can reuse a buffer. Parallel over (batch x channel blocks); time is sequential.
     """
+    reverse = check_flag(reverse, "reverse")
+    check_finite = check_flag(check_finite, "check_finite")
     a, b, h0 = check_linear_scan_args(a, b, h0, check_finite)
     B, T = b.shape[:2]
     C = int(np.prod(b.shape[2:], dtype=np.int64))
@@ -158,6 +161,7 @@ def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, out=None):
     (optional, shape and dtype of ``v``, C-contiguous) receives ``o``, so a caller can reuse a
     buffer instead of paying page faults on fresh memory at every call.
     """
+    check_finite = check_flag(check_finite, "check_finite")
     s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite)
     B, T, H, D = v.shape
     dt = v.dtype

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.nn.linear import linear_backward, linear_forward
 from refseq.nn.positions import rope_backward, rope_forward
 
@@ -137,6 +138,7 @@ class MHAParams(NamedTuple):
 def init_mha_params(rng, D: int, dtype=np.float64, bias: bool = True, std=None,
                     out_std=None) -> MHAParams:
     """Random ``MHAParams``: weights ~ N(0, std^2) (default ``1/sqrt(D)``), biases 0."""
+    bias = check_flag(bias, "bias")
     std = 1.0 / np.sqrt(D) if std is None else std
     out_std = std if out_std is None else out_std
     W_qkv = (std * rng.standard_normal((D, 3 * D))).astype(dtype)
@@ -170,6 +172,7 @@ def mha_forward(x, params: MHAParams, n_heads: int, allow_mask=None, positions=N
     new_kv : (K, V), each (..., H, S + T, Dh) — the cache after appending this call's keys.
     cache : for :func:`mha_backward`.
     """
+    rope = check_flag(rope, "rope")
     x = _checks.float_array(x, "x", ndim_min=2)
     lead, (T, D) = x.shape[:-2], x.shape[-2:]
     H = int(n_heads)

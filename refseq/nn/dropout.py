@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 
 
 class DropoutCache(NamedTuple):
@@ -37,6 +38,7 @@ def dropout_forward(x, p: float, rng=None, mask=None, training: bool = True):
     y : ``x.shape``, ``x``'s dtype; cache : DropoutCache ``(mask, scale, shape)``; the mask
     actually used is ``cache.mask``.
     """
+    training = check_flag(training, "training")
     x = _checks.float_array(x, "x")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1], got {p}")

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refseq._checks import check_flag
 from refseq.nn.activations import gelu_backward, gelu_forward, silu_backward, silu_forward
 from refseq.nn.linear import linear_backward, linear_forward
 
@@ -59,6 +60,7 @@ def init_mlp_params(rng, D: int, D_hidden: int, activation: str = "gelu", dtype=
     D, D_hidden : model and hidden widths; activation : one of ``ACTIVATIONS`` (``"swiglu"``
     adds ``W_gate``, ``b_gate``); dtype : float32 or float64; bias : False gives ``None`` biases.
     """
+    bias = check_flag(bias, "bias")
     _check_activation(activation)
     rng = np.random.default_rng(rng)
 

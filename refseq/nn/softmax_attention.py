@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 
 
 def masked_softmax(s, mask=None, axis=-1):
@@ -190,6 +191,7 @@ def kv_attention_step(q_t, k_t, v_t, cache, valid_t=None, scale=None, *, check_f
     O(t) time and memory at step t: this is "the Transformer as an RNN whose state grows with t"
     that arXiv 2405.13956, Sec. 3.1 contrasts with Aaren's constant-size state.
     """
+    check_finite = check_flag(check_finite, "check_finite")
     k_t, v_t, valid_t = _check_step(cache, k_t, v_t, valid_t, check_finite)
     q_t = _check_query(q_t, k_t.shape, "q_t", "(B, H, Dk)", k_t.dtype, check_finite)
     cache = kv_cache_append(cache, k_t, v_t, valid_t)
@@ -203,6 +205,7 @@ def kv_single_query_step(q, k_t, v_t, cache, valid_t=None, scale=None, *, check_
     KV cache every step: the baseline (b) of Aaren's efficiency demo (``refseq demo aaren``).
     Its outputs equal Aaren's (``aaren_cell_step``) up to rounding, at O(t) instead of O(1) cost.
     """
+    check_finite = check_flag(check_finite, "check_finite")
     k_t, v_t, valid_t = _check_step(cache, k_t, v_t, valid_t, check_finite)
     q = _check_query(q, k_t.shape[1:], "q", "(H, Dk)", k_t.dtype, check_finite)
     cache = kv_cache_append(cache, k_t, v_t, valid_t)

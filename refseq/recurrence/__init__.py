@@ -3,7 +3,8 @@
 * :mod:`refseq.recurrence.cells` — ``CELLS`` table, pointwise forward/backward of Elman (tanh,
   relu), LSTM, GRU and sLSTM.
 * :mod:`refseq.recurrence.engine` — ``flashrnn_forward`` / ``flashrnn_backward`` (BPTT) /
-  ``flashrnn_step`` / ``project_inputs``, each with ``backend="numpy" | "jit" | "cuda"``.
+  ``flashrnn_step``; :mod:`refseq.recurrence.projection` — ``project_inputs`` and
+  ``project_inputs_backward``; each with ``backend="numpy" | "jit" | "cuda"``.
 * :mod:`refseq.recurrence.checks` — the argument checks every tier imports.
 * :mod:`refseq.recurrence.layouts` — block-diagonal conversions, layout permutations, torch
   converters.
@@ -20,7 +21,6 @@ from refseq.recurrence.engine import (
     flashrnn_backward,
     flashrnn_forward,
     flashrnn_step,
-    project_inputs,
 )
 from refseq.recurrence.layouts import (
     elman_from_torch,
@@ -34,6 +34,7 @@ from refseq.recurrence.layouts import (
     round_to_bfloat16,
     to_block_diagonal,
 )
+from refseq.recurrence.projection import project_inputs, project_inputs_backward
 
 __all__ = [
     "CELLS",
@@ -55,6 +56,7 @@ __all__ = [
     "pointwise_backward",
     "pointwise_forward",
     "project_inputs",
+    "project_inputs_backward",
     "round_to_bfloat16",
     "to_block_diagonal",
 ]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq import _checks
+from refseq._checks import check_flag
 from refseq.recurrence.cells import preactivations
 from refseq.recurrence.checks import (
     _check_clipval,
@@ -50,33 +50,6 @@ from refseq.tiers import check_backend, implementation
 
 # ---------------------------------------------------------------------------------------------
 # Input projection and one step.
-
-
-def project_inputs(x, W, bias=None):
-    """``Wx[b, t, g, n, d] = sum_i W[g, n, d, i] x[b, t, i] (+ bias[g, n, d])``.
-
-    Dense across heads and parallel over time; only ``R`` is block-diagonal. For the GRU the
-    input bias of the candidate gate lives in ``b[3]`` of the recurrence, not here.
-
-    Parameters
-    ----------
-    x : (B, T, I); W : (G_w, N, D, I); bias : (G_w, N, D), optional.
-
-    Returns
-    -------
-    Wx : (B, T, G_w, N, D) in the widest input dtype.
-    """
-    x = _checks.float_array(x, "x")
-    W = _checks.float_array(W, "W")
-    if x.ndim != 3 or W.ndim != 4 or W.shape[3] != x.shape[2]:
-        raise ValueError(f"x must be (B, T, I) and W (G_w, N, D, I) with the same I, got x "
-                         f"{x.shape} and W {W.shape}")
-    Wx = np.einsum("gndi,bti->btgnd", W, x)  # (B, T, G_w, N, D)
-    if bias is not None:
-        bias = _checks.float_array(bias, "bias")
-        _checks.check_shape(bias, W.shape[:3], "bias", "(G_w, N, D)")
-        Wx = Wx + bias
-    return Wx
 
 
 def _recurrent_input(R, h, acc):
@@ -109,6 +82,8 @@ def flashrnn_step(Wx_t, R, b, states, *, cell="lstm", forward_clipval=None,
     ``Wx_t`` (B, G_w, N, D), ``states`` (S, B, N, D) (required); returns ``new_states``
     (S, B, N, D). T calls with carried state reproduce the full forward exactly.
     """
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    emulate_bfloat16 = check_flag(emulate_bfloat16, "emulate_bfloat16")
     spec, Wx, R, b, states = check_recurrence_args(np.asarray(Wx_t)[:, None], R, b, states,
                                                    cell=cell)
     new, _ = _step(spec, Wx[:, 0], R, b, states, _check_clipval(forward_clipval, "forward_clipval"),
@@ -155,6 +130,10 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
 
     All outputs have the widest input dtype (float32 or float64).
     """
+    return_cache = check_flag(return_cache, "return_cache")
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    emulate_bfloat16 = check_flag(emulate_bfloat16, "emulate_bfloat16")
+    check_finite = check_flag(check_finite, "check_finite")
     spec, Wx, R, b, states0 = check_recurrence_args(Wx, R, b, states0, cell=cell,
                                                     check_finite=check_finite)
     forward_clipval = _check_clipval(forward_clipval, "forward_clipval")
@@ -237,12 +216,13 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     ``exact_stabiliser=True`` (numpy tier) returns the true gradient in every case (ties:
     ``m_t = max(ĩ, ℓ_t)`` goes to ``ĩ``; a clamp at its boundary passes the gradient).
     """
+    gradient_recurrent_cut = check_flag(gradient_recurrent_cut, "gradient_recurrent_cut")
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    exact_stabiliser = check_flag(exact_stabiliser, "exact_stabiliser")
     spec, d_all, d_last, R, b, states, gates = check_backward_args(
         d_states_all, d_last_states, R, b, cache, cell=cell)
     clipval = _check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
     options = _options(spec, clamp_gates_le_one)
-    if not isinstance(exact_stabiliser, (bool, np.bool_)):
-        raise TypeError(f"exact_stabiliser must be a bool, got {exact_stabiliser!r}")
     if exact_stabiliser:
         if check_backend(backend) != "numpy":
             raise ValueError("exact_stabiliser=True is available on the numpy tier only "
@@ -287,5 +267,5 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
 
 
 __all__ = [
-    "flashrnn_backward", "flashrnn_forward", "flashrnn_step", "project_inputs",
+    "flashrnn_backward", "flashrnn_forward", "flashrnn_step",
 ]

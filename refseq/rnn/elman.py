@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.rnn.masking import check_lengths
 
 
@@ -97,6 +98,7 @@ def elman_forward(x, W_hx, W_hh, b_h, h0=None, activation="tanh", lengths=None, 
     h : (B, T, H); h_last : (B, H) — the state after each sequence's last real token;
     cache : ElmanCache for :func:`elman_backward`.
     """
+    use_engine = check_flag(use_engine, "use_engine")
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     x, W_hx, W_hh, b_h, h0 = _check_params(x, W_hx, W_hh, b_h, h0)
@@ -129,7 +131,8 @@ def _forward_loop(x, W_hx, W_hh, b_h, h0, L, activation):
 def _forward_engine(x, W_hx, W_hh, b_h, h0, L, cell):
     """One-head call of the shared engine; lengths applied afterwards (a right-padded run is
     causal, so real positions never see padding); padded outputs copy the last real state."""
-    from refseq.recurrence.engine import flashrnn_forward, project_inputs
+    from refseq.recurrence.engine import flashrnn_forward
+    from refseq.recurrence.projection import project_inputs
 
     Wx = project_inputs(x, W_hx[None, None], None)  # (B, T, 1, 1, H)
     states_all, last, ecache = flashrnn_forward(

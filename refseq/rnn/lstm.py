@@ -28,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.rnn.masking import check_lengths
 
 GATES = ("g", "i", "f", "o")
@@ -57,6 +58,7 @@ class LSTMParams(NamedTuple):
 def init_lstm_params(rng, I, H, dtype=np.float64, scale=1.0, forget_bias=0.0, peepholes=False):
     """Random parameters: ``W ~ N(0, scale² / fan_in)``, biases ``N(0, 0.1²)`` (``b_f`` shifted
     by ``forget_bias``), peepholes ``N(0, 0.1²)`` when asked for."""
+    peepholes = check_flag(peepholes, "peepholes")
     def w(shape, fan):
         return (scale * rng.standard_normal(shape) / np.sqrt(fan)).astype(dtype)
 
@@ -116,6 +118,8 @@ def lstm_forward(x, params, state0=None, *, forget_gate=True, peepholes=False,
     -------
     h : (B, T, H); (h_last, s_last) : each (B, H); cache : LSTMCache.
     """
+    forget_gate = check_flag(forget_gate, "forget_gate")
+    peepholes = check_flag(peepholes, "peepholes")
     if output_activation not in ("tanh", "identity"):
         raise ValueError(f"output_activation must be 'tanh' or 'identity', "
                          f"got {output_activation!r}")
@@ -234,6 +238,8 @@ class LSTMLayer:
     is ``(h, s)`` and ``params`` a dict with the names of :class:`LSTMParams`."""
 
     def __init__(self, params, *, forget_gate=True, peepholes=False, output_activation="tanh"):
+        forget_gate = check_flag(forget_gate, "forget_gate")
+        peepholes = check_flag(peepholes, "peepholes")
         p = params._asdict() if hasattr(params, "_asdict") else dict(params)
         self.params = {k: v for k, v in p.items() if v is not None}
         self.switches = dict(forget_gate=forget_gate, peepholes=peepholes,

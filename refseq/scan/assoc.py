@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refseq._checks import check_flag
+
 Elem = tuple  # a tuple of arrays that share the scan axis
 
 
@@ -154,6 +156,7 @@ def _oriented(scan_forward):
     """
 
     def scan(op: AssociativeOp, elems, axis: int = 1, reverse=False, exclusive=False, initial=None):
+        reverse, exclusive = check_flag(reverse, "reverse"), check_flag(exclusive, "exclusive")
         xs, T = _to_front(elems, axis)
         if T == 0:
             return _from_front(tuple(x.copy() for x in xs), axis, type(elems))
@@ -263,6 +266,7 @@ def scan_chunked(op, elems, axis=1, reverse=False, exclusive=False, initial=None
     2. exclusive scan of the chunk totals, seeded with ``initial``;
     3. each chunk's carry is combined on the left of its local prefixes.
     """
+    reverse, exclusive = check_flag(reverse, "reverse"), check_flag(exclusive, "exclusive")
     if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     xs, T = _to_front(elems, axis)

@@ -35,6 +35,8 @@ def linear_scan(a, b, h0=None, *, reverse=False, backend="numpy", check_finite=T
     h : (B, T, *S), ``b``'s dtype. ``h[:, -1]`` (``h[:, 0]`` if reverse) is the final state to
         pass as ``h0`` of the next chunk.
     """
+    reverse = _checks.check_flag(reverse, "reverse")
+    check_finite = _checks.check_flag(check_finite, "check_finite")
     a, b, h0 = check_linear_scan_args(a, b, h0, check_finite)
     if backend != "numpy":
         return _dispatch("linear_scan", backend, a, b, h0, reverse=reverse)
@@ -77,6 +79,7 @@ def linear_scan_backward(a, h, grad_h, h0=None, *, reverse=False, backend="numpy
     axes), ``grad_b`` has ``h``'s shape, ``grad_h0`` has shape (B, *S) (the gradient for the zero
     initial state when ``h0`` is None).
     """
+    reverse = _checks.check_flag(reverse, "reverse")
     a, h, h0 = check_linear_scan_args(a, h, h0, check_finite=False)
     grad_h = _checks.float_array(grad_h, "grad_h", dtype=h.dtype)
     _checks.check_shape(grad_h, h.shape, "grad_h", "(B, T, *S)")

@@ -44,6 +44,7 @@ def softmax_scan(s, v, mask=None, state=None, *, backend="numpy", check_finite=T
     -------
     o : (B, T, H, D); state : the final ``SoftmaxState`` (the input state if T = 0).
     """
+    check_finite = _checks.check_flag(check_finite, "check_finite")
     s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite)
     if backend != "numpy":
         return _dispatch("softmax_scan", backend, s, v, mask, state)

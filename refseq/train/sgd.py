@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq._checks import check_flag
 from refseq.train.base import Optimizer
 
 
@@ -42,6 +43,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, dampening: float = 0.0):
+        nesterov = check_flag(nesterov, "nesterov")
         super().__init__(lr)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")

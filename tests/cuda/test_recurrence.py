@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from refseq import recurrence as F
 from refseq.cuda import availability
 from refseq.cuda.recurrence import mirror as M
 from refseq.recurrence import CELLS
-from refseq.recurrence import engine as F
 from refseq.testing.profiles import cuda_settings
 from refseq.testing.recurrence import cases, make_case  # the shared oracle (Case.check)
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 
 import refseq.jit.recurrence as J  # noqa: E402  (numba is a runtime dependency)
+from refseq import recurrence as F
 from refseq.recurrence import CELLS
-from refseq.recurrence import engine as F
 from refseq.testing import assert_close
 from refseq.testing.recurrence import CELL_NAMES, cases, make_case
 
@@ -222,9 +222,10 @@ def test_project_inputs_backward_matches_einsum():
     x = rng.standard_normal((2, 5, 3))
     W = rng.standard_normal((4, 2, 3, 3))
     dWx = rng.standard_normal((2, 5, 4, 2, 3))
-    dx, dW = J.project_inputs_backward(dWx, x, W)
-    np.testing.assert_allclose(dx, np.einsum("btgnd,gndi->bti", dWx, W), rtol=1e-12)
-    np.testing.assert_allclose(dW, np.einsum("btgnd,bti->gndi", dWx, x), rtol=1e-12)
+    for backward in (F.project_inputs_backward, J.project_inputs_backward):
+        dx, dW = backward(dWx, x, W)
+        np.testing.assert_allclose(dx, np.einsum("btgnd,gndi->bti", dWx, W), rtol=1e-12)
+        np.testing.assert_allclose(dW, np.einsum("btgnd,bti->gndi", dWx, x), rtol=1e-12)
     np.testing.assert_allclose(J.project_inputs(x, W), np.einsum("bti,gndi->btgnd", x, W),
                                rtol=1e-12)
     with pytest.raises(ValueError, match="dWx must have shape"):

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refseq.recurrence.engine import flashrnn_forward, project_inputs
+from refseq.recurrence import flashrnn_forward, project_inputs
 from refseq.rnn.lstm import LSTMParams, init_lstm_params, lstm_backward, lstm_forward
 from refseq.testing.gradcheck import assert_entrywise, cotangent_loss
 from refseq.testing.strategies import (

@@ -36,8 +36,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq._checks import check_flag
 from refseq.cuda import require_numba_cuda, to_host
 from refseq.cuda.recurrence.mirror import BATCH_TILE, _tiles
+from refseq.cuda.recurrence.projection import (  # the twins of refseq.recurrence.projection
+    project_inputs as project_inputs,
+)
+from refseq.cuda.recurrence.projection import (
+    project_inputs_backward as project_inputs_backward,
+)
 from refseq.recurrence.checks import _check_clipval, check_backward_args, check_recurrence_args
 
 THREADS = 128  #: threads per block
@@ -94,6 +101,10 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     """CUDA twin of :func:`refseq.recurrence.engine.flashrnn_forward` (same arguments, shapes,
     dtypes, errors and cache dict). ``threads``, ``batch_tile`` set the launch; ``r_in_shared``
     forces (True/False) where ``R`` lives, default: shared memory when it fits."""
+    return_cache = check_flag(return_cache, "return_cache")
+    check_finite = check_flag(check_finite, "check_finite")
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    r_in_shared = None if r_in_shared is None else check_flag(r_in_shared, "r_in_shared")
     Wx, R, b, states0 = (_host(x) for x in (Wx, R, b, states0))
     spec, Wx, R, b, s0 = check_recurrence_args(Wx, R, b, states0, cell=cell,
                                                check_finite=check_finite)
@@ -135,6 +146,9 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
                       r_in_shared=None):
     """CUDA twin of :func:`refseq.recurrence.engine.flashrnn_backward`:
     ``(d_states0, dWx, dR, db)``, deterministic (fixed-order reductions, no atomics)."""
+    gradient_recurrent_cut = check_flag(gradient_recurrent_cut, "gradient_recurrent_cut")
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    r_in_shared = None if r_in_shared is None else check_flag(r_in_shared, "r_in_shared")
     if isinstance(cache, dict):
         cache = {k: _host(v) for k, v in cache.items()}
     d_states_all, d_last_states, R, b = (_host(x) for x in (d_states_all, d_last_states, R, b))

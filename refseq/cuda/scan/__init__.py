@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq._checks import check_flag
 from refseq.cuda import to_host
 from refseq.cuda.scan.kernels import ROW_THREADS, bind_cuda, launch
 from refseq.cuda.scan.mirror import PER_THREAD, THREADS, _check_tiling
@@ -128,6 +129,8 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, method="auto
     :func:`refseq.cuda.scan.mirror.linear_scan_sequential`,
     :func:`~refseq.cuda.scan.mirror.linear_scan_blocked`.
     """
+    reverse = check_flag(reverse, "reverse")
+    check_finite = check_flag(check_finite, "check_finite")
     a, b, h0 = check_linear_scan_args(_host(a), _host(b), _host(h0), check_finite)
     B, T = b.shape[:2]
     S = b.shape[2:]
@@ -210,6 +213,7 @@ def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, method="auto
     :func:`refseq.cuda.scan.mirror.softmax_scan_sequential`,
     :func:`~refseq.cuda.scan.mirror.softmax_scan_blocked`.
     """
+    check_finite = check_flag(check_finite, "check_finite")
     if state is not None:
         state = tuple(_host(x) for x in state) if isinstance(state, tuple) else state
     s, v, mask, state = check_softmax_scan_args(_host(s), _host(v), _host(mask), state,

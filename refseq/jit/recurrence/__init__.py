@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq._checks import check_flag
 from refseq.jit import blas_threads
 from refseq.jit.recurrence.backward import _bwd_heads, _bwd_serial
 from refseq.jit.recurrence.cells import CELL_IDS, ELMAN, ELMAN_RELU, GRU, LSTM, SLSTM
@@ -98,6 +99,10 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     Parallel over (head, batch tile) jobs or over each step's GEMM (:func:`plan`); time is
     sequential. Returns ``(states_all (S, B, T, N, D), last_states (S, B, N, D)[, cache])``.
     """
+    return_cache = check_flag(return_cache, "return_cache")
+    check_finite = check_flag(check_finite, "check_finite")
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    emulate_bfloat16 = check_flag(emulate_bfloat16, "emulate_bfloat16")
     _unsupported(accumulate_dtype=accumulate_dtype, emulate_bfloat16=emulate_bfloat16)
     spec, Wx, R, b, states0 = check_recurrence_args(Wx, R, b, states0, cell=cell,
                                                     check_finite=check_finite)
@@ -144,6 +149,8 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     ``dR`` and ``db`` are reduced per job and then over batch tiles in a fixed order
     (deterministic, no atomics).
     """
+    gradient_recurrent_cut = check_flag(gradient_recurrent_cut, "gradient_recurrent_cut")
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
     _unsupported(accumulate_dtype=accumulate_dtype)
     spec, d_all, d_last, R, b, states, gates = check_backward_args(
         d_states_all, d_last_states, R, b, cache, cell=cell)

@@ -14,6 +14,7 @@ import numpy as np
 from numba import prange
 
 from refseq.jit import blas_threads
+from refseq.recurrence.projection import check_projection_args, check_projection_backward_args
 
 
 @numba.njit(cache=True)
@@ -57,48 +58,36 @@ def _dot(a, b):
     return out
 
 
-def project_inputs(x, W, bias=None):
-    """Twin of :func:`refseq.recurrence.engine.project_inputs` as one matmul:
+def project_inputs(x, W, bias=None, *, check_finite=True):
+    """Twin of :func:`refseq.recurrence.project_inputs` as one matmul:
     ``Wx (B, T, G_w, N, D) = x (B, T, I) @ W (G_w, N, D, I)^T (+ bias)``, in the widest dtype.
     Parallel over time by construction; this is the part of an RNN layer outside the recurrence.
-
     The matmul is :func:`_dot`: row blocks in Numba's pool where BLAS can be pinned."""
-    from refseq import _checks
-
-    x = _checks.float_array(x, "x")
-    W = _checks.float_array(W, "W")
-    if x.ndim != 3 or W.ndim != 4 or W.shape[3] != x.shape[2]:
-        raise ValueError(f"x must be (B, T, I) and W (G_w, N, D, I) with the same I, got x "
-                         f"{x.shape} and W {W.shape}")
-    dt = np.result_type(x, W)
+    x, W, bias = check_projection_args(x, W, bias, check_finite=check_finite)
     B, T, I = x.shape
-    x2 = np.ascontiguousarray(x.reshape(B * T, I), dtype=dt)
-    W2T = np.ascontiguousarray(W.reshape(-1, I).T, dtype=dt)
+    GND = int(np.prod(W.shape[:3]))  # G_w * N * D (explicit: B*T may be 0)
+    x2 = np.ascontiguousarray(x.reshape(B * T, I))
+    W2T = np.ascontiguousarray(W.reshape(GND, I).T)
     Wx = _dot(x2, W2T).reshape((B, T) + W.shape[:3])
     if bias is not None:
-        bias = _checks.float_array(bias, "bias")
-        _checks.check_shape(bias, W.shape[:3], "bias", "(G_w, N, D)")
-        Wx += bias.astype(dt, copy=False)
+        Wx += bias
     return Wx
 
 
-def project_inputs_backward(dWx, x, W):
-    """Gradients of :func:`project_inputs` (without bias): ``(dx (B, T, I), dW (G_w, N, D, I))``.
+def project_inputs_backward(dWx, x, W, *, check_finite=True):
+    """Twin of :func:`refseq.recurrence.project_inputs_backward`: ``(dx (B, T, I),
+    dW (G_w, N, D, I))``; the bias gradient is ``dWx.sum((0, 1))``.
 
     ``dx = dWx @ W`` and ``dW = dWx^T x`` over the flattened (B*T) rows, on the same library as
     the recurrence: ``dx`` by :func:`_dot`, ``dW`` as per-thread partial sums over row blocks
-    added in a fixed order (deterministic); ``db = dWx.sum((0, 1))``.
+    added in a fixed order (deterministic).
     """
-    from refseq import _checks
-
-    dWx = _checks.float_array(dWx, "dWx")
-    x = _checks.float_array(x, "x", dtype=dWx.dtype)
-    W = _checks.float_array(W, "W", dtype=dWx.dtype)
+    dWx, x, W = check_projection_backward_args(dWx, x, W, check_finite=check_finite)
     B, T, I = x.shape
-    _checks.check_shape(dWx, (B, T) + W.shape[:3], "dWx", "(B, T, G_w, N, D)")
-    g = np.ascontiguousarray(dWx.reshape(B * T, -1))  # (B*T, G_w*N*D)
+    GND = int(np.prod(W.shape[:3]))  # G_w * N * D (explicit: B*T may be 0)
+    g = np.ascontiguousarray(dWx.reshape(B * T, GND))  # (B*T, GND)
     x2 = np.ascontiguousarray(x.reshape(B * T, I))
-    dx = _dot(g, np.ascontiguousarray(W.reshape(-1, I))).reshape(B, T, I)
+    dx = _dot(g, np.ascontiguousarray(W.reshape(GND, I))).reshape(B, T, I)
     jobs = min(numba.get_num_threads(), B * T)
     if jobs < 2 or not blas_threads.available():
         dW = _blas_dot(g.T, x2)  # g.T is F-contiguous: BLAS transposes, no copy

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.models.tiny_transformer.kv_cache import validate as _validate_kv
 from refseq.models.tiny_transformer.params import TinyParams, check_params
 from refseq.nn.attention import causal_allow_mask, mha_forward
@@ -125,6 +126,7 @@ def final_norm(params: TinyParams, h) -> np.ndarray:
 
 def lm_head(params: TinyParams, h, return_cache: bool = False):
     """Final LayerNorm then unembedding: ``h (..., D) -> logits (..., V)``."""
+    return_cache = check_flag(return_cache, "return_cache")
     cfg = check_params(params)
     h = _checks.float_array(h, "h", dtype=cfg.np_dtype)
     if h.ndim < 1 or h.shape[-1] != cfg.d_model:
@@ -155,6 +157,8 @@ def forward_layers(params: TinyParams, h, lo: int, hi: int, positions=None, allo
     .. ``hidden[hi]``) or None; new_kv : ``(hi - lo, 2, H, S + T, Dh)``; plus a cache for
     :func:`forward_layers_backward` when ``return_cache``.
     """
+    return_hidden = check_flag(return_hidden, "return_hidden")
+    return_cache = check_flag(return_cache, "return_cache")
     cfg = check_params(params)
     L = cfg.n_layers
     if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))
@@ -222,6 +226,8 @@ def forward(params: TinyParams, tokens=None, embeds=None, positions=None, allow_
     table, masks or caches of the wrong shape (a cache from a different config), non-float
     parameters.
     """
+    return_hidden = check_flag(return_hidden, "return_hidden")
+    return_cache = check_flag(return_cache, "return_cache")
     cfg = check_params(params)
     if (tokens is None) == (embeds is None):
         raise ValueError("pass exactly one of tokens or embeds")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.models.tiny_transformer.forward import _batched, _positions, _unbatch
 from refseq.models.tiny_transformer.params import (
     TinyParams,
@@ -40,6 +41,7 @@ def kv_from_hidden(params: TinyParams, h_in, positions=None, return_cache: bool 
     kv : (L, 2, H, S, Dh) or (B, L, 2, H, S, Dh); plus a cache for
     :func:`kv_from_hidden_backward` when ``return_cache``.
     """
+    return_cache = check_flag(return_cache, "return_cache")
     cfg = check_params(params)
     h = _checks.float_array(h_in, "h_in", dtype=cfg.np_dtype)
     if h.ndim not in (3, 4) or h.shape[-3] != cfg.n_layers or h.shape[-1] != cfg.d_model:

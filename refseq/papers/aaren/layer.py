@@ -41,6 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.nn.basic import linear
 from refseq.nn.softmax_attention import _scale
 from refseq.papers.aaren.rnn import (
@@ -88,6 +89,7 @@ class AarenParams(NamedTuple):
 
 def init_aaren_params(rng, D, H, Dk, Dv, dtype=np.float64, bias=True, head_merge="concat"):
     """Random ``AarenParams``: q ~ N(0, 1), weights ~ N(0, 1/fan_in), zero biases (or None)."""
+    bias = check_flag(bias, "bias")
     if head_merge not in HEAD_MERGES:
         raise ValueError(f"head_merge must be one of {HEAD_MERGES}, got {head_merge!r}")
     D_merged = H * Dv if head_merge == "concat" else Dv

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.nn.softmax_attention import _scale, masked_softmax
 from refseq.scan import (
     SCANS,
@@ -156,6 +157,7 @@ def aaren_cell_step(state, s_t, v_t, valid_t=None, *, check_finite=True):
     O(1) time and memory in k: ``Dv + 2`` numbers per head. Equal (bitwise, for a valid token)
     to ``softmax_combine(state, softmax_leaf(s_t, v_t))``.
     """
+    check_finite = check_flag(check_finite, "check_finite")
     v_t = _checks.float_array(v_t, "v_t")
     if v_t.ndim != 3:
         raise ValueError(f"v_t must have shape (B, H, Dv), got {v_t.shape}")
@@ -181,6 +183,7 @@ def aaren_recurrent(s, v, mask=None, state=None, *, check_finite=True):
     -------
     o : (B, T, H, Dv); final state (``state`` itself when T = 0).
     """
+    check_finite = check_flag(check_finite, "check_finite")
     s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite)
     B, T, H, Dv = v.shape
     if state is None:
@@ -216,6 +219,7 @@ def aaren_scan(q, k, v, mask=None, scale=None, state=None, method="blelloch", ch
     -------
     o : (B, T, H, Dv); final state (the input state, or the identity, when T = 0).
     """
+    check_finite = check_flag(check_finite, "check_finite")
     if method not in SCANS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if chunk is not None and method != "chunked":

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.nn.basic import ffn, layer_norm
 from refseq.papers.aaren.layer import AarenParams, aaren_layer, aaren_layer_step, init_aaren_params
 
@@ -50,6 +51,7 @@ def init_aaren_block_params(rng, D, H, Dk, Dv, F=None, dtype=np.float64, bias=Tr
                             head_merge="concat"):
     """Random block parameters: LayerNorm gains 1 and shifts 0, weights ~ N(0, 1/fan_in),
     zero biases (None when ``bias=False``); ``F`` defaults to 4 D."""
+    bias = check_flag(bias, "bias")
     F = 4 * D if F is None else F
 
     def weight(n_in, n_out):
@@ -69,6 +71,7 @@ def init_aaren_block_params(rng, D, H, Dk, Dv, F=None, dtype=np.float64, bias=Tr
 def init_aaren_stack_params(rng, L, D, H, Dk, Dv, F=None, dtype=np.float64, bias=True,
                             head_merge="concat"):
     """A list of ``L`` independently drawn :class:`AarenBlockParams`."""
+    bias = check_flag(bias, "bias")
     return [init_aaren_block_params(rng, D, H, Dk, Dv, F, dtype, bias, head_merge)
             for _ in range(L)]
 

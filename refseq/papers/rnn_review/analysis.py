@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
+from refseq._checks import check_flag
 from refseq.rnn.elman import ACTIVATIONS, elman_forward
 from refseq.rnn.lstm import lstm_forward
 
@@ -88,6 +89,8 @@ def lstm_step_jacobians(x, params, state0=None, *, forget_gate=True, peepholes=F
     ``∂o/∂· = diag(o(1-o)) (W^{oh} [h only] + diag(p_o) ∂s/∂·)``,
     ``∂h/∂· = diag(φ'(s) o) ∂s/∂· + diag(φ(s)) ∂o/∂·``.
     """
+    forget_gate = check_flag(forget_gate, "forget_gate")
+    peepholes = check_flag(peepholes, "peepholes")
     _, _, cache = lstm_forward(x, params, state0, forget_gate=forget_gate, peepholes=peepholes,
                                output_activation=output_activation)
     P, S = cache.P, cache.steps
@@ -130,6 +133,8 @@ def lstm_state_jacobian(x, params, state0=None, which="s", *, forget_gate=True, 
     -------
     norms : (T,) or (B, T).
     """
+    forget_gate = check_flag(forget_gate, "forget_gate")
+    peepholes = check_flag(peepholes, "peepholes")
     if which not in ("s", "h", "full"):
         raise ValueError(f"which must be 's', 'h' or 'full', got {which!r}")
     x = _checks.float_array(x, "x")

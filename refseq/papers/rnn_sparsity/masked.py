@@ -33,7 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from refseq import _checks
-from refseq.recurrence.engine import flashrnn_backward, flashrnn_forward, project_inputs
+from refseq.recurrence.engine import flashrnn_backward, flashrnn_forward
+from refseq.recurrence.projection import project_inputs
 
 MODES = {"RNN_TANH": ("elman", 1), "RNN_RELU": ("elman_relu", 1), "GRU": ("gru", 3),
          "LSTM": ("lstm", 4)}

@@ -182,8 +182,10 @@ def test_lengths_and_state_carry(args, data):
     _, last_L = layer.forward(x, None, L)
     for b in range(B):
         _, ref = layer.forward(x[b:b + 1, :L[b]])
+        # equal up to float64 reassociation: the input projection runs on BLAS, whose blocking
+        # depends on the number of rows (B*T), so a one-sequence call may round differently
         for a, r in zip(last_L if mode == "LSTM" else (last_L,), ref if mode == "LSTM" else (ref,)):
-            np.testing.assert_array_equal(a[b], r[0])
+            np.testing.assert_allclose(a[b], r[0], rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

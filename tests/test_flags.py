@@ -192,11 +192,25 @@ def test_non_bool_flag_raises_type_error(name, call, flag, shown, bad, type_name
     assert f"({type_name})" in msg, msg
 
 
+def _structure(x):
+    """Types, shapes and dtypes of a (nested) result: what a flag's value may not change
+    between a Python bool and the NumPy bool of the same truth value."""
+    if isinstance(x, np.ndarray):
+        return ("ndarray", x.shape, x.dtype.str)
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__, tuple(_structure(v) for v in x))
+    if isinstance(x, dict):
+        return ("dict", tuple((k, _structure(v)) for k, v in sorted(x.items())))
+    return type(x).__name__
+
+
 @pytest.mark.parametrize("name,call,flag", CASES, ids=IDS)
-@pytest.mark.parametrize("value", [True, False, np.True_, np.False_],
-                         ids=["True", "False", "np.True_", "np.False_"])
+@pytest.mark.parametrize("value", [True, False], ids=["True", "False"])
 def test_bool_flag_accepted(name, call, flag, value):
-    call(**{flag: value})
+    """Python and NumPy booleans are accepted and give results of the same structure."""
+    as_python = call(**{flag: value})
+    as_numpy = call(**{flag: np.bool_(value)})
+    assert _structure(as_numpy) == _structure(as_python)
 
 
 def test_check_flag_returns_python_bool():

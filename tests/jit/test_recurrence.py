@@ -17,6 +17,7 @@ from hypothesis import given
 
 import refseq.jit.recurrence as J  # noqa: E402  (numba is a runtime dependency)
 from refseq import recurrence as F
+from refseq.jit.recurrence import planner  # noqa: E402
 from refseq.recurrence import CELLS
 from refseq.testing import assert_close
 from refseq.testing.recurrence import CELL_NAMES, cases, make_case
@@ -47,18 +48,18 @@ def test_plan_choices():
     tile, no BLAS, so pinning does not matter); tiny steps stay serial; without pinning, big
     per-step GEMMs of the backward are left to BLAS; the backward never takes the forward-only
     plan."""
-    assert J.plan(B=16, N=4, D=8, G_r=4, threads=2)[0] == "heads"
-    assert J.plan(B=16, N=4, D=256, G_r=4, threads=2, pinnable=True)[0] == "heads"
-    mode, tiles = J.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=True)
+    assert planner.plan(B=16, N=4, D=8, G_r=4, threads=2)[0] == "heads"
+    assert planner.plan(B=16, N=4, D=256, G_r=4, threads=2, pinnable=True)[0] == "heads"
+    mode, tiles = planner.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=True)
     assert mode == "units" and tiles.tolist() == [[0, 128], [128, 256]]
-    mode, tiles = J.plan(B=16, N=1, D=256, G_r=4, threads=2, modes=("heads", "gemm"),
+    mode, tiles = planner.plan(B=16, N=1, D=256, G_r=4, threads=2, modes=("heads", "gemm"),
                          pinnable=True)
     assert mode == "heads" and tiles.tolist() == [[0, 8], [8, 16]]
-    assert J.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=False)[0] == "units"
-    assert J.plan(B=16, N=1, D=256, G_r=4, threads=2, modes=("heads", "gemm"),
+    assert planner.plan(B=16, N=1, D=256, G_r=4, threads=2, pinnable=False)[0] == "units"
+    assert planner.plan(B=16, N=1, D=256, G_r=4, threads=2, modes=("heads", "gemm"),
                   pinnable=False)[0] == "gemm"
-    assert J.plan(B=1, N=1, D=64, G_r=4, threads=2, pinnable=True)[0] == "gemm"  # tiny steps
-    assert J.plan(B=16, N=1, D=256, G_r=4, threads=1, pinnable=True)[0] == "gemm"
+    assert planner.plan(B=1, N=1, D=64, G_r=4, threads=2, pinnable=True)[0] == "gemm"  # tiny steps
+    assert planner.plan(B=16, N=1, D=256, G_r=4, threads=1, pinnable=True)[0] == "gemm"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,14 +34,27 @@ def float_array(x, name: str, *, dtype=None, ndim_min: int = 0) -> np.ndarray:
     return arr
 
 
-def check_finite(x: np.ndarray, name: str) -> None:
-    """Raise ``ValueError`` if ``x`` holds NaN or +-inf (the first offending index is named)."""
+def float_arrays(xs, name: str) -> tuple:
+    """Return the non-empty tuple (or list) ``xs`` as a tuple of float32/float64 arrays, each
+    checked by :func:`float_array` under the name ``name[i]``; ``TypeError`` otherwise."""
+    if not isinstance(xs, (tuple, list)) or not xs:
+        raise TypeError(f"{name} must be a non-empty tuple of arrays (one per field), "
+                        f"got {type(xs).__name__}")
+    return tuple(float_array(x, f"{name}[{i}]") for i, x in enumerate(xs))
+
+
+def check_finite(x: np.ndarray, name: str, *, hint: str | None = None) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or +-inf (the first offending index is named).
+
+    The message ends with ``hint`` in parentheses; by default the hint for functions that have
+    a ``check_finite`` flag. Functions without one pass their own (or ``""`` for none).
+    """
     if x.size and not np.isfinite(x).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise ValueError(
-            f"{name} must be finite; found {x[where]} at index {where} "
-            "(pass check_finite=False to propagate non-finite values)"
-        )
+        if hint is None:
+            hint = "pass check_finite=False to propagate non-finite values"
+        raise ValueError(f"{name} must be finite; found {x[where]} at index {where}"
+                         + (f" ({hint})" if hint else ""))
 
 
 def check_shape(x: np.ndarray, expected: tuple, name: str, form: str) -> None:
@@ -76,3 +89,122 @@ def check_flag(value, name: str) -> bool:
         return bool(value)
     raise TypeError(f"{name} must be a bool (True or False), got {value!r} "
                     f"({type(value).__name__})")
+
+
+def check_number(value, name: str, *, low=None, high=None, low_open: bool = False,
+                 high_open: bool = False, integer: bool = False, allow_inf: bool = False,
+                 allow_none: bool = False):
+    """Return the number keyword ``value`` as a Python ``float`` (``int`` if ``integer``), or raise.
+
+    ``TypeError`` unless ``value`` is a real number: a Python or NumPy int/float (with
+    ``integer=True`` only ints). ``bool`` (``True`` would mean 1), ``str`` (``'0.1'``), ``None``
+    (unless ``allow_none``, then ``None`` is returned) and arrays (pass ``float(x)``) are rejected.
+    ``ValueError`` if it is NaN, infinite (unless ``allow_inf``) or outside the range given by
+    ``low``/``high`` (closed ends unless ``low_open``/``high_open``). Messages name the argument,
+    e.g. ``eps must be a finite number > 0, got -1.0``.
+    """
+    if value is None and allow_none:
+        return None
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
+        what = "an integer" if integer else "a real number (int or float)"
+        raise TypeError(f"{name} must be {what}"
+                        + (" or None" if allow_none else "")
+                        + f", got {value!r} ({type(value).__name__})")
+    if integer:
+        value = int(value)
+    else:
+        value = float(value)
+        if np.isnan(value) or (np.isinf(value) and not allow_inf):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above:
+        parts = []
+        if low is not None:
+            parts.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            parts.append(f"{'<' if high_open else '<='} {high}")
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} {' and '.join(parts)}, got {value}")
+    return value
+
+
+def check_float_dtype(dtype, name: str) -> np.dtype:
+    """Return ``dtype`` as ``np.dtype('float32')`` or ``np.dtype('float64')``, else ``TypeError``.
+
+    Integer, bool, float16 and complex dtypes are rejected (they would truncate, overflow or
+    discard a part of the result), as is anything NumPy cannot read as a dtype.
+    """
+    try:
+        dt = None if dtype is None or isinstance(dtype, (bool, int, float)) else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64 (a dtype), got {dtype!r}")
+    return dt
+
+
+def check_choice(value, name: str, choices) -> str:
+    """Return ``value`` if it is one of ``choices`` (strings), else raise ``ValueError``
+    (``TypeError`` for a non-string), naming the argument and listing the choices."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {tuple(choices)}, got {value!r} "
+                        f"({type(value).__name__})")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_axis(axis, ndim: int, name: str = "axis") -> int:
+    """Return ``axis`` normalised to ``[0, ndim)``; ``TypeError`` unless an int, ``ValueError``
+    if out of range for an array of ``ndim`` dimensions."""
+    axis = check_number(axis, name, integer=True)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name} must lie in [-{ndim}, {ndim}) for an array of {ndim} "
+                         f"dimensions, got {axis}")
+    return axis % ndim
+
+
+def check_rng(rng, name: str = "rng") -> np.random.Generator:
+    """Return a ``np.random.Generator`` from ``rng``: a Generator (returned as is), a
+    non-negative int seed, or ``None`` (fresh entropy). Anything else raises ``TypeError``."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        return np.random.default_rng()
+    seed = check_number(rng, name, integer=True, low=0)
+    return np.random.default_rng(seed)
+
+
+def int_array(x, name: str, *, low=None, high=None, ndim=None, form: str = "") -> np.ndarray:
+    """Return ``x`` as an integer ndarray, or raise naming ``name``.
+
+    ``TypeError`` unless its dtype is a (non-bool) integer; ``ValueError`` if ``ndim`` is given
+    (an int or a tuple of allowed ranks) and does not match, or a value lies outside
+    ``[low, high)`` (either end optional). ``form`` spells the expected shape, e.g. ``'(B, T)'``.
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array {form}".rstrip()
+                        + f", got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
+        raise ValueError(f"{name} must be an integer array {form}".rstrip()
+                         + f", got shape {arr.shape}")
+    if arr.size and ((low is not None and arr.min() < low)
+                     or (high is not None and arr.max() >= high)):
+        bad = arr.min() if low is not None and arr.min() < low else arr.max()
+        span = f"[{'-inf' if low is None else low}, {'inf' if high is None else high})"
+        raise ValueError(f"{name} must lie in {span}, found {bad}")
+    return arr
+
+
+def check_instance(obj, types, name: str, what: str | None = None):
+    """Return ``obj`` if it is an instance of ``types``, else ``TypeError`` naming the argument
+    and the expected type (``what`` spells it; default the types' names)."""
+    if not isinstance(obj, types):
+        if what is None:
+            ts = types if isinstance(types, tuple) else (types,)
+            what = " or ".join(t.__name__ for t in ts)
+        raise TypeError(f"{name} must be a {what}, got {type(obj).__name__}")
+    return obj

@@ -1,9 +1,114 @@
-"""The ``refseq`` command line: ``audit`` (the main job), ``bench``, ``demo``, ``papers``."""
+"""The ``refseq`` command line: ``audit`` (the main job), ``bench``, ``demo``, ``papers``.
+
+Every option is validated while the command line is parsed, by the ``type=`` converters below
+(shared with the paper demos, which parse their own options): a bad value ends the run with an
+argparse message, ``usage: ...`` then ``error: argument --T: must be a positive integer, got
+-5``, and exit status 2, never with a Python traceback from deep inside a run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+__all__ = [
+    "build_parser",
+    "finite_float",
+    "main",
+    "nonnegative_float",
+    "nonnegative_int",
+    "positive_float",
+    "positive_int",
+    "seed",
+]
+
+
+# --- argparse type= converters ------------------------------------------------------------------
+# Each takes the option's text and returns the value, or raises ArgumentTypeError with the
+# message that argparse prints after "argument --NAME: ".
+
+
+def _integer(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """``type=`` converter: an integer >= 1 (sizes, lengths, epochs, steps, repeats)."""
+    return _integer(text, 1, "a positive integer")
+
+
+def nonnegative_int(text: str) -> int:
+    """``type=`` converter: an integer >= 0 (counts where 0 means none, e.g. untimed runs)."""
+    return _integer(text, 0, "a non-negative integer")
+
+
+def seed(text: str) -> int:
+    """``type=`` converter: a random seed, an integer >= 0 (NumPy rejects negative seeds)."""
+    return _integer(text, 0, "a non-negative integer seed")
+
+
+def _real(text: str, ok, what: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not math.isfinite(value) or not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``type=`` converter: a finite real number (NaN and +-inf are rejected)."""
+    return _real(text, lambda v: True, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    """``type=`` converter: a finite real number > 0."""
+    return _real(text, lambda v: v > 0, "a finite number > 0")
+
+
+def nonnegative_float(text: str) -> float:
+    """``type=`` converter: a finite real number >= 0."""
+    return _real(text, lambda v: v >= 0, "a finite number >= 0")
+
+
+def _choice(kind: str, known, hint: str = ""):
+    """``type=`` converter accepting only the names in ``known()`` (read when a name is given)."""
+
+    def convert(text: str) -> str:
+        names = list(known())
+        if text not in names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {text!r}; choose from: {', '.join(names)}{hint}")
+        return text
+
+    convert.__name__ = kind.replace(" ", "_")
+    return convert
+
+
+def _hot_paths():
+    from refseq.registry import REGISTRY
+
+    return REGISTRY
+
+
+def _benchmarks():
+    from refseq.bench import BENCHMARKS
+
+    return BENCHMARKS
+
+
+def _demo_names():
+    from refseq.papers import demos
+
+    return demos()
 
 
 def _audit(args) -> int:
@@ -11,14 +116,7 @@ def _audit(args) -> int:
     from refseq.registry import REGISTRY, TIERS
 
     tiers = args.tier or list(TIERS)
-    names = args.only or list(REGISTRY)
-    for n in names:
-        if n not in REGISTRY:
-            print(
-                f"refseq audit: unknown hot path {n!r}; known: {', '.join(REGISTRY)}",
-                file=sys.stderr,
-            )
-            return 2
+    names = args.only or list(REGISTRY)  # each --only NAME was checked by the parser
     print(
         f"refseq audit: {len(names)} hot-path functions x tiers {', '.join(tiers)}; "
         "each result is compared with the float64 NumPy reference",
@@ -42,9 +140,7 @@ def _bench(args) -> int:
 
     from refseq.bench import BENCHMARKS
 
-    if args.what is None or args.what not in BENCHMARKS:
-        if args.what is not None:
-            print(f"refseq bench: unknown benchmark {args.what!r}", file=sys.stderr)
+    if args.what is None:  # a given NAME was checked by the parser
         print("available benchmarks (refseq bench NAME):", file=sys.stderr)
         _print_table({k: v[1] for k, v in BENCHMARKS.items()}, sys.stderr)
         return 2
@@ -64,13 +160,13 @@ def _demo(args) -> int:
 
     table = demos()
     if args.name is None:
+        if args.rest:  # e.g. `refseq demo --T 5`: options before the demo's name
+            args.parser.error(f"name the demo before its options, e.g. refseq demo NAME "
+                              f"{' '.join(args.rest)}; demos: {', '.join(table)}")
         print("demos (refseq demo NAME [--help]): small-scale reproductions of papers' results")
         _print_table({k: v[1] for k, v in table.items()}, sys.stdout)
         return 0
-    if args.name not in table:
-        print(f"refseq demo: unknown demo {args.name!r}; available:", file=sys.stderr)
-        _print_table({k: v[1] for k, v in table.items()}, sys.stderr)
-        return 2
+    # the parser checked the name; the demo parses (and checks) its own options
     return importlib.import_module(table[args.name][0]).main(args.rest)
 
 
@@ -95,20 +191,26 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["numpy", "jit", "cuda"],
         help="restrict to a tier (repeatable)",
     )
-    a.add_argument("--only", action="append", metavar="NAME", help="restrict to a hot path")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--repeats", type=int, default=3, help="timed runs per check (best is kept)")
+    a.add_argument("--only", action="append", metavar="NAME", type=_choice("hot path", _hot_paths),
+                   help="restrict to a hot path (repeatable)")
+    a.add_argument("--seed", type=seed, default=0, help="seed of the drawn inputs (>= 0)")
+    a.add_argument("--repeats", type=nonnegative_int, default=3,
+                   help="timed runs per check, best is kept (0: untimed)")
     a.set_defaults(func=_audit)
     b = sub.add_parser("bench", help="speed ratios measured side by side")
     b.add_argument("what", nargs="?", default=None, metavar="NAME",
+                   type=_choice("benchmark", _benchmarks),
                    help="which benchmark (scan, recurrence, train); none: list them")
-    b.add_argument("--repeats", type=int, default=10)
+    b.add_argument("--repeats", type=positive_int, default=10,
+                   help="timed runs per measurement, best is kept (>= 1)")
     b.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy reference")
     b.set_defaults(func=_bench)
     d = sub.add_parser("demo", help="reproduce a paper's small-scale result")
-    d.add_argument("name", nargs="?", default=None, help="which demo; none: list them")
-    d.add_argument("rest", nargs=argparse.REMAINDER)
-    d.set_defaults(func=_demo)
+    d.add_argument("name", nargs="?", default=None, type=_choice("demo", _demo_names),
+                   help="which demo; none: list them")
+    d.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="the demo's own options (refseq demo NAME --help)")
+    d.set_defaults(func=_demo, parser=d)
     sub.add_parser("papers", help="the papers and their status").set_defaults(func=_papers)
     return p
 

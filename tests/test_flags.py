@@ -15,6 +15,7 @@ import pytest
 from refseq import _checks
 from refseq.cuda import recurrence as cuda_rec
 from refseq.cuda import scan as cuda_scan
+from refseq.cuda.scan import mirror
 from refseq.jit import recurrence as jit_rec
 from refseq.jit import scan as jit_scan
 from refseq.models import tiny_transformer as tt
@@ -22,7 +23,18 @@ from refseq.nn import attention, dropout, mlp, softmax_attention
 from refseq.papers.aaren import layer as aaren_layer
 from refseq.papers.aaren import rnn as aaren_rnn
 from refseq.papers.aaren import stack as aaren_stack
+from refseq.papers.pv_rnn import data as pv_data
+from refseq.papers.pv_rnn import er as pv_er
+from refseq.papers.pv_rnn import model as pv_model
+from refseq.papers.pv_rnn import params as pv_params
+from refseq.papers.recoding import lm as rec_lm
+from refseq.papers.recoding import recoder as rec_recoder
+from refseq.papers.recoding import training as rec_training
 from refseq.papers.rnn_review import analysis
+from refseq.papers.rnn_sparsity import graphs as sp_graphs
+from refseq.papers.rnn_sparsity import masked as sp_masked
+from refseq.papers.rnn_sparsity import models as sp_models
+from refseq.papers.rnn_sparsity import pruning as sp_pruning
 from refseq.recurrence import engine
 from refseq.rnn import elman, lstm
 from refseq.scan import assoc, linear, softmax
@@ -83,6 +95,26 @@ XL = rng.standard_normal((B, T, 3))
 MHA = attention.init_mha_params(rng, 4)
 SOFT = assoc.SOFTMAX_TRIPLE
 LEAVES = assoc.softmax_leaf(S_, V_)
+# papers: recoding (an LSTM LM with dropout, so that train=True draws masks), PV-RNN, sparsity
+RLM = rec_lm.LSTMLanguageModel(5, 3, 4, dropout=0.5, rng=0)
+TOKS = np.array([[1, 2, 3, 4], [0, 1, 2, 3]])
+PRIMS, TRANS = [np.ones((2, 2)), -np.ones((3, 2))], np.full((2, 2), 0.5)
+PV = pv_params.init_pvrnn([(3, 2)], 2, 2, 4, 0)
+PV_EPS = pv_model.draw_eps(PV, 2, 4, np.random.default_rng(0))
+PV_DATA = 0.5 * np.tanh(rng.standard_normal((2, 4, 2)))
+
+
+def pv_fresh():
+    return pv_params.init_pvrnn([(3, 2)], 2, 2, 4, 0)
+
+
+EDGES = sp_graphs.barabasi_albert(8, 2, np.random.default_rng(0))
+PRUNE = sp_models.PruneRNN(3, [4, 3], "RNN_TANH", np.random.default_rng(0))
+CLF = sp_models.ReberClassifier(5, 3, sp_models.PruneRNN(3, [4], "RNN_TANH",
+                                                         np.random.default_rng(1)),
+                                np.random.default_rng(2))
+MASKED = sp_masked.MaskedRecurrentLayer(3, 4, "LSTM", np.random.default_rng(0))
+XS = rng.standard_normal((2, 3, 3))
 
 CASES = [
     # scans: numpy reference, jit and cuda twins
@@ -169,10 +201,56 @@ CASES = [
     ("lstm_state_jacobian", lambda **f: analysis.lstm_state_jacobian(XL, LP, **f),
      "forget_gate"),
     ("lstm_state_jacobian", lambda **f: analysis.lstm_state_jacobian(XL, LP, **f), "peepholes"),
+    # models/tiny_transformer config
+    ("TinyConfig", lambda **f: tt.TinyConfig(11, 8, 2, 2, 16, **f), "tied_head"),
+    ("TinyConfig", lambda **f: tt.TinyConfig(11, 8, 2, 2, 16, **f), "rope"),
+    # papers/recoding
+    ("LSTMLanguageModel.step", lambda **f: RLM.step(TOKS[:, 0], rng=0, **f), "train"),
+    ("LSTMLanguageModel.forward", lambda **f: RLM.forward(TOKS, rng=0, **f), "train"),
+    ("RecodingLM", lambda **f: rec_recoder.RecodingLM(RLM, "surprisal", 0.1, **f), "redecode"),
+    ("RecodingLM.step", lambda **f: rec_recoder.RecodingLM(RLM, "surprisal", 0.1).step(
+        TOKS[:, 0], rng=0, **f), "train"),
+    ("perplexity", lambda **f: rec_training.perplexity(RLM, TOKS, **f), "gold_for_surprisal"),
+    ("recoding_loss_and_grad", lambda **f: rec_training.recoding_loss_and_grad(
+        rec_recoder.RecodingLM(RLM, "surprisal", 0.1), TOKS, rng=0, **f), "train"),
+    ("recoding_loss_and_grad", lambda **f: rec_training.recoding_loss_and_grad(
+        rec_recoder.RecodingLM(RLM, "surprisal", 0.1), TOKS, rng=0, **f), "gold_for_surprisal"),
+    # papers/pv_rnn
+    ("pfsm_sequences", lambda **f: pv_data.pfsm_sequences(PRIMS, TRANS, 2, 2, 0, **f),
+     "return_symbols"),
+    ("named_parameters", lambda **f: pv_params.named_parameters(PV, **f), "with_A"),
+    ("pvrnn_forward", lambda **f: pv_model.pvrnn_forward(PV, PV_EPS, np.arange(2), **f),
+     "unit_first"),
+    ("pvrnn_forward", lambda **f: pv_model.pvrnn_forward(pv_fresh(), PV_EPS, np.arange(2), **f),
+     "set_A_to_prior"),
+    ("train_pvrnn", lambda **f: pv_er.train_pvrnn(pv_fresh(), PV_DATA, 1, rng=0, **f),
+     "A_init_from_prior"),
+    ("ErrorRegression", lambda **f: pv_er.ErrorRegression(PV, 2, 1, rng=0, **f), "growing_window"),
+    ("ErrorRegression", lambda **f: pv_er.ErrorRegression(PV, 2, 1, rng=0, **f), "resample_eps"),
+    # papers/rnn_sparsity
+    ("barabasi_albert", lambda **f: sp_graphs.barabasi_albert(
+        8, 2, np.random.default_rng(0), **f), "use_networkx"),
+    ("connected_watts_strogatz", lambda **f: sp_graphs.connected_watts_strogatz(
+        8, 2, 0.5, 5, np.random.default_rng(0), **f), "use_networkx"),
+    ("thesis_graph", lambda **f: sp_graphs.thesis_graph("ba", np.random.default_rng(0), **f),
+     "use_networkx"),
+    ("adjacency", lambda **f: sp_graphs.adjacency(8, EDGES, **f), "directed"),
+    ("magnitude_masks", lambda **f: sp_pruning.magnitude_masks(PRUNE, 50.0, **f), "i2h"),
+    ("magnitude_masks", lambda **f: sp_pruning.magnitude_masks(PRUNE, 50.0, **f), "h2h"),
+    ("sparsity", lambda **f: sp_pruning.sparsity(PRUNE, **f), "i2h"),
+    ("sparsity", lambda **f: sp_pruning.sparsity(PRUNE, **f), "h2h"),
+    ("MaskedRecurrentLayer.forward", lambda **f: MASKED.forward(XS, **f), "return_cache"),
+    ("PruneRNN.forward", lambda **f: PRUNE.forward(XS, **f), "return_cache"),
+    ("ReberClassifier.forward", lambda **f: CLF.forward(TOKS, np.array([4, 3]), **f),
+     "return_cache"),
+    # cuda NumPy mirrors
+    ("mirror.linear_scan_sequential", lambda **f: mirror.linear_scan_sequential(A, X, **f),
+     "reverse"),
+    ("mirror.linear_scan_blocked", lambda **f: mirror.linear_scan_blocked(A, X, **f), "reverse"),
 ]
 
 # Tri-state flags whose default None means "choose for me" (None is valid, the rest is not).
-NONE_VALID = {"r_in_shared"}
+NONE_VALID = {"r_in_shared", "redecode"}
 
 BAD = [("'False'", "False", "str"), ("1", 1, "int"), ("None", None, "NoneType"),
        ("np.array(True)", np.array(True), "ndarray")]

@@ -29,9 +29,23 @@ def best_time(fn, repeats=5):
     return best
 
 
-def copy_bandwidth(nbytes, repeats=5):
-    """Bytes read + written per second by ``np.copyto`` moving ``nbytes`` in total."""
-    src = np.ones(max(1, nbytes // 8), np.float32)
+def copy_bandwidth(nbytes, repeats=5, threads=2):
+    """Bytes read + written per second by a ``threads``-thread ``np.copyto`` moving ``nbytes``.
+
+    The buffer is split into ``threads`` contiguous halves (thirds, ...) copied concurrently
+    (``np.copyto`` releases the GIL), so the baseline uses as many cores as the kernels do;
+    ``threads=1`` is a plain ``np.copyto``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    src = np.ones(max(threads, nbytes // 8), np.float32)
     dst = np.empty_like(src)
-    t = best_time(lambda: np.copyto(dst, src), repeats)
+    if threads == 1:
+        t = best_time(lambda: np.copyto(dst, src), repeats)
+        return 2 * src.nbytes / t
+    cuts = np.linspace(0, src.size, threads + 1).astype(int)
+    parts = [slice(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    with ThreadPoolExecutor(threads) as pool:
+        t = best_time(lambda: list(pool.map(lambda s: np.copyto(dst[s], src[s]), parts)),
+                      repeats)
     return 2 * src.nbytes / t

@@ -17,7 +17,7 @@ SCAN_CASES = (
 )
 
 
-def _row(name, case, nbytes, t, t_numpy, copy_bw):
+def _row(name, case, nbytes, t, t_numpy, copy_bw, t_kernel=None):
     bw = nbytes / t
     return {
         "kernel": name,
@@ -26,15 +26,31 @@ def _row(name, case, nbytes, t, t_numpy, copy_bw):
         "GB/s": bw / 1e9,
         "copy GB/s": copy_bw / 1e9,
         "of copy": bw / copy_bw,
+        "of kernel": (t_kernel / t) if t_kernel else float("nan"),
         "vs numpy": (t_numpy / t) if t_numpy else float("nan"),
     }
 
 
+def _rows(label, case, nbytes, copy_bw, t_numpy, kernel, user, user_out):
+    """The kernel row and the two user-path rows of one function on one case."""
+    t_kernel = kernel()
+    rows = [_row(f"{label} kernel", case, nbytes, t_kernel, t_numpy, copy_bw)]
+    for suffix, t in (("", user()), (" out=", user_out())):
+        rows.append(_row(f"{label} user{suffix}", case, nbytes, t, t_numpy, copy_bw, t_kernel))
+    return rows
+
+
 def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
-    """Rows for jit ``linear_scan`` and ``softmax_scan`` (float32) on ``cases``."""
+    """Rows for jit ``linear_scan`` and ``softmax_scan`` (float32) on ``cases``.
+
+    Per function three rows: ``kernel`` — the jit twin into a reused buffer without the finite
+    check (``refseq.jit.scan.linear_scan(a, b, out=out, check_finite=False)``); ``user`` — the
+    public function with its defaults, output allocated (``linear_scan(a, b, backend="jit")``);
+    ``user out=`` — the same into a reused buffer. ``of kernel`` = kernel time / row time; ``vs
+    numpy`` = the NumPy reference's time (public function, defaults) / row time.
+    """
     from refseq.jit import scan as J
-    from refseq.scan.linear import _linear_scan_numpy
-    from refseq.scan.softmax import _softmax_scan_numpy
+    from refseq.scan import linear_scan, softmax_scan
 
     rng = np.random.default_rng(0)
     rows = []
@@ -45,10 +61,13 @@ def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
         out = np.empty_like(b)
         nbytes = a.nbytes + b.nbytes + out.nbytes  # read a, b; write h
         copy_bw = copy_bandwidth(nbytes, repeats)
-        t = best_time(lambda: J.linear_scan(a, b, out=out, check_finite=False), repeats)
-        t_np = best_time(lambda: _linear_scan_numpy(a, b), 1) if numpy_reference else None
-        rows.append(_row("jit linear_scan", case, nbytes, t, t_np, copy_bw))
-        log(rows[-1])
+        t_np = best_time(lambda: linear_scan(a, b), 1) if numpy_reference else None
+        rows += _rows(
+            "jit linear_scan", case, nbytes, copy_bw, t_np,
+            lambda: best_time(lambda: J.linear_scan(a, b, out=out, check_finite=False), repeats),
+            lambda: best_time(lambda: linear_scan(a, b, backend="jit"), repeats),
+            lambda: best_time(lambda: linear_scan(a, b, backend="jit", out=out), repeats),
+        )
         # softmax scan at the same bytes per step: H heads of width D_h with H * D_h = D
         H = 4 if D >= 64 else 1
         s = (3 * rng.standard_normal((B, T, H))).astype(np.float32)
@@ -56,11 +75,15 @@ def bench_scan(repeats=5, numpy_reference=True, cases=SCAN_CASES, log=print):
         nbytes = s.nbytes + 2 * v.nbytes  # read s, v; write o
         copy_bw = copy_bandwidth(nbytes, repeats)
         o = np.empty_like(v)
-        t = best_time(lambda: J.softmax_scan(s, v, check_finite=False, out=o), repeats)
-        t_np = best_time(lambda: _softmax_scan_numpy(s, v), 1) if numpy_reference else None
-        sm_case = {"B": B, "T": T, "H": H, "D": D // H}
-        rows.append(_row("jit softmax_scan", sm_case, nbytes, t, t_np, copy_bw))
-        log(rows[-1])
+        t_np = best_time(lambda: softmax_scan(s, v), 1) if numpy_reference else None
+        rows += _rows(
+            "jit softmax_scan", {"B": B, "T": T, "H": H, "D": D // H}, nbytes, copy_bw, t_np,
+            lambda: best_time(lambda: J.softmax_scan(s, v, check_finite=False, out=o), repeats),
+            lambda: best_time(lambda: softmax_scan(s, v, backend="jit"), repeats),
+            lambda: best_time(lambda: softmax_scan(s, v, backend="jit", out=o), repeats),
+        )
+        for r in rows[-6:]:
+            log(r)
     return rows
 
 
@@ -106,12 +129,13 @@ def bench_scan_cuda(repeats=20, cases=SCAN_CASES, log=print):
 
 
 def format_rows(rows) -> str:
-    head = ["kernel", "shape", "ms", "GB/s", "copy GB/s", "of copy", "vs numpy"]
+    head = ["kernel", "shape", "ms", "GB/s", "copy GB/s", "of copy", "of kernel", "vs numpy"]
     fmt = {
         "ms": "{:.2f}",
         "GB/s": "{:.1f}",
         "copy GB/s": "{:.1f}",
         "of copy": "{:.2f}x",
+        "of kernel": "{:.2f}x",
         "vs numpy": "{:.0f}x",
     }
     table = [
@@ -136,8 +160,11 @@ def format_rows(rows) -> str:
 def main(args) -> int:
     print(
         "refseq bench scan: float32, best of "
-        f"{args.repeats}; 'of copy' = effective bandwidth / np.copyto bandwidth of the same "
-        "bytes, measured in this run\n",
+        f"{args.repeats}; 'of copy' = effective bandwidth / bandwidth of a "
+        "2-thread np.copyto of the same bytes, measured in this run; 'kernel' = jit twin "
+        "into a reused buffer, no finite check; 'user' = public function, defaults (checked, "
+        "output allocated); 'of kernel' = kernel time / row time; 'vs numpy' = NumPy "
+        "reference time / row time\n",
         flush=True,
     )
     rows = bench_scan(args.repeats, numpy_reference=not args.no_numpy, log=lambda r: None)

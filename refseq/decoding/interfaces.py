@@ -26,6 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from refseq import _checks
+
 State = Any
 
 
@@ -44,8 +46,15 @@ class StepLM(Protocol):
 
 def log_softmax(logits, axis: int = -1, dtype=np.float64) -> np.ndarray:
     """Stable ``z - logsumexp(z)`` in ``dtype`` (float64 by default). Rows that are all ``-inf``
-    give NaN (no distribution); ``-inf`` entries of other rows stay ``-inf``."""
-    z = np.asarray(logits, dtype=dtype)
+    give NaN (no distribution); ``-inf`` entries of other rows stay ``-inf``; a NaN makes its row
+    NaN.
+
+    ``logits`` must be float32 or float64 (integer logits are a caller's bug) and ``dtype``, the
+    computation's dtype, float32 or float64 (an integer dtype would truncate the logits).
+    """
+    dtype = _checks.check_float_dtype(dtype, "dtype")
+    z = _checks.float_array(logits, "logits", dtype=dtype, ndim_min=1)
+    axis = _checks.check_axis(axis, z.ndim)
     m = np.max(z, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     with np.errstate(divide="ignore"):
@@ -56,6 +65,9 @@ def as_prompts(prompts) -> list[np.ndarray]:
     """Validate a list of 1-d integer token arrays (lists are converted)."""
     if isinstance(prompts, np.ndarray) and prompts.ndim == 2:
         prompts = list(prompts)
+    if isinstance(prompts, (str, bytes, np.ndarray)) or not hasattr(prompts, "__iter__"):
+        raise TypeError(f"prompts must be a list of 1-d integer token arrays, got "
+                        f"{type(prompts).__name__}")
     out = []
     for i, p in enumerate(prompts):
         a = np.asarray(p)
@@ -63,6 +75,8 @@ def as_prompts(prompts) -> list[np.ndarray]:
             a = a.astype(np.int64).reshape(0)
         if a.ndim != 1 or a.dtype.kind not in "iu":
             raise ValueError(f"prompts[{i}] must be a 1-d integer array, got {a.dtype} {a.shape}")
+        if a.size and a.min() < 0:
+            raise ValueError(f"prompts[{i}] must hold token ids >= 0, found {a.min()}")
         out.append(a.astype(np.int64))
     return out
 
@@ -70,7 +84,12 @@ def as_prompts(prompts) -> list[np.ndarray]:
 def logprobs_fn(model: StepLM,
                 compute_dtype=np.float64) -> Callable[[list[np.ndarray]], np.ndarray]:
     """The stateless adapter: ``f(prefixes) -> log-probs (R, V)`` of the next token after each
-    prefix, computed as ``log_softmax(model.start(prefixes)[0])`` in ``compute_dtype``."""
+    prefix, computed as ``log_softmax(model.start(prefixes)[0])`` in ``compute_dtype``
+    (float32 or float64)."""
+    compute_dtype = _checks.check_float_dtype(compute_dtype, "compute_dtype")
+    if not all(callable(getattr(model, a, None)) for a in ("start", "step", "reorder")):
+        raise TypeError(f"model must be a StepLM (start, step and reorder methods), got "
+                        f"{type(model).__name__}")
 
     def f(prefixes: Sequence[np.ndarray]) -> np.ndarray:
         logits, _ = model.start(as_prompts(prefixes))
@@ -85,7 +104,10 @@ class PrefixLM:
     the list of prefixes (each step re-runs ``fn`` on full prefixes: simple, O(T^2))."""
 
     def __init__(self, fn: Callable[[list[np.ndarray]], np.ndarray], vocab_size: int):
-        self.fn, self.vocab_size = fn, int(vocab_size)
+        if not callable(fn):
+            raise TypeError(f"fn must be a callable prefixes -> logits, got {type(fn).__name__}")
+        self.fn = fn
+        self.vocab_size = _checks.check_number(vocab_size, "vocab_size", integer=True, low=1)
 
     def start(self, prompts):
         prefixes = as_prompts(prompts)

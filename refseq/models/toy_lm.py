@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq import _checks
 from refseq.decoding.interfaces import StepLM, as_prompts, log_softmax
 
 MAX_ENUMERATE = 1_000_000
@@ -33,9 +34,9 @@ class TabularLM:
 
     def __init__(self, order: int, table, *, pad_id: int = 0, eos_id: int | None = None):
         table = np.asarray(table)
-        if order < 1:
-            raise ValueError(f"order must be >= 1, got {order}")
-        if table.ndim != 2 or table.dtype.kind != "f":
+        order = _checks.check_number(order, "order", integer=True, low=1)
+        table = _checks.float_array(table, "table")
+        if table.ndim != 2:
             raise ValueError(f"table must be a 2-d float array (V**(order-1), V), got "
                              f"{table.dtype} {table.shape}")
         V = table.shape[1]
@@ -50,9 +51,9 @@ class TabularLM:
             bad = int(np.argmax(np.abs(lse)))
             raise ValueError(f"table rows must be log-probabilities; row {bad} has logsumexp "
                              f"{lse[bad]:.3g} (normalise with log_softmax first)")
-        for name, tok in (("pad_id", pad_id), ("eos_id", eos_id)):
-            if tok is not None and not 0 <= tok < V:
-                raise ValueError(f"{name} must lie in [0, {V}), got {tok}")
+        pad_id = _checks.check_number(pad_id, "pad_id", integer=True, low=0, high=V - 1)
+        eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1,
+                                      allow_none=True)
         self.order, self.table, self.vocab_size = order, table, V
         self.pad_id, self.eos_id = int(pad_id), eos_id
 
@@ -122,9 +123,10 @@ def random_markov_lm(V: int, alpha: float, seed: int, eos_id: int | None = None,
     ``Dirichlet(alpha * 1_V)`` with ``np.random.default_rng(seed)``. ``alpha < 1`` gives peaky,
     low-entropy rows (beam search collapses); ``alpha >> 1`` nearly uniform ones. Probabilities
     that underflow to 0 (tiny ``alpha``) become ``-inf`` log-probs."""
-    if V < 1 or alpha <= 0:
-        raise ValueError(f"need V >= 1 and alpha > 0, got {V}, {alpha}")
-    rng = np.random.default_rng(seed)
+    V = _checks.check_number(V, "V", integer=True, low=1)
+    alpha = _checks.check_number(alpha, "alpha", low=0, low_open=True)
+    order = _checks.check_number(order, "order", integer=True, low=1)
+    rng = _checks.check_rng(seed, "seed")
     probs = rng.dirichlet(np.full(V, float(alpha)), size=V ** (order - 1))  # (V**k, V)
     with np.errstate(divide="ignore"):
         table = log_softmax(np.log(probs))  # renormalise in log space
@@ -143,7 +145,9 @@ def enumerate_sequences(model: StepLM, prompt, max_len: int, eos_id: int | None 
     if eos_id is None:
         eos_id = getattr(model, "eos_id", None)
     V = model.vocab_size
-    if max_len < 0 or V**max_len > MAX_ENUMERATE:
+    max_len = _checks.check_number(max_len, "max_len", integer=True, low=0)
+    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, allow_none=True)
+    if V**max_len > MAX_ENUMERATE:
         raise ValueError(f"V**max_len = {V}**{max_len} exceeds {MAX_ENUMERATE}; use a tinier model")
     if max_len == 0:
         return [((), 0.0)]
@@ -180,12 +184,13 @@ def sample_sequences(lm: StepLM, n: int, T: int, seed: int, *, prompts=None,
     (default ``lm.eos_id`` if any) fills the row with ``pad_id`` (default ``eos_id``).
     Returns tokens ``(n, T)`` int64.
     """
-    if n < 0 or T < 0:
-        raise ValueError(f"n and T must be >= 0, got {n}, {T}")
+    n = _checks.check_number(n, "n", integer=True, low=0)
+    T = _checks.check_number(T, "T", integer=True, low=0)
     if eos_id is None:
         eos_id = getattr(lm, "eos_id", None)
-    pad_id = eos_id if pad_id is None else pad_id
-    rng = np.random.default_rng(seed)
+    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, allow_none=True)
+    pad_id = eos_id if pad_id is None else _checks.check_number(pad_id, "pad_id", integer=True)
+    rng = _checks.check_rng(seed, "seed")
     prompts = [np.zeros(0, np.int64)] * n if prompts is None else as_prompts(prompts)
     if len(prompts) != n:
         raise ValueError(f"need n = {n} prompts, got {len(prompts)}")

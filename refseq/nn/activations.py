@@ -62,8 +62,7 @@ def gelu_forward(x, approximate: str = "none"):
 
     ``approximate`` has the meaning of ``torch.nn.functional.gelu``'s (GPT-2 uses "tanh").
     """
-    if approximate not in GELU_APPROXIMATIONS:
-        raise ValueError(f"approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}")
+    _checks.check_choice(approximate, "approximate", GELU_APPROXIMATIONS)
     x = _x(x)
     if approximate == "none":
         Phi = _Phi(x)  # erf is ~30x the cost of exp: computed once, reused by the backward

@@ -90,6 +90,7 @@ def attention_forward(q, k, v, allow_mask, scale=None):
         raise ValueError(f"v must have shape (..., Tk, H, Dv) = {k.shape[:-1]} + (Dv,), "
                          f"got {v.shape}")
     A = _allow_mask(allow_mask, lead, Tq, Tk)[..., None, :, :]  # (..., 1, Tq, Tk)
+    scale = _checks.check_number(scale, "scale", allow_none=True)
     tau = q.dtype.type(1.0 / np.sqrt(Dh) if scale is None else scale)
 
     qh = np.swapaxes(q, -3, -2)  # (..., H, Tq, Dh)
@@ -139,8 +140,11 @@ def init_mha_params(rng, D: int, dtype=np.float64, bias: bool = True, std=None,
                     out_std=None) -> MHAParams:
     """Random ``MHAParams``: weights ~ N(0, std^2) (default ``1/sqrt(D)``), biases 0."""
     bias = check_flag(bias, "bias")
-    std = 1.0 / np.sqrt(D) if std is None else std
-    out_std = std if out_std is None else out_std
+    D = _checks.check_number(D, "D", integer=True, low=1)
+    dtype = _checks.check_float_dtype(dtype, "dtype")
+    rng = _checks.check_rng(rng)
+    std = 1.0 / np.sqrt(D) if std is None else _checks.check_number(std, "std", low=0)
+    out_std = std if out_std is None else _checks.check_number(out_std, "out_std", low=0)
     W_qkv = (std * rng.standard_normal((D, 3 * D))).astype(dtype)
     W_o = (out_std * rng.standard_normal((D, D))).astype(dtype)
     zeros = (lambda n: np.zeros(n, dtype)) if bias else (lambda n: None)
@@ -149,6 +153,8 @@ def init_mha_params(rng, D: int, dtype=np.float64, bias: bool = True, std=None,
 
 def causal_allow_mask(T: int, S: int = 0) -> np.ndarray:
     """(T, S + T) bool: query t sees every cached key and current keys ``<= t``."""
+    T = _checks.check_number(T, "T", integer=True, low=0)
+    S = _checks.check_number(S, "S", integer=True, low=0)
     return np.arange(S + T)[None, :] <= S + np.arange(T)[:, None]
 
 
@@ -173,10 +179,11 @@ def mha_forward(x, params: MHAParams, n_heads: int, allow_mask=None, positions=N
     cache : for :func:`mha_backward`.
     """
     rope = check_flag(rope, "rope")
+    rope_base = _checks.check_number(rope_base, "rope_base", low=1, low_open=True)
     x = _checks.float_array(x, "x", ndim_min=2)
     lead, (T, D) = x.shape[:-2], x.shape[-2:]
-    H = int(n_heads)
-    if H < 1 or D % H:
+    H = _checks.check_number(n_heads, "n_heads", integer=True, low=1)
+    if D % H:
         raise ValueError(f"n_heads must be a positive divisor of D = {D}, got {n_heads}")
     Dh = D // H
     W_qkv = _checks.float_array(params.W_qkv, "params.W_qkv", dtype=x.dtype)

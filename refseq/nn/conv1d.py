@@ -52,8 +52,7 @@ def conv1d_forward(x, W, b=None, state=None, groups: str = "dense"):
     y : (B, T, C_out), ``x``'s dtype; cache : Conv1dCache, with ``cache.final_state``
     (B, K-1, C_in) to carry into the next chunk.
     """
-    if groups not in GROUPS:
-        raise ValueError(f"groups must be one of {GROUPS}, got {groups!r}")
+    _checks.check_choice(groups, "groups", GROUPS)
     x = _checks.float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, C_in), got {x.shape}")

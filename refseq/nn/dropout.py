@@ -40,13 +40,12 @@ def dropout_forward(x, p: float, rng=None, mask=None, training: bool = True):
     """
     training = check_flag(training, "training")
     x = _checks.float_array(x, "x")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must lie in [0, 1], got {p}")
+    p = _checks.check_number(p, "p", low=0, high=1)
     t = x.dtype.type
     if not training:
         return x.copy(), DropoutCache(None, np.asarray(t(1)), x.shape)
     if mask is None:
-        mask = np.random.default_rng(rng).random(x.shape) >= p
+        mask = _checks.check_rng(rng).random(x.shape) >= p
     else:
         mask = _checks.bool_mask(mask, x.shape, "mask", "x.shape")
     scale = np.asarray(t(0) if p == 1 else t(1) / (t(1) - t(p)))

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refseq import _checks
 from refseq._checks import check_flag
 from refseq.nn.activations import gelu_backward, gelu_forward, silu_backward, silu_forward
 from refseq.nn.linear import linear_backward, linear_forward
@@ -46,8 +47,7 @@ class MLPCache(NamedTuple):
 
 
 def _check_activation(activation) -> None:
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    _checks.check_choice(activation, "activation", ACTIVATIONS)
 
 
 def init_mlp_params(rng, D: int, D_hidden: int, activation: str = "gelu", dtype=np.float64,
@@ -62,7 +62,10 @@ def init_mlp_params(rng, D: int, D_hidden: int, activation: str = "gelu", dtype=
     """
     bias = check_flag(bias, "bias")
     _check_activation(activation)
-    rng = np.random.default_rng(rng)
+    rng = _checks.check_rng(rng)
+    D = _checks.check_number(D, "D", integer=True, low=1)
+    D_hidden = _checks.check_number(D_hidden, "D_hidden", integer=True, low=1)
+    dtype = _checks.check_float_dtype(dtype, "dtype")
 
     def weight(fan_in, fan_out):
         return (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(dtype)

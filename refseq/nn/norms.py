@@ -35,17 +35,42 @@ def _sum_leading(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1]).sum(axis=0)  # (D,)
 
 
+def _row_exponent(x: np.ndarray) -> np.ndarray:
+    """``e`` (..., 1) int with ``max|x| < 2^e`` per row (0 for a zero or non-finite row).
+
+    Scaling a row by ``2^-e`` (``np.ldexp``) is exact and brings it to ``|x| < 1``, so its squares
+    can neither overflow (float32 ``|x| ~ 1e30``: ``x^2 = 1e60 > 3.4e38``) nor vanish in
+    underflow (``|x| ~ 1e-30``); the statistics are computed on the scaled row.
+    """
+    top = np.abs(x).max(axis=-1, keepdims=True)
+    return np.frexp(np.where(np.isfinite(top), top, 0))[1]
+
+
+def _root(mean_square: np.ndarray, eps, e: np.ndarray) -> np.ndarray:
+    """``sqrt(mean_square + eps * 4^-e)``: the scaled row's ``sqrt(var + eps)`` (unscaled, it is
+    ``2^e`` times this), by ``np.hypot`` so that the scaled ``eps`` term cannot overflow."""
+    t = mean_square.dtype.type
+    return np.hypot(np.sqrt(mean_square), np.ldexp(np.sqrt(t(eps)), -e)).astype(t, copy=False)
+
+
+def _eps(eps) -> float:
+    return _checks.check_number(eps, "eps", low=0)
+
+
 def layer_norm_forward(x, gamma, beta, eps: float = 1e-5):
     """Layer normalisation (Ba, Kiros & Hinton 2016, arXiv 1607.06450).
 
     .. math:: \\hat x = (x - \\mu)\\, r, \\quad r = (\\sigma^2 + \\epsilon)^{-1/2}, \\quad
               y = \\gamma \\odot \\hat x + \\beta
 
-    with ``mu`` and the biased variance ``sigma^2`` taken over the last axis.
+    with ``mu`` and the biased variance ``sigma^2`` taken over the last axis. Each row is first
+    scaled by a power of two ``2^-e`` (exact) so that no square overflows or underflows: the
+    result is correct for float32 rows at ``|x| ~ 1e30`` or ``1e-30`` and float64 at ``1e300``.
 
     Parameters
     ----------
-    x : (..., D) float32 or float64; gamma, beta : (D,); eps : added to the variance.
+    x : (..., D) float32 or float64; gamma, beta : (D,); eps : a finite number >= 0 added to the
+    variance (``eps = 0`` divides by zero on a constant row).
 
     Returns
     -------
@@ -55,10 +80,14 @@ def layer_norm_forward(x, gamma, beta, eps: float = 1e-5):
     D = x.shape[-1]
     gamma = _gain(gamma, "gamma", D, x.dtype)
     beta = _gain(beta, "beta", D, x.dtype)
-    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)  # (..., 1)
-    r = 1 / np.sqrt(var + x.dtype.type(eps))  # (..., 1)
-    x_hat = (x - mu) * r  # (..., D)
+    eps = _eps(eps)
+    e = _row_exponent(x)  # (..., 1)
+    xs = np.ldexp(x, -e)  # (..., D) the row in units of 2^e, |xs| < 1
+    c = xs - xs.mean(axis=-1, keepdims=True)  # (..., D) (x - mu) / 2^e
+    with np.errstate(divide="ignore", invalid="ignore"):  # eps = 0 on a constant row: 0/0
+        root = _root((c * c).mean(axis=-1, keepdims=True), eps, e)  # (..., 1) sqrt(var+eps)/2^e
+        x_hat = c / root  # (..., D)
+        r = np.ldexp(1 / root, -e)  # (..., 1)
     return gamma * x_hat + beta, NormCache(x_hat, r, gamma)
 
 
@@ -95,9 +124,13 @@ def rms_norm_forward(x, gamma, eps: float = 1e-6):
     ``eps`` is added inside the square root, as in ``torch.nn.functional.rms_norm`` (whose default
     ``eps`` is ``finfo(dtype).eps``; pass it explicitly to compare).
 
+    The mean square is taken on the row scaled by ``2^-e`` (exact), as in
+    :func:`layer_norm_forward`, so that extreme magnitudes neither overflow nor underflow.
+
     Parameters
     ----------
-    x : (..., D) float32 or float64; gamma : (D,); eps : added to the mean square.
+    x : (..., D) float32 or float64; gamma : (D,); eps : a finite number >= 0 added to the mean
+    square.
 
     Returns
     -------
@@ -105,8 +138,13 @@ def rms_norm_forward(x, gamma, eps: float = 1e-6):
     """
     x = _checks.float_array(x, "x", ndim_min=1)
     gamma = _gain(gamma, "gamma", x.shape[-1], x.dtype)
-    r = 1 / np.sqrt((x * x).mean(axis=-1, keepdims=True) + x.dtype.type(eps))  # (..., 1)
-    x_hat = x * r  # (..., D)
+    eps = _eps(eps)
+    e = _row_exponent(x)  # (..., 1)
+    xs = np.ldexp(x, -e)  # (..., D) |xs| < 1
+    with np.errstate(divide="ignore", invalid="ignore"):  # eps = 0 on a zero row: 0/0
+        root = _root((xs * xs).mean(axis=-1, keepdims=True), eps, e)  # (..., 1) rms / 2^e
+        x_hat = xs / root  # (..., D)
+        r = np.ldexp(1 / root, -e)  # (..., 1)
     return gamma * x_hat, NormCache(x_hat, r, gamma)
 
 

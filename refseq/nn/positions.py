@@ -54,7 +54,15 @@ def position_embedding_backward(dy, cache):
 
 
 def rope_angles(positions, Dh: int, base: float = 10000.0) -> np.ndarray:
-    """Angles ``positions[..., None] * base^{-2i/Dh}``, i < Dh/2, in float64: (..., Dh/2)."""
+    """Angles ``positions[..., None] * base^{-2i/Dh}``, i < Dh/2, in float64: (..., Dh/2).
+
+    ``Dh`` is an even int >= 2 and ``base`` a finite number > 1 (``base <= 1`` would make the
+    frequencies grow instead of decay, ``base = 0`` divides by zero).
+    """
+    Dh = _checks.check_number(Dh, "Dh", integer=True, low=2)
+    if Dh % 2:
+        raise ValueError(f"Dh must be even, got {Dh}")
+    base = _checks.check_number(base, "base", low=1, low_open=True)
     theta = base ** (-np.arange(0, Dh, 2, dtype=np.float64) / Dh)  # (Dh/2,)
     return np.asarray(positions, np.float64)[..., None] * theta
 
@@ -76,6 +84,7 @@ def rope_forward(x, positions, base: float = 10000.0):
     cosines and sines rounded to ``x``'s dtype.
     """
     x = _checks.float_array(x, "x", ndim_min=3)
+    base = _checks.check_number(base, "base", low=1, low_open=True)
     *lead, T, H, Dh = x.shape
     if Dh % 2:
         raise ValueError(f"x must have an even head width Dh, got x.shape = {x.shape}")

@@ -43,6 +43,7 @@ def _dy(dy, y: np.ndarray) -> np.ndarray:
 def softmax_forward(x, axis: int = -1):
     """``y = exp(x - lse(x))`` along ``axis``. Returns ``(y, cache)``, ``y`` in ``x``'s dtype."""
     x = _checks.float_array(x, "x", ndim_min=1)
+    axis = _checks.check_axis(axis, x.ndim)
     y = np.exp(_log_softmax(x, axis))
     return y, SoftmaxCache(y, axis)
 
@@ -60,6 +61,7 @@ def softmax_backward(dy, cache: SoftmaxCache):
 def log_softmax_forward(x, axis: int = -1):
     """``y = x - lse(x)`` along ``axis``. Returns ``(y, cache)``, ``y`` in ``x``'s dtype."""
     x = _checks.float_array(x, "x", ndim_min=1)
+    axis = _checks.check_axis(axis, x.ndim)
     y = _log_softmax(x, axis)
     return y, SoftmaxCache(y, axis)
 
@@ -95,10 +97,9 @@ def cross_entropy_forward(logits, targets, ignore_index: int = -100,
     -------
     loss : 0-d array (mean, sum) or (...) for "none", ``logits``' dtype; cache for the backward.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing}")
+    _checks.check_choice(reduction, "reduction", REDUCTIONS)
+    label_smoothing = _checks.check_number(label_smoothing, "label_smoothing", low=0, high=1)
+    ignore_index = _checks.check_number(ignore_index, "ignore_index", integer=True)
     logits = _checks.float_array(logits, "logits", ndim_min=1)
     V = logits.shape[-1]
     targets = int_array(targets, "targets")

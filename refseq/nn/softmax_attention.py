@@ -27,21 +27,47 @@ def masked_softmax(s, mask=None, axis=-1):
     .. math:: p_i = e^{s_i - m} / \\sum_{j \\in \\text{valid}} e^{s_j - m},
               \\quad m = \\max_{j \\in \\text{valid}} s_j
 
-    Masked entries get ``p = 0``; a slice without a valid entry is all zeros (not NaN).
-    ``mask`` must broadcast to ``s``'s shape.
+    Masked entries get ``p = 0``. Non-finite scores of valid entries:
+
+    * NaN anywhere in a slice makes the whole slice NaN (never hidden as zeros);
+    * ``+inf`` entries share the mass equally and every finite entry gets 0: the limit of the
+      softmax as those scores grow (one ``+inf`` gives a one-hot slice);
+    * ``-inf`` entries get 0, like masked ones; a slice without a valid entry, or whose valid
+      entries are all ``-inf``, is all zeros (no key to attend to).
+
+    ``mask`` (bool, True = valid) must broadcast to ``s``'s shape.
     """
-    s = _checks.float_array(s, "s")
-    valid = np.ones(s.shape, bool) if mask is None else np.broadcast_to(mask, s.shape)
-    m = np.max(s, axis=axis, keepdims=True, where=valid, initial=-np.inf)
-    e = np.exp(s - m, where=valid, out=np.zeros_like(s))  # never evaluated where m = -inf
+    s = _checks.float_array(s, "s", ndim_min=1)
+    axis = _checks.check_axis(axis, s.ndim)
+    if mask is None:
+        valid = np.ones(s.shape, bool)
+    else:
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_:
+            raise TypeError(f"mask must be a boolean array (True = valid), got {mask.dtype}")
+        try:
+            valid = np.broadcast_to(mask, s.shape)
+        except ValueError:
+            raise ValueError(f"mask of shape {mask.shape} does not broadcast to s's shape "
+                             f"{s.shape}") from None
+    finite = valid & np.isfinite(s)
+    top = valid & np.isposinf(s)  # +inf scores: the limit puts all the mass on them
+    m = np.max(s, axis=axis, keepdims=True, where=finite, initial=-np.inf)
+    ref = np.where(np.isneginf(m), 0, m).astype(s.dtype, copy=False)  # no finite entry: any ref
+    e = np.exp(s - ref, where=finite, out=np.zeros_like(s))
+    e = np.where(top.any(axis=axis, keepdims=True), top.astype(s.dtype), e)
     c = e.sum(axis=axis, keepdims=True)
-    return np.divide(e, c, out=np.zeros_like(s), where=c > 0)
+    p = np.divide(e, c, out=np.zeros_like(s), where=c > 0)
+    p[np.broadcast_to((valid & np.isnan(s)).any(axis=axis, keepdims=True), s.shape)] = np.nan
+    return p
 
 
 def softmax_unstable(s, axis=-1):
     """Textbook softmax ``e^{s_i} / sum_j e^{s_j}`` — overflows for s >~ 709 (float64) or 88
     (float32) and divides 0 by 0 when every s is below about -745 (-104). Kept only for the test
     that shows why :func:`masked_softmax` subtracts the max; never used by the reference."""
+    s = _checks.float_array(s, "s", ndim_min=1)
+    axis = _checks.check_axis(axis, s.ndim)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         e = np.exp(s)
         return e / e.sum(axis=axis, keepdims=True)
@@ -88,7 +114,7 @@ def causal_softmax_attention(q, k, v, mask=None, scale=None):
     _checks.check_shape(q, k.shape, "q", "(B, T, H, Dk)")
     mask = _checks.bool_mask(mask, (B, T), "mask", "(B, T)")
     for x, name in ((q, "q"), (k, "k"), (v, "v")):
-        _checks.check_finite(x, name)
+        _checks.check_finite(x, name, hint="")
     scale = _scale(scale, k.shape[3], v.dtype)
     s = scale * np.einsum("bihd,bjhd->bhij", q, k)  # (B, H, T, T): query i, key j
     allowed = np.tril(np.ones((T, T), bool))  # (T, T): key j <= query i
@@ -118,11 +144,14 @@ class KVCache:
 
 
 def kv_cache_init(B: int, H: int, Dk: int, Dv: int, dtype=np.float64, capacity: int = 16):
-    """An empty cache with room for ``capacity`` tokens (it grows on demand)."""
-    dtype = np.dtype(dtype)
-    if dtype not in _checks.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    capacity = max(int(capacity), 1)
+    """An empty cache with room for ``capacity`` tokens (an int >= 1; it grows on demand).
+
+    ``B``, ``H`` >= 1 and ``Dk``, ``Dv`` >= 1 are ints; ``dtype`` is float32 or float64.
+    """
+    B, H, Dk, Dv = (_checks.check_number(n, name, integer=True, low=1)
+                    for n, name in ((B, "B"), (H, "H"), (Dk, "Dk"), (Dv, "Dv")))
+    dtype = _checks.check_float_dtype(dtype, "dtype")
+    capacity = _checks.check_number(capacity, "capacity", integer=True, low=1)
     return KVCache(np.zeros((B, capacity, H, Dk), dtype), np.zeros((B, capacity, H, Dv), dtype),
                    np.zeros((B, capacity), bool))
 

@@ -5,6 +5,8 @@
 * :mod:`refseq.recurrence.engine` — ``flashrnn_forward`` / ``flashrnn_backward`` (BPTT) /
   ``flashrnn_step``; :mod:`refseq.recurrence.projection` — ``project_inputs`` and
   ``project_inputs_backward``; each with ``backend="numpy" | "jit" | "cuda"``.
+* :mod:`refseq.recurrence.layer` — ``rnn_forward`` / ``rnn_backward``: one RNN layer over an
+  input sequence (projection + recurrence on one tier), the documented way to run an LSTM.
 * :mod:`refseq.recurrence.checks` — the argument checks every tier imports.
 * :mod:`refseq.recurrence.layouts` — block-diagonal conversions, layout permutations, torch
   converters.
@@ -22,6 +24,7 @@ from refseq.recurrence.engine import (
     flashrnn_forward,
     flashrnn_step,
 )
+from refseq.recurrence.layer import rnn_backward, rnn_forward
 from refseq.recurrence.layouts import (
     elman_from_torch,
     elman_to_torch,
@@ -57,6 +60,8 @@ __all__ = [
     "pointwise_forward",
     "project_inputs",
     "project_inputs_backward",
+    "rnn_backward",
+    "rnn_forward",
     "round_to_bfloat16",
     "to_block_diagonal",
 ]

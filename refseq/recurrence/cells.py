@@ -281,15 +281,20 @@ def pointwise_forward(cell, Wx_t, Ry_t, b, states, **options):
     ----------
     cell : str — a key of ``CELLS`` (gate orders in the module docstring).
     Wx_t : (B, G_w, N, D) input part; Ry_t : (B, G_r, N, D) recurrent part ``R[g, n] h[n]``;
-    b : (G_t, N, D) bias; states : (S, B, N, D) previous states.
-    **options : ``clamp_gates_le_one`` (sLSTM only: ``i', f' <- min(., 1)``).
+    b : (G_t, N, D) bias; states : (S, B, N, D) previous states; float32 or float64.
+    **options : ``clamp_gates_le_one`` (sLSTM only: ``i', f' <- min(., 1)``), a bool.
 
     Returns
     -------
     new_states : (S, B, N, D); cache : dict ``{name: (B, N, D)}`` keyed by
     ``CELLS[cell].cache_names`` — what :func:`pointwise_backward` needs besides the states.
+    Bad shapes, dtypes, cells or options raise ``ValueError`` / ``TypeError`` naming them.
     """
-    spec = get_cell(cell)
+    from refseq.recurrence.checks import check_pointwise_args
+
+    spec, (Wx_t, Ry_t, b, states) = check_pointwise_args(
+        cell, [(Wx_t, "Wx_t", "BGND"), (Ry_t, "Ry_t", "BRND"), (b, "b", "TND"),
+               (states, "states", "SBND")], options)
     return spec.forward(preactivations(spec, Wx_t, Ry_t, b), states, **options)
 
 
@@ -299,12 +304,20 @@ def pointwise_backward(cell, d_states_total, states_prev, states_new, cache, **o
     Parameters
     ----------
     d_states_total : (S, B, N, D) total gradient on ``states_t``; states_prev, states_new :
-    (S, B, N, D); cache : the dict returned by the forward step.
+    (S, B, N, D); cache : the dict returned by the forward step (``{name: (B, N, D)}``).
+    **options : sLSTM only: ``clamp_gates_le_one``, ``exact_stabiliser`` (bools).
 
     Returns
     -------
     d_states_prev_direct : (S, B, N, D) — gradient on ``states_{t-1}`` through the pointwise map
     only (the ``R^T δg`` path into ``h_{t-1}`` is the caller's); d_gates : (B, G_t, N, D) —
     gradient on the pre-activations in bias order. sLSTM: ``m`` is a stop-gradient.
+    Bad shapes, dtypes, caches, cells or options raise ``ValueError`` / ``TypeError``.
     """
-    return get_cell(cell).backward(d_states_total, states_prev, states_new, cache, **options)
+    from refseq.recurrence.checks import check_pointwise_args
+
+    spec, (d_total, prev, new, *gates) = check_pointwise_args(
+        cell, [(d_states_total, "d_states_total", "SBND"), (states_prev, "states_prev", "SBND"),
+               (states_new, "states_new", "SBND")], options, cache=cache)
+    return spec.backward(d_total, prev, new, dict(zip(spec.cache_names, gates, strict=True)),
+                         **options)

@@ -41,8 +41,10 @@ import numpy as np
 from refseq._checks import check_flag
 from refseq.recurrence.cells import preactivations
 from refseq.recurrence.checks import (
-    _check_clipval,
+    check_accumulate_dtype,
     check_backward_args,
+    check_clipval,
+    check_numpy_only,
     check_recurrence_args,
 )
 from refseq.recurrence.layouts import round_to_bfloat16
@@ -76,18 +78,24 @@ def _options(spec, clamp_gates_le_one):
 
 
 def flashrnn_step(Wx_t, R, b, states, *, cell="lstm", forward_clipval=None,
-                  clamp_gates_le_one=False, accumulate_dtype=None, emulate_bfloat16=False):
+                  clamp_gates_le_one=False, accumulate_dtype=None, emulate_bfloat16=False,
+                  check_finite=True):
     """One step of :func:`flashrnn_forward`: ``states_t = P(states_{t-1}, Wx_t + R h + b)``.
 
     ``Wx_t`` (B, G_w, N, D), ``states`` (S, B, N, D) (required); returns ``new_states``
-    (S, B, N, D). T calls with carried state reproduce the full forward exactly.
+    (S, B, N, D). T calls with carried state reproduce the full forward exactly. NumPy only;
+    the keywords are those of :func:`flashrnn_forward`.
     """
     clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
     emulate_bfloat16 = check_flag(emulate_bfloat16, "emulate_bfloat16")
-    spec, Wx, R, b, states = check_recurrence_args(np.asarray(Wx_t)[:, None], R, b, states,
-                                                   cell=cell)
-    new, _ = _step(spec, Wx[:, 0], R, b, states, _check_clipval(forward_clipval, "forward_clipval"),
-                   np.dtype(accumulate_dtype or Wx.dtype), _options(spec, clamp_gates_le_one))
+    check_finite = check_flag(check_finite, "check_finite")
+    if states is None:
+        raise TypeError("states must be a float32 or float64 array (S, B, N, D), got None")
+    spec, Wx, R, b, states = check_recurrence_args(Wx_t, R, b, states, cell=cell,
+                                                   check_finite=check_finite, step=True)
+    acc = check_accumulate_dtype(accumulate_dtype, Wx.dtype)
+    new, _ = _step(spec, Wx[:, 0], R, b, states, check_clipval(forward_clipval, "forward_clipval"),
+                   acc, _options(spec, clamp_gates_le_one))
     return round_to_bfloat16(new) if emulate_bfloat16 else new
 
 
@@ -115,9 +123,11 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     return_cache : bool — also return the cache dict (module docstring) for the backward.
     backend : "numpy" | "jit" | "cuda".
     clamp_gates_le_one : bool — sLSTM only: ``i', f' <- min(., 1)`` as the official CUDA kernels.
-    accumulate_dtype : dtype, optional — dtype of the ``R h`` accumulation (default: input dtype).
-    emulate_bfloat16 : bool — round stored states and gates to bfloat16 precision after every
-        step (mimics the official default ``dtype="bfloat16"``, ``dtype_acc="float32"``).
+    accumulate_dtype : float32 | float64, optional — numpy tier only: dtype of the ``R h``
+        accumulation, not narrower than the inputs (default: the input dtype).
+    emulate_bfloat16 : bool — numpy tier only: round stored states and gates to bfloat16
+        precision after every step (mimics the official default ``dtype="bfloat16"``,
+        ``dtype_acc="float32"``). On ``"jit"``/``"cuda"`` setting either is a ``ValueError``.
     check_finite : bool — reject NaN/inf inputs with ``ValueError``.
 
     Returns
@@ -134,18 +144,21 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
     emulate_bfloat16 = check_flag(emulate_bfloat16, "emulate_bfloat16")
     check_finite = check_flag(check_finite, "check_finite")
+    numpy = check_backend(backend) == "numpy"
+    if not numpy:
+        check_numpy_only(backend, accumulate_dtype=accumulate_dtype,
+                         emulate_bfloat16=emulate_bfloat16)
+    # the compiled tiers check finiteness themselves, with their own (faster) predicate
     spec, Wx, R, b, states0 = check_recurrence_args(Wx, R, b, states0, cell=cell,
-                                                    check_finite=check_finite)
-    forward_clipval = _check_clipval(forward_clipval, "forward_clipval")
+                                                    check_finite=check_finite and numpy)
+    forward_clipval = check_clipval(forward_clipval, "forward_clipval")
     options = _options(spec, clamp_gates_le_one)
-    if backend != "numpy":
-        extra = {k: v for k, v in (("clamp_gates_le_one", clamp_gates_le_one),
-                                   ("accumulate_dtype", accumulate_dtype),
-                                   ("emulate_bfloat16", emulate_bfloat16)) if v}
+    if not numpy:
         fn = implementation("recurrence", "flashrnn_forward", backend)
         return fn(Wx, R, b, states0, cell=spec.name, forward_clipval=forward_clipval,
-                  return_cache=return_cache, **extra)
-    acc = np.dtype(accumulate_dtype or Wx.dtype)
+                  return_cache=return_cache, clamp_gates_le_one=clamp_gates_le_one,
+                  check_finite=check_finite)
+    acc = check_accumulate_dtype(accumulate_dtype, Wx.dtype)
     B, T, _, N, D = Wx.shape
     states = np.empty((spec.num_states, B, T + 1, N, D), Wx.dtype)  # index 0 = states0
     gates = np.empty((T, B, spec.num_gates_t, N, D), Wx.dtype)
@@ -171,7 +184,7 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
 def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
                       gradient_recurrent_cut=False, gradient_recurrent_clipval=None,
                       backend="numpy", clamp_gates_le_one=False, accumulate_dtype=None,
-                      exact_stabiliser=False):
+                      exact_stabiliser=False, check_finite=True):
     """Explicit backward pass through time of :func:`flashrnn_forward`.
 
     With ``δs_t`` the total gradient on ``states_t`` (external + carried), for t = T..1:
@@ -193,9 +206,11 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     gradient_recurrent_cut : bool — drop ``δh^{rec}`` (truncate BPTT to the direct paths).
     gradient_recurrent_clipval : float, optional — clip ``δh^{rec}`` to ``[-v, v]``; for the
         sLSTM NaN/inf entries of ``δh^{rec}`` become 0 first. ``v = 0`` equals the cut.
-    clamp_gates_le_one, accumulate_dtype : as passed to the forward.
+    clamp_gates_le_one, accumulate_dtype : as passed to the forward (``accumulate_dtype``:
+        numpy tier only).
     exact_stabiliser : bool — sLSTM only, numpy tier only: differentiate the stabiliser ``m``
         and the clamps exactly instead of FlashRNN's convention (see Notes).
+    check_finite : bool — reject NaN/inf gradients, weights or cache entries with ``ValueError``.
 
     Returns
     -------
@@ -219,23 +234,26 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     gradient_recurrent_cut = check_flag(gradient_recurrent_cut, "gradient_recurrent_cut")
     clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
     exact_stabiliser = check_flag(exact_stabiliser, "exact_stabiliser")
+    check_finite = check_flag(check_finite, "check_finite")
+    numpy = check_backend(backend) == "numpy"
+    if not numpy:  # the compiled tiers compute FlashRNN's convention of the sLSTM backward
+        check_numpy_only(backend, accumulate_dtype=accumulate_dtype,
+                         exact_stabiliser=exact_stabiliser)
     spec, d_all, d_last, R, b, states, gates = check_backward_args(
-        d_states_all, d_last_states, R, b, cache, cell=cell)
-    clipval = _check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
+        d_states_all, d_last_states, R, b, cache, cell=cell, check_finite=check_finite and numpy)
+    clipval = check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
     options = _options(spec, clamp_gates_le_one)
     if exact_stabiliser:
-        if check_backend(backend) != "numpy":
-            raise ValueError("exact_stabiliser=True is available on the numpy tier only "
-                             f"(backend={backend!r} computes FlashRNN's convention)")
         options["exact_stabiliser"] = True
-    if backend != "numpy":
-        extra = {k: v for k, v in (("clamp_gates_le_one", clamp_gates_le_one),
-                                   ("accumulate_dtype", accumulate_dtype)) if v}
+    if not numpy:
         fn = implementation("recurrence", "flashrnn_backward", backend)
+        d_all, d_last = (None if g is None else x for g, x in ((d_states_all, d_all),
+                                                              (d_last_states, d_last)))
         return fn(d_all, d_last, R, b, {"states": states, "gates": gates}, cell=spec.name,
-                  gradient_recurrent_cut=bool(gradient_recurrent_cut),
-                  gradient_recurrent_clipval=clipval, **extra)
-    acc = np.dtype(accumulate_dtype or states.dtype)
+                  gradient_recurrent_cut=gradient_recurrent_cut,
+                  gradient_recurrent_clipval=clipval, clamp_gates_le_one=clamp_gates_le_one,
+                  check_finite=check_finite)
+    acc = check_accumulate_dtype(accumulate_dtype, states.dtype)
     dtype = states.dtype
     S, B, T, N, D = d_all.shape
     w, r = list(spec.w_gates), list(spec.r_gates)

@@ -16,14 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
-from refseq.tiers import implementation
+from refseq.recurrence.checks import check_all_finite
+from refseq.tiers import check_backend, implementation
 
 
-def check_projection_args(x, W, bias=None, *, check_finite=True):
+def check_projection_args(x, W, bias=None, *, check_finite=True, all_finite=None):
     """Validate ``project_inputs`` arguments; return ``(x, W, bias)`` in their widest dtype.
 
     ``x`` must be (B, T, I), ``W`` (G_w, N, D, I) with the same I, ``bias`` None or (G_w, N, D);
-    float32 or float64 (``TypeError`` otherwise), finite when ``check_finite``.
+    float32 or float64 (``TypeError`` otherwise), finite when ``check_finite`` (tested by
+    ``all_finite``, see :func:`refseq.recurrence.checks.check_all_finite`).
     """
     check_finite = _checks.check_flag(check_finite, "check_finite")
     x = _checks.float_array(x, "x")
@@ -42,21 +44,19 @@ def check_projection_args(x, W, bias=None, *, check_finite=True):
     x, W = x.astype(dtype, copy=False), W.astype(dtype, copy=False)
     bias = None if bias is None else bias.astype(dtype, copy=False)
     if check_finite:
-        for a, name in ((x, "x"), (W, "W"), (bias, "bias")):
-            if a is not None:
-                _checks.check_finite(a, name)
+        check_all_finite(((x, "x"), (W, "W"), (bias, "bias")), all_finite)
     return x, W, bias
 
 
-def check_projection_backward_args(dWx, x, W, *, check_finite=True):
+def check_projection_backward_args(dWx, x, W, *, check_finite=True, all_finite=None):
     """Validate ``project_inputs_backward`` arguments; return ``(dWx, x, W)`` in ``dWx``'s
     dtype (``dWx`` must be (B, T, G_w, N, D) for ``x`` (B, T, I) and ``W`` (G_w, N, D, I))."""
-    x, W, _ = check_projection_args(x, W, check_finite=check_finite)
+    x, W, _ = check_projection_args(x, W, check_finite=check_finite, all_finite=all_finite)
     dWx = _checks.float_array(dWx, "dWx")
     B, T, _ = x.shape
     _checks.check_shape(dWx, (B, T) + W.shape[:3], "dWx", "(B, T, G_w, N, D)")
     if check_finite:
-        _checks.check_finite(dWx, "dWx")
+        check_all_finite(((dWx, "dWx"),), all_finite)
     return dWx, x.astype(dWx.dtype, copy=False), W.astype(dWx.dtype, copy=False)
 
 
@@ -78,10 +78,13 @@ def project_inputs(x, W, bias=None, *, backend="numpy", check_finite=True):
     -------
     Wx : (B, T, G_w, N, D) in the widest input dtype.
     """
-    x, W, bias = check_projection_args(x, W, bias, check_finite=check_finite)
-    if backend != "numpy":
+    check_finite = _checks.check_flag(check_finite, "check_finite")
+    numpy = check_backend(backend) == "numpy"
+    # the compiled tiers check finiteness themselves, with their own (faster) predicate
+    x, W, bias = check_projection_args(x, W, bias, check_finite=check_finite and numpy)
+    if not numpy:
         return implementation("recurrence", "project_inputs", backend)(
-            x, W, bias, check_finite=False)
+            x, W, bias, check_finite=check_finite)
     B, T, I = x.shape
     GND = int(np.prod(W.shape[:3]))  # G_w * N * D (explicit: B*T may be 0)
     Wx = (x.reshape(B * T, I) @ W.reshape(GND, I).T).reshape((B, T) + W.shape[:3])
@@ -96,10 +99,12 @@ def project_inputs_backward(dWx, x, W, *, backend="numpy", check_finite=True):
     ``dx = dWx W`` and ``dW = dWx^T x`` over the flattened ``B*T`` rows; the bias gradient is
     ``dWx.sum(axis=(0, 1))`` (no product needed, so not returned). All in ``dWx``'s dtype.
     """
-    dWx, x, W = check_projection_backward_args(dWx, x, W, check_finite=check_finite)
-    if backend != "numpy":
+    check_finite = _checks.check_flag(check_finite, "check_finite")
+    numpy = check_backend(backend) == "numpy"
+    dWx, x, W = check_projection_backward_args(dWx, x, W, check_finite=check_finite and numpy)
+    if not numpy:
         return implementation("recurrence", "project_inputs_backward", backend)(
-            dWx, x, W, check_finite=False)
+            dWx, x, W, check_finite=check_finite)
     B, T, I = x.shape
     GND = int(np.prod(W.shape[:3]))  # G_w * N * D (explicit: B*T may be 0)
     g = dWx.reshape(B * T, GND)  # (B*T, GND)

@@ -58,8 +58,7 @@ def bidirectional(forward_fn, backward_fn, x, lengths=None, merge="concat"):
     out : as selected by ``merge``, aligned to input positions, 0 at padding;
     cache : BidirectionalCache for :func:`bidirectional_backward`.
     """
-    if merge not in MERGES:
-        raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
+    _checks.check_choice(merge, "merge", MERGES)
     x = _checks.float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, I), got {x.shape}")

@@ -85,10 +85,8 @@ def truncated_bptt(model, stream_x, stream_y, k1, k2, state0=None, mask=None, re
     loss term is backpropagated exactly once); it backpropagates through ``max(k2, T mod k1)``
     steps like the others.
     """
-    if not (isinstance(k1, (int, np.integer)) and k1 >= 1):
-        raise ValueError(f"k1 must be an integer >= 1, got {k1!r}")
-    if not (isinstance(k2, (int, np.integer)) and k2 >= k1):
-        raise ValueError(f"k2 must be an integer >= k1 = {k1}, got {k2!r}")
+    k1 = _checks.check_number(k1, "k1", integer=True, low=1)
+    k2 = _checks.check_number(k2, "k2", integer=True, low=k1)
     stream_x = _checks.float_array(stream_x, "stream_x")
     if stream_x.ndim != 3:
         raise ValueError(f"stream_x must have shape (B, T, I), got {stream_x.shape}")

@@ -99,8 +99,7 @@ def elman_forward(x, W_hx, W_hh, b_h, h0=None, activation="tanh", lengths=None, 
     cache : ElmanCache for :func:`elman_backward`.
     """
     use_engine = check_flag(use_engine, "use_engine")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    _checks.check_choice(activation, "activation", sorted(ACTIVATIONS))
     x, W_hx, W_hh, b_h, h0 = _check_params(x, W_hx, W_hh, b_h, h0)
     B, T, _ = x.shape
     L = check_lengths(lengths, B, T)
@@ -236,6 +235,11 @@ class ElmanLayer:
     @classmethod
     def init(cls, rng, I, H, dtype=np.float64, scale=1.0, activation="tanh"):
         """Random layer: ``W ~ N(0, scale² / fan_in)``, ``b ~ N(0, 0.1²)``."""
+        _checks.check_choice(activation, "activation", sorted(ACTIVATIONS))
+        rng, dtype = _checks.check_rng(rng), _checks.check_float_dtype(dtype, "dtype")
+        I = _checks.check_number(I, "I", integer=True, low=1)
+        H = _checks.check_number(H, "H", integer=True, low=1)
+        scale = _checks.check_number(scale, "scale", low=0)
         return cls((scale * rng.standard_normal((H, I)) / np.sqrt(I)).astype(dtype),
                    (scale * rng.standard_normal((H, H)) / np.sqrt(H)).astype(dtype),
                    (0.1 * rng.standard_normal(H)).astype(dtype), activation)

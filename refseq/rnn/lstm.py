@@ -59,6 +59,13 @@ def init_lstm_params(rng, I, H, dtype=np.float64, scale=1.0, forget_bias=0.0, pe
     """Random parameters: ``W ~ N(0, scale² / fan_in)``, biases ``N(0, 0.1²)`` (``b_f`` shifted
     by ``forget_bias``), peepholes ``N(0, 0.1²)`` when asked for."""
     peepholes = check_flag(peepholes, "peepholes")
+    rng = _checks.check_rng(rng)
+    I = _checks.check_number(I, "I", integer=True, low=1)
+    H = _checks.check_number(H, "H", integer=True, low=1)
+    dtype = _checks.check_float_dtype(dtype, "dtype")
+    scale = _checks.check_number(scale, "scale", low=0)
+    forget_bias = _checks.check_number(forget_bias, "forget_bias")
+
     def w(shape, fan):
         return (scale * rng.standard_normal(shape) / np.sqrt(fan)).astype(dtype)
 
@@ -120,9 +127,7 @@ def lstm_forward(x, params, state0=None, *, forget_gate=True, peepholes=False,
     """
     forget_gate = check_flag(forget_gate, "forget_gate")
     peepholes = check_flag(peepholes, "peepholes")
-    if output_activation not in ("tanh", "identity"):
-        raise ValueError(f"output_activation must be 'tanh' or 'identity', "
-                         f"got {output_activation!r}")
+    _checks.check_choice(output_activation, "output_activation", ("tanh", "identity"))
     x = _checks.float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, I), got {x.shape}")

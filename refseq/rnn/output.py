@@ -58,8 +58,7 @@ def sequence_cross_entropy(logits, targets, mask=None, reduction="sum"):
     ------
     ValueError naming ``targets`` or ``mask`` on a wrong shape or an out-of-range target.
     """
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    _checks.check_choice(reduction, "reduction", REDUCTIONS)
     logits = _checks.float_array(logits, "logits")
     if logits.ndim != 3:
         raise ValueError(f"logits must have shape (B, T, K), got {logits.shape}")

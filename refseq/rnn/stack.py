@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
+from refseq import _checks
 from refseq.nn.dropout import dropout_backward, dropout_forward
 
 
@@ -46,14 +45,14 @@ def stack(layers: list, x, states0=None, dropout_nonrecurrent=0.0, rng=None, len
     """
     if not layers:
         raise ValueError("layers must hold at least one layer")
-    if not 0.0 <= dropout_nonrecurrent < 1.0:
-        raise ValueError(f"dropout_nonrecurrent must lie in [0, 1), got {dropout_nonrecurrent}")
+    dropout_nonrecurrent = _checks.check_number(dropout_nonrecurrent, "dropout_nonrecurrent",
+                                                low=0, high=1, high_open=True)
     if states0 is None:
         states0 = [None] * len(layers)
     if len(states0) != len(layers):
         raise ValueError(f"states0 must hold one state per layer ({len(layers)}), "
                          f"got {len(states0)}")
-    rng = np.random.default_rng(rng) if dropout_nonrecurrent > 0 else None
+    rng = _checks.check_rng(rng) if dropout_nonrecurrent > 0 else None
     h, states_last, caches = x, [], []
     for layer, s0 in zip(layers, states0):
         h, s_last, c = layer.forward(h, s0, lengths)  # (B, T, H_l)

@@ -1,4 +1,8 @@
-"""Hand a validated call to the compiled twin ``refseq.<tier>.scan:<name>``."""
+"""Hand a validated call to the compiled twin ``refseq.<tier>.scan:<name>``.
+
+The public functions check shapes and dtypes only and pass ``check_finite`` on: the twins check
+finiteness inside (or right after) their pass, :func:`refseq.scan.checks.recheck_linear_scan`.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +10,4 @@ from refseq.tiers import implementation
 
 
 def dispatch(name, backend, *args, **kwargs):
-    return implementation("scan", name, backend)(*args, check_finite=False, **kwargs)
+    return implementation("scan", name, backend)(*args, **kwargs)

@@ -1,134 +1,78 @@
-"""Associative operators and the generic prefix scans over them (re-exported by refseq.scan).
+"""The generic prefix scans over associative operators (re-exported by refseq.scan).
 
 Symbols (docs/hot-paths/scan.md): B batch, T time, H heads, D value width, ``*S`` any trailing
 state shape. The scan axis is time, axis 1 of every public array.
 
-Two operators live here:
-
-* ``AFFINE`` — elements ``(a, b)`` stand for the map ``h -> a * h + b``; its inclusive scan is the
-  linear recurrence ``h_t = a_t * h_{t-1} + b_t`` (LSSL, Mamba-2, linear attention, JRT, Titans).
-* ``SOFTMAX_TRIPLE`` — elements ``(m, u, w)`` are (running max, normaliser, numerator) of a
-  softmax over a set of tokens; its inclusive scan is prefix softmax attention of one query
-  (Aaren, arXiv 2405.13956, Sec. 3.1-3.2).
-
-and three generic scans that accept any ``AssociativeOp`` over tuples of arrays ("pytrees"):
+Three generic scans accept any ``AssociativeOp`` over tuples of arrays ("pytrees"):
 ``scan_sequential`` (the definition), ``scan_hillis_steele`` (log T rounds, T log T work) and
 ``scan_blelloch`` (work-efficient up-/down-sweep), plus ``scan_chunked``, the two-level shape the
 compiled kernels use. None of them assumes commutativity: the accumulated prefix is always the
-*left* operand.
+*left* operand. The operators ``AFFINE`` and ``SOFTMAX_TRIPLE`` live in
+:mod:`refseq.scan.operators` and are re-exported here.
 
 The public hot-path functions built on these operators live in :mod:`refseq.scan`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
-
 import numpy as np
 
+from refseq import _checks
 from refseq._checks import check_flag
-
-Elem = tuple  # a tuple of arrays that share the scan axis
-
-
-class AssociativeOp(NamedTuple):
-    """An associative operator given as pure functions on tuples of arrays.
-
-    ``combine(left, right)`` must be associative and must broadcast like NumPy, so that a carry
-    without the scan axis can be combined with a whole block of elements. ``identity(like)``
-    returns the identity element shaped like the single element ``like``.
-    """
-
-    name: str
-    combine: Callable[[Elem, Elem], Elem]
-    identity: Callable[[Elem], Elem]
-
-
-# ---------------------------------------------------------------------------------------------
-# The affine operator: (a, b) means h -> a * h + b; "left then right" composes the two maps.
-
-
-def affine_combine(left: Elem, right: Elem) -> Elem:
-    """``(a1, b1) (+) (a2, b2) = (a1 * a2, a2 * b1 + b2)``: apply ``left`` first, then ``right``."""
-    a1, b1 = left
-    a2, b2 = right
-    return a1 * a2, a2 * b1 + b2
-
-
-def affine_identity(like: Elem) -> Elem:
-    a, b = like
-    return np.ones_like(a), np.zeros_like(b)
-
-
-AFFINE = AssociativeOp("affine", affine_combine, affine_identity)
-
-
-# ---------------------------------------------------------------------------------------------
-# The softmax triple of Aaren (arXiv 2405.13956, Sec. 3.2: the associative operator on triples).
-
-
-class SoftmaxState(NamedTuple):
-    """Carried state of the softmax scan: ``m`` (B, H) running max, ``u`` (B, H) normaliser
-    ``sum exp(s_i - m)``, ``w`` (B, H, D) numerator ``sum exp(s_i - m) v_i``."""
-
-    m: np.ndarray
-    u: np.ndarray
-    w: np.ndarray
-
-
-def softmax_combine(left: Elem, right: Elem) -> SoftmaxState:
-    """``(m_A,u_A,w_A) (+) (m_B,u_B,w_B) = (m, u_A e^{m_A-m} + u_B e^{m_B-m}, w_A e^{m_A-m} + ...)``
-    with ``m = max(m_A, m_B)``.
-
-    When both sides are the identity ``m = -inf`` and ``exp(-inf - (-inf))`` would be NaN; the
-    exponent's reference point is then 0 instead, which returns the identity exactly.
-    """
-    m_A, u_A, w_A = left
-    m_B, u_B, w_B = right
-    m = np.maximum(m_A, m_B)
-    ref = np.where(np.isneginf(m), 0.0, m).astype(m.dtype, copy=False)  # guard -inf - -inf
-    alpha = np.exp(m_A - ref)
-    beta = np.exp(m_B - ref)
-    u = u_A * alpha + u_B * beta
-    w = w_A * alpha[..., None] + w_B * beta[..., None]
-    return SoftmaxState(m, u, w)
-
-
-def softmax_identity(shape, D: int, dtype) -> SoftmaxState:
-    """The identity ``(-inf, 0, 0)``: ``m``, ``u`` of ``shape`` and ``w`` of ``shape + (D,)``."""
-    shape = tuple(np.atleast_1d(shape)) if not isinstance(shape, tuple) else shape
-    return SoftmaxState(
-        np.full(shape, -np.inf, dtype), np.zeros(shape, dtype), np.zeros(shape + (D,), dtype)
-    )
-
-
-def softmax_leaf(s: np.ndarray, v: np.ndarray, mask: np.ndarray | None = None) -> SoftmaxState:
-    """Leaf of token i: ``(s_i, 1, v_i)``; masked tokens (``mask`` False) become the identity."""
-    m, u, w = s.copy(), np.ones_like(s), v.copy()
-    if mask is not None:
-        invalid = ~np.broadcast_to(mask[..., None] if mask.ndim < s.ndim else mask, s.shape)
-        m[invalid], u[invalid], w[invalid] = -np.inf, 0.0, 0.0
-    return SoftmaxState(m, u, w)
-
-
-SOFTMAX_TRIPLE = AssociativeOp(
-    "softmax_triple",
+from refseq.scan.operators import (  # noqa: F401 (re-exported: refseq.scan imports them from here)
+    AFFINE,
+    SOFTMAX_TRIPLE,
+    AssociativeOp,
+    Elem,
+    SoftmaxState,
+    affine_combine,
+    affine_identity,
     softmax_combine,
-    lambda like: softmax_identity(like[0].shape, like[2].shape[-1], like[0].dtype),
+    softmax_identity,
+    softmax_leaf,
 )
-
 
 # ---------------------------------------------------------------------------------------------
 # Generic scans. Internally the scan axis is moved to the front; element t is tuple(x[t]).
 
 
+def _check_op(op) -> None:
+    if not isinstance(op, AssociativeOp):
+        raise TypeError(f"op must be an AssociativeOp (e.g. AFFINE or SOFTMAX_TRIPLE), got "
+                        f"{type(op).__name__}")
+
+
 def _to_front(elems, axis):
-    xs = tuple(np.moveaxis(np.asarray(e), axis, 0) for e in elems)
+    xs = _checks.float_arrays(elems, "elems")  # int or bool elements would truncate the scan
+    if any(x.ndim == 0 for x in xs):
+        raise ValueError("elems must have a scan axis; got a 0-d array")
+    for x in xs:  # a negative axis counts from the end of each array, as in np.moveaxis
+        _checks.check_axis(axis, x.ndim)
+    xs = tuple(np.moveaxis(x, axis, 0) for x in xs)
     T = xs[0].shape[0]
     if any(x.shape[0] != T for x in xs):
-        raise ValueError(f"elems must share the length of the scan axis {axis}")
+        lens = [x.shape[0] for x in xs]
+        raise ValueError(f"elems must share the length of the scan axis {axis}, got {lens}")
     return xs, T
+
+
+def _initial(initial, xs):
+    """Check the carry: one element per field, each shaped like one element (broadcastable)."""
+    if initial is None:
+        return None
+    init = _checks.float_arrays(initial, "initial")
+    if len(init) != len(xs):
+        raise ValueError(f"initial must have one array per field of elems ({len(xs)}), "
+                         f"got {len(init)}")
+    for i, (c, x) in enumerate(zip(init, xs)):
+        try:
+            fits = np.broadcast_shapes(c.shape, x.shape[1:]) == x.shape[1:]
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(f"initial[{i}] of shape {c.shape} does not broadcast to one element "
+                             f"of elems[{i}], shape {x.shape[1:]}")
+    return type(initial)(*init) if hasattr(type(initial), "_fields") else init
 
 
 def _from_front(xs, axis, like_type):
@@ -157,7 +101,9 @@ def _oriented(scan_forward):
 
     def scan(op: AssociativeOp, elems, axis: int = 1, reverse=False, exclusive=False, initial=None):
         reverse, exclusive = check_flag(reverse, "reverse"), check_flag(exclusive, "exclusive")
+        _check_op(op)
         xs, T = _to_front(elems, axis)
+        initial = _initial(initial, xs)
         if T == 0:
             return _from_front(tuple(x.copy() for x in xs), axis, type(elems))
         if reverse:
@@ -267,9 +213,13 @@ def scan_chunked(op, elems, axis=1, reverse=False, exclusive=False, initial=None
     3. each chunk's carry is combined on the left of its local prefixes.
     """
     reverse, exclusive = check_flag(reverse, "reverse"), check_flag(exclusive, "exclusive")
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    if isinstance(chunk, (bool, np.bool_)) or not isinstance(chunk, (int, np.integer)):
+        raise TypeError(f"chunk must be a positive integer, got {chunk!r}")
+    if chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    _check_op(op)
     xs, T = _to_front(elems, axis)
+    initial = _initial(initial, xs)
     if T == 0 or reverse:
         flip = (lambda e: tuple(x[::-1] for x in e)) if reverse else (lambda e: e)
         if T == 0:

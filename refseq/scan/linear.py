@@ -10,10 +10,11 @@ import numpy as np
 
 from refseq import _checks
 from refseq.scan._dispatch import dispatch as _dispatch
-from refseq.scan.checks import check_linear_scan_args
+from refseq.scan.checks import check_linear_scan_args, check_out
+from refseq.tiers import check_backend
 
 
-def linear_scan(a, b, h0=None, *, reverse=False, backend="numpy", check_finite=True):
+def linear_scan(a, b, h0=None, *, reverse=False, backend="numpy", check_finite=True, out=None):
     """Inclusive linear recurrence along time.
 
     .. math:: h_t = a_t \\odot h_{t-1} + b_t, \\qquad h_{-1} = h_0 \\;(\\text{or } 0)
@@ -28,7 +29,11 @@ def linear_scan(a, b, h0=None, *, reverse=False, backend="numpy", check_finite=T
     h0 : (B, *S), optional — initial state (zeros when omitted).
     reverse : bool — run from t = T-1 down to 0.
     backend : "numpy" | "jit" | "cuda".
-    check_finite : bool — reject NaN/inf inputs with ``ValueError`` (default).
+    check_finite : bool — reject NaN/inf inputs with ``ValueError`` (default). The reference
+        checks every input before the loop; the compiled tiers check after their pass, from
+        the final state (:func:`refseq.scan.checks.recheck_linear_scan`), with the same error.
+    out : (B, T, *S) C-contiguous array of ``b``'s dtype, optional — receives ``h`` (no fresh
+        allocation and its page faults); returned.
 
     Returns
     -------
@@ -37,16 +42,19 @@ def linear_scan(a, b, h0=None, *, reverse=False, backend="numpy", check_finite=T
     """
     reverse = _checks.check_flag(reverse, "reverse")
     check_finite = _checks.check_flag(check_finite, "check_finite")
-    a, b, h0 = check_linear_scan_args(a, b, h0, check_finite)
-    if backend != "numpy":
-        return _dispatch("linear_scan", backend, a, b, h0, reverse=reverse)
-    return _linear_scan_numpy(a, b, h0, reverse=reverse)
+    compiled = check_backend(backend) != "numpy"
+    a, b, h0 = check_linear_scan_args(a, b, h0, check_finite and not compiled)
+    out = check_out(out, b.shape, b.dtype)
+    if compiled:  # the twin checks finiteness after its pass
+        return _dispatch("linear_scan", backend, a, b, h0, reverse=reverse,
+                         check_finite=check_finite, out=out)
+    return _linear_scan_numpy(a, b, h0, reverse=reverse, out=out)
 
 
-def _linear_scan_numpy(a, b, h0=None, *, reverse=False, check_finite=False):
+def _linear_scan_numpy(a, b, h0=None, *, reverse=False, check_finite=False, out=None):
     """Reference: the recurrence as a loop over time (the AFFINE fold, written out)."""
     a = np.broadcast_to(a, b.shape)
-    h = np.empty_like(b)  # (B, T, *S)
+    h = np.empty_like(b) if out is None else out  # (B, T, *S)
     h_prev = np.zeros(b.shape[:1] + b.shape[2:], b.dtype) if h0 is None else h0
     steps = range(b.shape[1] - 1, -1, -1) if reverse else range(b.shape[1])
     for t in steps:
@@ -63,7 +71,8 @@ def _sum_to_shape(x, shape):
     return x.sum(axis=axes, keepdims=True) if axes else x
 
 
-def linear_scan_backward(a, h, grad_h, h0=None, *, reverse=False, backend="numpy"):
+def linear_scan_backward(a, h, grad_h, h0=None, *, reverse=False, backend="numpy",
+                         check_finite=True):
     """Vector-Jacobian product of ``h = linear_scan(a, b, h0, reverse=reverse)``.
 
     With ``G_t = dL/dh_t`` accumulated through later steps,
@@ -78,15 +87,23 @@ def linear_scan_backward(a, h, grad_h, h0=None, *, reverse=False, backend="numpy
     Returns ``(grad_a, grad_b, grad_h0)``: ``grad_a`` has ``a``'s shape (summed over broadcast
     axes), ``grad_b`` has ``h``'s shape, ``grad_h0`` has shape (B, *S) (the gradient for the zero
     initial state when ``h0`` is None).
+
+    ``check_finite`` (default True) rejects NaN/inf in ``a``, ``h``, ``grad_h`` or ``h0`` with a
+    ``ValueError`` naming the argument, before any tier runs (the same on every ``backend``).
     """
     reverse = _checks.check_flag(reverse, "reverse")
-    a, h, h0 = check_linear_scan_args(a, h, h0, check_finite=False)
+    check_finite = _checks.check_flag(check_finite, "check_finite")
+    check_backend(backend)
+    a, h, h0 = check_linear_scan_args(a, h, h0, check_finite, b_name="h")
     grad_h = _checks.float_array(grad_h, "grad_h", dtype=h.dtype)
     _checks.check_shape(grad_h, h.shape, "grad_h", "(B, T, *S)")
+    if check_finite:
+        _checks.check_finite(grad_h, "grad_h")
     if reverse:  # the mirror image: flip time, run the forward rule, flip back
         flip = (lambda x: x[:, ::-1]) if a.ndim == h.ndim and a.shape[1] > 1 else (lambda x: x)
         ga, gb, gh0 = linear_scan_backward(
-            flip(a), h[:, ::-1], grad_h[:, ::-1], h0, reverse=False, backend=backend
+            flip(a), h[:, ::-1], grad_h[:, ::-1], h0, reverse=False, backend=backend,
+            check_finite=False,
         )
         return flip(ga), np.ascontiguousarray(gb[:, ::-1]), gh0
     B, T = h.shape[:2]

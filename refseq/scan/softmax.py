@@ -18,11 +18,12 @@ from refseq.scan.assoc import (
     softmax_identity,
     softmax_leaf,
 )
-from refseq.scan.checks import check_softmax_scan_args
+from refseq.scan.checks import check_out, check_softmax_scan_args
 from refseq.scan.linear import linear_scan
+from refseq.tiers import check_backend
 
 
-def softmax_scan(s, v, mask=None, state=None, *, backend="numpy", check_finite=True):
+def softmax_scan(s, v, mask=None, state=None, *, backend="numpy", check_finite=True, out=None):
     """Prefix softmax attention of one query: ``o_t = sum_{i<=t} e^{s_i} v_i / sum_{i<=t} e^{s_i}``.
 
     The inclusive scan of ``SOFTMAX_TRIPLE`` over leaves ``(s_i, 1, v_i)`` (Aaren, arXiv
@@ -39,16 +40,26 @@ def softmax_scan(s, v, mask=None, state=None, *, backend="numpy", check_finite=T
         mass) outputs 0 and reports ``u = 0``.
     state : ``SoftmaxState`` (m (B, H), u (B, H), w (B, H, D)), optional — carry from a previous
         call, so that two calls with carried state equal one call.
+    backend : "numpy" | "jit" | "cuda".
+    check_finite : bool — reject NaN/inf inputs with ``ValueError`` (default); the compiled
+        tiers check after their pass (:func:`refseq.scan.checks.recheck_softmax_scan`).
+    out : (B, T, H, D) C-contiguous array of ``v``'s dtype, optional — receives ``o``.
 
     Returns
     -------
     o : (B, T, H, D); state : the final ``SoftmaxState`` (the input state if T = 0).
     """
     check_finite = _checks.check_flag(check_finite, "check_finite")
-    s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite)
-    if backend != "numpy":
-        return _dispatch("softmax_scan", backend, s, v, mask, state)
+    compiled = check_backend(backend) != "numpy"
+    s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite and not compiled)
+    out = check_out(out, v.shape, v.dtype)
+    if compiled:  # the twin checks finiteness after its pass
+        return _dispatch("softmax_scan", backend, s, v, mask, state, check_finite=check_finite,
+                         out=out)
     o, (M, U, W), final = _softmax_prefix(s, v, mask, state)
+    if out is not None:
+        out[...] = o
+        o = out
     return o, final
 
 
@@ -70,7 +81,8 @@ def _softmax_scan_numpy(s, v, mask=None, state=None, *, check_finite=False):
     return o, final
 
 
-def softmax_scan_backward(s, v, grad_o, mask=None, state=None, *, backend="numpy"):
+def softmax_scan_backward(s, v, grad_o, mask=None, state=None, *, backend="numpy",
+                          check_finite=True):
     """Vector-Jacobian product of ``o, _ = softmax_scan(s, v, mask, state)``.
 
     With ``p_{t,i} = e^{s_i - M_t} / U_t`` (the attention weight of token i in prefix t),
@@ -87,10 +99,18 @@ def softmax_scan_backward(s, v, grad_o, mask=None, state=None, *, backend="numpy
 
     Returns ``(grad_s (B, T, H), grad_v (B, T, H, D), grad_state)``; ``grad_state`` is a
     ``SoftmaxState`` of gradients, or None when ``state`` is None.
+
+    ``check_finite`` (default True) rejects NaN/inf in ``s``, ``v``, ``grad_o`` or ``state``
+    with a ``ValueError`` naming the argument, before any tier runs (the same on every
+    ``backend``).
     """
-    s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite=False)
+    check_finite = _checks.check_flag(check_finite, "check_finite")
+    check_backend(backend)
+    s, v, mask, state = check_softmax_scan_args(s, v, mask, state, check_finite)
     grad_o = _checks.float_array(grad_o, "grad_o", dtype=v.dtype)
     _checks.check_shape(grad_o, v.shape, "grad_o", "(B, T, H, D)")
+    if check_finite:
+        _checks.check_finite(grad_o, "grad_o")
     B, T, H, D = v.shape
     if T == 0:
         zero = None if state is None else SoftmaxState(*(np.zeros_like(x) for x in state))

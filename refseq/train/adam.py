@@ -19,7 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq._checks import check_number
 from refseq.train.base import Optimizer
+
+
+def check_betas(betas, name: str = "betas") -> tuple[float, float]:
+    """``betas`` as a pair of floats in [0, 1), or raise naming ``name``."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2) of numbers in [0, 1), got "
+                        f"{betas!r} ({type(betas).__name__})")
+    return tuple(check_number(b, f"{name}[{i}]", low=0, high=1, high_open=True)
+                 for i, b in enumerate(betas))
 
 
 class Adam(Optimizer):
@@ -33,13 +43,9 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(lr)
-        b1, b2 = betas
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"betas must lie in [0, 1), got {betas}")
-        if eps < 0 or weight_decay < 0:
-            raise ValueError(f"eps and weight_decay must be >= 0, got {eps}, {weight_decay}")
-        self.betas = (float(b1), float(b2))
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        self.betas = check_betas(betas)
+        self.eps = check_number(eps, "eps", low=0, low_open=True)
+        self.weight_decay = check_number(weight_decay, "weight_decay", low=0)
 
     def _update(self, name, p, g, st):
         b1, b2 = self.betas

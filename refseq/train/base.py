@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from refseq._checks import check_number, float_array
 from refseq.train.params import check_same_structure
 
 
@@ -25,9 +26,7 @@ class Optimizer:
     hyper: tuple[str, ...] = ("lr",)
 
     def __init__(self, lr: float):
-        if not (np.isfinite(lr) and lr >= 0):
-            raise ValueError(f"lr must be a finite number >= 0, got {lr}")
-        self.lr = float(lr)
+        self.lr = check_number(lr, "lr", low=0)  # 0 is allowed (a schedule's warm-up start)
         self.t = 0  # number of updates already applied
         self.state: dict[str, dict[str, np.ndarray]] = {}
 
@@ -41,7 +40,7 @@ class Optimizer:
             if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise TypeError(f"params[{name!r}] must be a float ndarray, got "
                                 f"{type(p).__name__} {getattr(p, 'dtype', '')}")
-            g = np.asarray(grads[name], dtype=p.dtype)
+            g = float_array(grads[name], f"grads[{name!r}]", dtype=p.dtype)
             self._update(name, p, g, self.state.setdefault(name, {}))
         self.t += 1
         return params

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from refseq._checks import check_number
 from refseq.train.params import global_norm
 
 TORCH_EPS = 1e-6
@@ -34,8 +35,7 @@ def clip_grad_norm(grads: Mapping, max_norm: float) -> tuple[dict[str, np.ndarra
     into the gradients, as PyTorch does with ``error_if_nonfinite=False``; the training loop
     reports it.
     """
-    if not max_norm > 0:
-        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    max_norm = check_number(max_norm, "max_norm", low=0, low_open=True, allow_inf=True)
     total = global_norm(grads)
     return scale_to_norm(grads, max_norm, total), total
 
@@ -50,6 +50,6 @@ def scale_to_norm(grads: Mapping, max_norm: float, total: float) -> dict[str, np
 
 def clip_grad_value(grads: Mapping, clip_value: float) -> dict[str, np.ndarray]:
     """Clamp every gradient entry to ``[-clip_value, clip_value]`` (new arrays)."""
-    if not clip_value > 0:
-        raise ValueError(f"clip_value must be > 0, got {clip_value}")
+    clip_value = check_number(clip_value, "clip_value", low=0, low_open=True,
+                              allow_inf=True)
     return {k: np.clip(g, -clip_value, clip_value) for k, g in grads.items()}

@@ -40,6 +40,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from refseq._checks import check_choice, check_float_dtype, check_number
 from refseq.train.clipping import clip_grad_norm, clip_grad_value, scale_to_norm
 from refseq.train.params import global_norm
 
@@ -56,8 +57,7 @@ def noise_variance(t, eta: float, gamma: float = 0.55):
     t_arr = np.asarray(t)
     if t_arr.dtype.kind not in "iu" or (t_arr.size and t_arr.min() < 0):
         raise ValueError(f"t must be an integer (array) >= 0, got {t!r}")
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    eta, gamma = check_number(eta, "eta", low=0), check_number(gamma, "gamma", low=0)
     var = np.float64(eta) / np.power(1.0 + t_arr.astype(np.float64), np.float64(gamma))
     return float(var) if var.ndim == 0 else var
 
@@ -70,9 +70,7 @@ def noise_std(t, eta: float, gamma: float = 0.55):
 
 def constant_noise_std(eta: float) -> float:
     """The non-annealed ablation: ``sigma_t = sqrt(eta)`` for every ``t``."""
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
-    return float(np.sqrt(np.float64(eta)))
+    return float(np.sqrt(np.float64(check_number(eta, "eta", low=0))))
 
 
 def _as_generator(rng) -> np.random.Generator:
@@ -114,11 +112,10 @@ def add_gradient_noise(grads: Mapping, t: int, eta: float, gamma: float = 0.55,
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a np.random.Generator (create it once with "
                         "np.random.default_rng(seed) and pass the same one every step)")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if np.dtype(draw_dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"draw_dtype must be float32 or float64, got {draw_dtype}")
-    sigma = noise_std(int(t), eta, gamma) if schedule == "annealed" else constant_noise_std(eta)
+    check_choice(schedule, "schedule", SCHEDULES)
+    draw_dtype = check_float_dtype(draw_dtype, "draw_dtype")
+    t = check_number(t, "t", integer=True, low=0)
+    sigma = noise_std(t, eta, gamma) if schedule == "annealed" else constant_noise_std(eta)
     if sigma == 0.0:
         return dict(grads)
     out = {}
@@ -153,16 +150,13 @@ class GradientNoise:
     def __init__(self, eta: float, gamma: float = 0.55, *, rng, schedule: str = "annealed",
                  order: str = "after_clip", t0: int = 0, draw_dtype=np.float64,
                  masks: Mapping | None = None):
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-        if eta < 0 or t0 < 0:
-            raise ValueError(f"eta and t0 must be >= 0, got {eta}, {t0}")
-        self.eta, self.gamma, self.schedule, self.order = float(eta), float(gamma), schedule, order
+        check_choice(schedule, "schedule", SCHEDULES)
+        check_choice(order, "order", ORDERS)
+        eta, gamma = check_number(eta, "eta", low=0), check_number(gamma, "gamma", low=0)
+        self.eta, self.gamma, self.schedule, self.order = eta, gamma, schedule, order
         self.rng = _as_generator(rng)
-        self.t = int(t0)
-        self.draw_dtype, self.masks = draw_dtype, masks
+        self.t = check_number(t0, "t0", integer=True, low=0)
+        self.draw_dtype, self.masks = check_float_dtype(draw_dtype, "draw_dtype"), masks
         self.last_std = None
 
     def std(self, t: int | None = None) -> float:
@@ -220,10 +214,16 @@ class NoisyOptimizer:
                  clip_norm: float | None = None, clip_value: float | None = None,
                  order: str = "after_clip", t0: int = 0, draw_dtype=np.float64,
                  masks: Mapping | None = None):
+        if not (hasattr(base, "lr") and callable(getattr(base, "step", None))):
+            raise TypeError(f"base must be an optimiser with lr and step() (e.g. SGD), got "
+                            f"{type(base).__name__}")
         self.base = base
         self.noise = GradientNoise(eta, gamma, rng=rng, schedule=schedule, order=order, t0=t0,
                                    draw_dtype=draw_dtype, masks=masks)
-        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.clip_norm = check_number(clip_norm, "clip_norm", low=0, low_open=True,
+                                      allow_inf=True, allow_none=True)
+        self.clip_value = check_number(clip_value, "clip_value", low=0, low_open=True,
+                                       allow_inf=True, allow_none=True)
         self.last_grad_norm = None
 
     @property

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from refseq._checks import check_number
 from refseq.train.gradient_noise import GradientNoise, apply_clip_and_noise
 from refseq.train.params import as_param_dict
 
@@ -89,8 +90,9 @@ def train(params, loss_and_grad: Callable, batches: Iterable | Callable, optimiz
         When the loss or the gradient norm is NaN or infinite; the message names the step (the
         0-based update index ``t``: ``t`` updates had been applied, none is applied at ``t``).
     """
-    if steps < 0 or log_every < 1:
-        raise ValueError(f"need steps >= 0 and log_every >= 1, got {steps}, {log_every}")
+    steps = check_number(steps, "steps", integer=True, low=0)
+    log_every = check_number(log_every, "log_every", integer=True, low=1)
+    clip = check_number(clip, "clip", low=0, low_open=True, allow_inf=True, allow_none=True)
     params = params if isinstance(params, dict) else as_param_dict(params)
     get_batch = batches if callable(batches) else _from_iterable(iter(batches), steps)
     losses, norms, lrs = np.empty(steps), np.empty(steps), np.empty(steps)

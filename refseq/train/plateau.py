@@ -27,6 +27,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from refseq._checks import check_choice, check_number
+
 MODES = ("min", "max")
 THRESHOLD_MODES = ("rel", "abs")
 
@@ -65,26 +69,22 @@ class ReduceOnPlateau:
 
     def __init__(self, optimizer=None, *, lr=None, mode="min", factor=0.1, patience=10,
                  threshold=1e-4, threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, "
-                             f"got {threshold_mode!r}")
-        if not 0.0 <= factor < 1.0:
-            raise ValueError(f"factor must lie in [0, 1), got {factor}")
-        for name, v in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-        for name, v in (("threshold", threshold), ("min_lr", min_lr), ("eps", eps)):
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        check_choice(mode, "mode", MODES)
+        check_choice(threshold_mode, "threshold_mode", THRESHOLD_MODES)
+        factor = check_number(factor, "factor", low=0, high=1, high_open=True)
+        patience = check_number(patience, "patience", integer=True, low=0)
+        cooldown = check_number(cooldown, "cooldown", integer=True, low=0)
+        threshold = check_number(threshold, "threshold", low=0)
+        min_lr, eps = check_number(min_lr, "min_lr", low=0), check_number(eps, "eps", low=0)
         if (optimizer is None) == (lr is None):
             raise ValueError("pass exactly one of optimizer and lr")
+        if optimizer is not None and not hasattr(optimizer, "lr"):
+            raise TypeError(f"optimizer must have an lr attribute (a refseq.train optimiser), "
+                            f"got {type(optimizer).__name__}")
         self.optimizer = optimizer
-        start = optimizer.lr if optimizer is not None else lr
-        if not (math.isfinite(start) and start >= 0):
-            raise ValueError(f"the initial lr must be a finite number >= 0, got {start}")
-        self._lr = float(start)
+        start = check_number(optimizer.lr if optimizer is not None else lr,
+                             "optimizer.lr" if optimizer is not None else "lr", low=0)
+        self._lr = start
         self.mode, self.factor, self.patience = mode, float(factor), patience
         self.threshold, self.threshold_mode = float(threshold), threshold_mode
         self.cooldown, self.min_lr, self.eps = cooldown, float(min_lr), float(eps)
@@ -120,7 +120,10 @@ class ReduceOnPlateau:
 
     def step(self, metric) -> float:
         """Record one evaluation of the monitored metric; returns the (possibly reduced) rate."""
-        current = float(metric)
+        if isinstance(metric, (str, bytes, bool, np.bool_)) or metric is None:
+            raise TypeError(f"metric must be a real number (NaN counts as no improvement), got "
+                            f"{metric!r} ({type(metric).__name__})")
+        current = float(metric)  # a 0-d array is fine; a larger one raises TypeError
         self.last_epoch += 1
         if self.is_better(current, self.best):
             self.best, self.num_bad_epochs = current, 0

@@ -7,12 +7,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from refseq._checks import check_number
+
 
 @dataclass(frozen=True)
 class Constant:
     """``lr_t = lr`` for every ``t``."""
 
     lr: float
+
+    def __post_init__(self):
+        check_number(self.lr, "lr", low=0)
 
     def __call__(self, t: int) -> float:
         return float(self.lr)
@@ -42,6 +47,10 @@ class WarmupCosine:
     min_lr: float = 0.0
 
     def __post_init__(self):
+        check_number(self.lr, "lr", low=0)
+        check_number(self.min_lr, "min_lr", low=0)
+        check_number(self.warmup_steps, "warmup_steps", integer=True, low=0)
+        check_number(self.total_steps, "total_steps", integer=True, low=0)
         if self.warmup_steps < 0 or self.total_steps < self.warmup_steps:
             raise ValueError("need 0 <= warmup_steps <= total_steps, got "
                              f"{self.warmup_steps}, {self.total_steps}")
@@ -49,8 +58,7 @@ class WarmupCosine:
             raise ValueError(f"need 0 <= min_lr <= lr, got {self.min_lr}, {self.lr}")
 
     def __call__(self, t: int) -> float:
-        if t < 0:
-            raise ValueError(f"t must be >= 0, got {t}")
+        t = check_number(t, "t", integer=True, low=0)
         if t < self.warmup_steps:
             return self.lr * (t + 1) / self.warmup_steps
         if t >= self.total_steps:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq._checks import check_flag
+from refseq._checks import check_flag, check_number
 from refseq.train.base import Optimizer
 
 
@@ -45,10 +45,9 @@ class SGD(Optimizer):
                  weight_decay: float = 0.0, dampening: float = 0.0):
         nesterov = check_flag(nesterov, "nesterov")
         super().__init__(lr)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        momentum = check_number(momentum, "momentum", low=0, high=1, high_open=True)
+        weight_decay = check_number(weight_decay, "weight_decay", low=0)
+        dampening = check_number(dampening, "dampening", low=0, high=1)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov momentum requires momentum > 0 and dampening == 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)

@@ -505,3 +505,50 @@ def test_bad_input_raises(cs):
         cs.linear_scan(b, b, method="parallel", threads=2048)
     with pytest.raises(ValueError, match="mask"):
         cs.softmax_scan(np.ones((2, 4, 1)), np.ones((2, 4, 1, 2)), np.ones((2, 5), bool))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # simulator threads: inf * 0
+@pytest.mark.parametrize("method", ["sequential", "parallel"])
+def test_check_finite_after_the_pass_matches_the_reference(cs, method):
+    """The cuda twins check finiteness on the host after the pass (final state, scores, masked
+    values) and raise the reference's own message; check_finite=False propagates."""
+    rng = np.random.default_rng(9)
+    T = 9
+    for name, index in (("a", (0, 4, 1)), ("b", (1, T - 1, 0)), ("h0", (1, 1))):
+        for reverse in (False, True):
+            a, b, h0 = decays(rng, (2, T, 2)), normal(rng, (2, T, 2)), normal(rng, (2, 2))
+            {"a": a, "b": b, "h0": h0}[name][index] = -np.inf
+            with pytest.raises(ValueError) as want:
+                scan.linear_scan(a, b, h0, reverse=reverse)
+            with pytest.raises(ValueError) as got, np.errstate(invalid="ignore"):
+                cs.linear_scan(a, b, h0, reverse=reverse, method=method, threads=2, per_thread=2)
+            assert str(got.value) == str(want.value)
+    s, v = 3 * normal(rng, (1, T, 1)), normal(rng, (1, T, 1, 2))
+    s[0, 1] = 60.0  # later tokens weigh ~0: a silent -inf score, a NaN only through 0 * inf
+    mask = np.ones((1, T), bool)
+    mask[0, 5] = False
+    for name, index in (("s", (0, 3, 0)), ("s", (0, 5, 0)), ("v", (0, 5, 0, 1)),
+                        ("v", (0, 7, 0, 0))):
+        s_bad, v_bad = s.copy(), v.copy()
+        {"s": s_bad, "v": v_bad}[name][index] = -np.inf
+        with pytest.raises(ValueError) as want:
+            scan.softmax_scan(s_bad, v_bad, mask)
+        with pytest.raises(ValueError) as got, np.errstate(invalid="ignore"):
+            cs.softmax_scan(s_bad, v_bad, mask, method=method, threads=2, per_thread=2)
+        assert str(got.value) == str(want.value)
+        with np.errstate(all="ignore"):
+            cs.softmax_scan(s_bad, v_bad, mask, check_finite=False, method=method)
+
+
+def test_out_buffers(cs):
+    rng = np.random.default_rng(10)
+    a, b = decays(rng, (2, 7, 3)), normal(rng, (2, 7, 3))
+    out = np.full_like(b, np.nan)
+    assert scan.linear_scan(a, b, backend="cuda", out=out) is out
+    np.testing.assert_allclose(out, scan.linear_scan(a, b), rtol=1e-12)
+    s, v = normal(rng, (2, 7, 2)), normal(rng, (2, 7, 2, 3))
+    o = np.full_like(v, np.nan)
+    assert scan.softmax_scan(s, v, backend="cuda", out=o)[0] is o
+    np.testing.assert_allclose(o, scan.softmax_scan(s, v)[0], rtol=1e-12)
+    with pytest.raises(TypeError, match="out must have dtype"):
+        cs.linear_scan(a, b, out=np.empty(b.shape, np.float32))

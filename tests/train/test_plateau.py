@@ -108,10 +108,10 @@ def test_matches_torch_reduce_lr_on_plateau(metrics, mode, threshold_mode, facto
 @pytest.mark.parametrize("kw, match", [
     (dict(mode="avg"), "mode"), (dict(threshold_mode="pct"), "threshold_mode"),
     (dict(factor=1.0), "factor"), (dict(factor=-0.1), "factor"),
-    (dict(patience=-1), "patience"), (dict(patience=1.5), "patience"),
+    (dict(patience=-1), "patience"),
     (dict(cooldown=-1), "cooldown"), (dict(threshold=-1e-4), "threshold"),
     (dict(min_lr=math.nan), "min_lr"), (dict(eps=-1.0), "eps"),
-    (dict(lr=math.inf), "initial lr"),
+    (dict(lr=math.inf), "lr"),
 ])
 def test_bad_inputs(kw, match):
     kw = {"lr": 1.0} | kw

@@ -45,7 +45,12 @@ from refseq.cuda.recurrence.projection import (  # the twins of refseq.recurrenc
 from refseq.cuda.recurrence.projection import (
     project_inputs_backward as project_inputs_backward,
 )
-from refseq.recurrence.checks import _check_clipval, check_backward_args, check_recurrence_args
+from refseq.recurrence.checks import (
+    check_backward_args,
+    check_clipval,
+    check_numpy_only,
+    check_recurrence_args,
+)
 
 THREADS = 128  #: threads per block
 SHARED_BYTES = 48 * 1024  #: static shared-memory budget per block (R goes global beyond it)
@@ -97,18 +102,22 @@ def _check_launch(threads, batch_tile):
 
 def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=None,
                      return_cache=False, check_finite=True, clamp_gates_le_one=False,
+                     accumulate_dtype=None, emulate_bfloat16=False,
                      threads=THREADS, batch_tile=BATCH_TILE, r_in_shared=None):
     """CUDA twin of :func:`refseq.recurrence.engine.flashrnn_forward` (same arguments, shapes,
-    dtypes, errors and cache dict). ``threads``, ``batch_tile`` set the launch; ``r_in_shared``
-    forces (True/False) where ``R`` lives, default: shared memory when it fits."""
+    dtypes, errors and cache dict; ``accumulate_dtype`` and ``emulate_bfloat16`` are numpy-only:
+    setting them is a ``ValueError``). ``threads``, ``batch_tile`` set the launch;
+    ``r_in_shared`` forces (True/False) where ``R`` lives, default: shared memory when it fits."""
     return_cache = check_flag(return_cache, "return_cache")
     check_finite = check_flag(check_finite, "check_finite")
     clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    emulate_bfloat16 = check_flag(emulate_bfloat16, "emulate_bfloat16")
+    check_numpy_only("cuda", accumulate_dtype=accumulate_dtype, emulate_bfloat16=emulate_bfloat16)
     r_in_shared = None if r_in_shared is None else check_flag(r_in_shared, "r_in_shared")
     Wx, R, b, states0 = (_host(x) for x in (Wx, R, b, states0))
     spec, Wx, R, b, s0 = check_recurrence_args(Wx, R, b, states0, cell=cell,
                                                check_finite=check_finite)
-    clip = _check_clipval(forward_clipval, "forward_clipval")
+    clip = check_clipval(forward_clipval, "forward_clipval")
     if clamp_gates_le_one and spec.name != "slstm":
         raise ValueError(f"clamp_gates_le_one applies to the sLSTM only, not {spec.name!r}")
     _check_launch(threads, batch_tile)
@@ -142,19 +151,24 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
 
 def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
                       gradient_recurrent_cut=False, gradient_recurrent_clipval=None,
-                      clamp_gates_le_one=False, threads=THREADS, batch_tile=BATCH_TILE,
+                      clamp_gates_le_one=False, accumulate_dtype=None, exact_stabiliser=False,
+                      check_finite=True, threads=THREADS, batch_tile=BATCH_TILE,
                       r_in_shared=None):
     """CUDA twin of :func:`refseq.recurrence.engine.flashrnn_backward`:
-    ``(d_states0, dWx, dR, db)``, deterministic (fixed-order reductions, no atomics)."""
+    ``(d_states0, dWx, dR, db)``, deterministic (fixed-order reductions, no atomics);
+    ``accumulate_dtype`` and ``exact_stabiliser`` are numpy-only (``ValueError``)."""
     gradient_recurrent_cut = check_flag(gradient_recurrent_cut, "gradient_recurrent_cut")
     clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    exact_stabiliser = check_flag(exact_stabiliser, "exact_stabiliser")
+    check_finite = check_flag(check_finite, "check_finite")
+    check_numpy_only("cuda", accumulate_dtype=accumulate_dtype, exact_stabiliser=exact_stabiliser)
     r_in_shared = None if r_in_shared is None else check_flag(r_in_shared, "r_in_shared")
     if isinstance(cache, dict):
         cache = {k: _host(v) for k, v in cache.items()}
     d_states_all, d_last_states, R, b = (_host(x) for x in (d_states_all, d_last_states, R, b))
     spec, d_all, d_last, R, b, st, gates = check_backward_args(
-        d_states_all, d_last_states, R, b, cache, cell=cell)
-    clip = _check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
+        d_states_all, d_last_states, R, b, cache, cell=cell, check_finite=check_finite)
+    clip = check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
     if clamp_gates_le_one and spec.name != "slstm":
         raise ValueError(f"clamp_gates_le_one applies to the sLSTM only, not {spec.name!r}")
     _check_launch(threads, batch_tile)

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.recurrence.checks import check_backward_args, check_recurrence_args
+from refseq._checks import check_flag
+from refseq.recurrence.checks import check_backward_args, check_clipval, check_recurrence_args
 
 BATCH_TILE = 16  #: batch rows per block (the default tile of the cuda kernels)
 
@@ -58,7 +59,10 @@ def forward_blocked(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=None
     ``fma=True`` rounds each multiply-add of the dot products once, as NVVM's contraction does
     on a GPU (float32 only; float64 is left unfused).
     """
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    fma = check_flag(fma, "fma")
     spec, Wx, R, b, s0 = check_recurrence_args(Wx, R, b, states0, cell=cell)
+    forward_clipval = check_clipval(forward_clipval, "forward_clipval")
     B, T, G_w, N, D = Wx.shape
     opts = {"clamp_gates_le_one": True} if clamp_gates_le_one else {}
     st = np.empty((spec.num_states, B, T + 1, N, D), Wx.dtype)
@@ -90,8 +94,13 @@ def backward_blocked(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
                      clamp_gates_le_one=False, batch_tile=BATCH_TILE, fma=False):
     """Mirror of the backward and reduction kernels: ``(d_states0, dWx, dR, db)`` (``fma`` as
     in :func:`forward_blocked`)."""
+    gradient_recurrent_cut = check_flag(gradient_recurrent_cut, "gradient_recurrent_cut")
+    clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
+    fma = check_flag(fma, "fma")
     spec, d_all, d_last, R, b, st, gates = check_backward_args(
         d_states_all, d_last_states, R, b, cache, cell=cell)
+    gradient_recurrent_clipval = check_clipval(gradient_recurrent_clipval,
+                                               "gradient_recurrent_clipval")
     S, B, T, N, D = d_all.shape
     dt = st.dtype
     opts = {"clamp_gates_le_one": True} if clamp_gates_le_one else {}
@@ -146,6 +155,7 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
                      return_cache=False, clamp_gates_le_one=False, batch_tile=BATCH_TILE,
                      fma=False):
     """The reference's ``flashrnn_forward`` contract on top of :func:`forward_blocked`."""
+    return_cache = check_flag(return_cache, "return_cache")
     cache = forward_blocked(Wx, R, b, states0, cell=cell, forward_clipval=forward_clipval,
                             clamp_gates_le_one=clamp_gates_le_one, batch_tile=batch_tile, fma=fma)
     st = cache["states"]

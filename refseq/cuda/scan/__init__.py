@@ -46,7 +46,13 @@ from refseq.cuda.scan.kernels import ROW_THREADS, bind_cuda, launch
 from refseq.cuda.scan.mirror import PER_THREAD, THREADS, _check_tiling
 from refseq.cuda.scan.ops import device_op
 from refseq.scan.assoc import SoftmaxState, softmax_identity
-from refseq.scan.checks import check_linear_scan_args, check_softmax_scan_args
+from refseq.scan.checks import (
+    check_linear_scan_args,
+    check_out,
+    check_softmax_scan_args,
+    recheck_linear_scan,
+    recheck_softmax_scan,
+)
 
 __all__ = [
     "AUTO_MAX_ROWS", "AUTO_MIN_TILES", "METHODS", "PER_THREAD", "ROW_THREADS", "THREADS",
@@ -87,7 +93,7 @@ def _resolve_method(method, T, rows, threads, per_thread):
     return choose_method(T, rows, threads, per_thread) if method == "auto" else method
 
 
-def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, method="auto",
+def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, out=None, method="auto",
                 threads=THREADS, per_thread=PER_THREAD):
     """GPU twin of :func:`refseq.scan.linear_scan`: ``h_t = a_t h_{t-1} + b_t`` along axis 1.
 
@@ -103,7 +109,9 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, method="auto
     b : (B, T, *S) float32 or float64 — inputs; numba device arrays are accepted for any array.
     h0 : (B, *S), optional — initial state (zeros when omitted).
     reverse : bool — scan from t = T-1 down to 0.
-    check_finite : bool — reject NaN/inf inputs with ``ValueError``.
+    check_finite : bool — reject NaN/inf inputs with ``ValueError``, checked after the pass
+        from the final state on the host (:func:`refseq.scan.checks.recheck_linear_scan`).
+    out : (B, T, *S) C-contiguous host array of ``b``'s dtype, optional — receives ``h``.
     method : "auto" | "sequential" | "parallel" — the decomposition (module docstring);
         "auto" follows :func:`choose_method` with ``rows = B * prod(S)``.
     threads, per_thread : int — block size (<= 1024) and steps per thread of "parallel"
@@ -131,14 +139,18 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, method="auto
     """
     reverse = check_flag(reverse, "reverse")
     check_finite = check_flag(check_finite, "check_finite")
-    a, b, h0 = check_linear_scan_args(_host(a), _host(b), _host(h0), check_finite)
+    a, b, h0 = check_linear_scan_args(_host(a), _host(b), _host(h0), check_finite=False)
+    out = check_out(out, b.shape, b.dtype)
+    out = np.empty(b.shape, b.dtype) if out is None else out
     B, T = b.shape[:2]
     S = b.shape[2:]
     C = int(np.prod(S, dtype=np.int64))
     rows = B * C
     method = _resolve_method(method, T, rows, threads, per_thread)
     if T == 0 or rows == 0:
-        return np.empty(b.shape, b.dtype)
+        if check_finite:
+            recheck_linear_scan(a, b, h0, out)
+        return out
     cu = bind_cuda()
 
     # a as (Ba, Ta, Ca) plus the map from b's channels to a's: broadcasting without copies.
@@ -154,7 +166,10 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, method="auto
     d_a, d_cmap, d_b = cu.to_device(a3), cu.to_device(cmap), cu.to_device(b3)
     d_h = launch_linear_scan(d_a, a_bstep, a_tstep, d_cmap, d_b, cu.to_device(h0_2),
                              bool(reverse), method, threads, per_thread)
-    return d_h.copy_to_host().reshape(b.shape)
+    d_h.copy_to_host(out.reshape(B, T, C))
+    if check_finite:
+        recheck_linear_scan(a, b, h0, out.reshape(B, T, C)[:, 0 if reverse else T - 1])
+    return out
 
 
 def launch_linear_scan(d_a, a_bstep, a_tstep, d_cmap, d_b, d_h0, reverse, method,
@@ -174,7 +189,7 @@ def launch_linear_scan(d_a, a_bstep, a_tstep, d_cmap, d_b, d_h0, reverse, method
     return d_h
 
 
-def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, method="auto",
+def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, out=None, method="auto",
                  threads=THREADS, per_thread=PER_THREAD):
     """GPU twin of :func:`refseq.scan.softmax_scan`: prefix softmax attention of one query.
 
@@ -193,7 +208,10 @@ def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, method="auto
     s : (B, T, H) scores; v : (B, T, H, D) values (float32 or float64, ``v``'s dtype wins).
     mask : (B, T) bool, optional — False marks padding.
     state : ``SoftmaxState`` (m (B, H), u (B, H), w (B, H, D)), optional — carried state.
-    check_finite : bool — reject NaN/inf inputs with ``ValueError``.
+    check_finite : bool — reject NaN/inf inputs with ``ValueError``, checked after the pass on
+        the host: the scores ``s`` (D times smaller than ``v``) and masked values directly, the
+        valid values through the final state (:func:`refseq.scan.checks.recheck_softmax_scan`).
+    out : (B, T, H, D) C-contiguous host array of ``v``'s dtype, optional — receives ``o``.
     method : "auto" | "sequential" | "parallel"; "auto" follows :func:`choose_method` with
         ``rows = B * H * D``.
     threads, per_thread : int — block size (<= 1024) and steps per thread of "parallel".
@@ -217,18 +235,31 @@ def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, method="auto
     if state is not None:
         state = tuple(_host(x) for x in state) if isinstance(state, tuple) else state
     s, v, mask, state = check_softmax_scan_args(_host(s), _host(v), _host(mask), state,
-                                                check_finite)
+                                                check_finite=False)
+    out = check_out(out, v.shape, v.dtype)
+    o, final = _softmax_scan(s, v, mask, state, out, method, threads, per_thread)
+    if check_finite:
+        flag = np.array([s.dtype.type(0) if np.isfinite(s).all() else np.nan])
+        if mask is not None and not mask.all() and not np.isfinite(v[~mask]).all():
+            flag[0] = np.nan
+        recheck_softmax_scan(s, v, mask, state, flag, final)
+    return o, final
+
+
+def _softmax_scan(s, v, mask, state, out, method, threads, per_thread):
+    """:func:`softmax_scan` after validation: run the kernels, copy ``o`` into ``out``."""
     B, T, H, D = v.shape
     initial = state if state is not None else softmax_identity((B, H), D, v.dtype)
     method = _resolve_method(method, T, B * H * max(D, 1), threads, per_thread)
+    out = np.empty(v.shape, v.dtype) if out is None else out
     if T == 0 or B * H == 0:
-        return np.zeros(v.shape, v.dtype), initial
+        out[...] = 0
+        return out, initial
     if D == 0:  # no value channel carries m and u: run one zero channel and drop it
-        o, (m, u, _) = softmax_scan(s, np.zeros((B, T, H, 1), v.dtype), mask,
-                                    (initial.m, initial.u, np.zeros((B, H, 1), v.dtype)),
-                                    check_finite=False, method=method, threads=threads,
-                                    per_thread=per_thread)
-        return o[..., :0], SoftmaxState(m, u, np.zeros((B, H, 0), v.dtype))
+        _, (m, u, _) = _softmax_scan(s, np.zeros((B, T, H, 1), v.dtype), mask,
+                                     (initial.m, initial.u, np.zeros((B, H, 1), v.dtype)),
+                                     None, method, threads, per_thread)
+        return out, SoftmaxState(m, u, np.zeros((B, H, 0), v.dtype))
     cu = bind_cuda()
     mask_u8 = np.ones((B, T), np.uint8) if mask is None else mask.astype(np.uint8)
     ins = (cu.to_device(np.ascontiguousarray(s)), cu.to_device(np.ascontiguousarray(v)),
@@ -238,4 +269,5 @@ def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, method="auto
     launch(device_op("softmax_triple", v.dtype), ins, (d_o, d_m, d_u, d_w), B * H * D, T, method,
            threads, per_thread)
     final = SoftmaxState(d_m.copy_to_host(), d_u.copy_to_host(), d_w.copy_to_host())
-    return d_o.copy_to_host(), final
+    d_o.copy_to_host(out)
+    return out, final

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq._checks import check_flag
 from refseq.scan.assoc import AFFINE, SOFTMAX_TRIPLE, SoftmaxState, softmax_identity, softmax_leaf
 from refseq.scan.checks import check_linear_scan_args, check_softmax_scan_args
 
@@ -162,6 +163,7 @@ def scan_tiles(op, leaves, initial, threads=THREADS, per_thread=PER_THREAD):
 
 
 def _linear(a, b, h0, reverse, scan):
+    reverse = check_flag(reverse, "reverse")
     a, b, h0 = check_linear_scan_args(a, b, h0, check_finite=False)
     if b.shape[1] == 0:
         return np.empty_like(b)

@@ -21,6 +21,7 @@ Modules (the decomposition and its measurements: docs/hot-paths/recurrence-kerne
 * :mod:`~refseq.jit.recurrence.backward` — the backward kernels (reverse time, per-job ``dR``);
 * :mod:`~refseq.jit.recurrence.planner` — :func:`plan` and the packing of ``R``;
 * :mod:`~refseq.jit.recurrence.projection` — :func:`project_inputs` and its gradients;
+* :mod:`~refseq.jit.recurrence.finite` — the parallel all-finite test of ``check_finite``;
 * this module — the host wrappers.
 
 A *job* is one head ``n`` and one tile of batch rows; jobs never communicate, and each runs the
@@ -64,12 +65,14 @@ from refseq._checks import check_flag
 from refseq.jit import blas_threads
 from refseq.jit.recurrence.backward import _bwd_heads, _bwd_serial
 from refseq.jit.recurrence.cells import CELL_IDS, ELMAN, ELMAN_RELU, GRU, LSTM, SLSTM
+from refseq.jit.recurrence.finite import all_finite
 from refseq.jit.recurrence.forward import _fwd_heads, _fwd_serial, _fwd_units
 from refseq.jit.recurrence.planner import _head_major, _pack_units, plan
 from refseq.jit.recurrence.projection import project_inputs, project_inputs_backward
 from refseq.recurrence.checks import (
-    _check_clipval,
     check_backward_args,
+    check_clipval,
+    check_numpy_only,
     check_recurrence_args,
 )
 
@@ -82,12 +85,6 @@ BLAS_THREADED_MACS = 1 << 18
 #: per-step GEMM size below which a parallel region per step costs more than it saves
 #: (``"units"``; read by :func:`plan`)
 UNITS_MIN_MACS = 1 << 20
-
-
-def _unsupported(**options):
-    for name, value in options.items():
-        if value:
-            raise ValueError(f"{name} is not supported by the jit tier; use backend='numpy'")
 
 
 def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=None,
@@ -103,10 +100,11 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     check_finite = check_flag(check_finite, "check_finite")
     clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
     emulate_bfloat16 = check_flag(emulate_bfloat16, "emulate_bfloat16")
-    _unsupported(accumulate_dtype=accumulate_dtype, emulate_bfloat16=emulate_bfloat16)
+    check_numpy_only("jit", accumulate_dtype=accumulate_dtype, emulate_bfloat16=emulate_bfloat16)
     spec, Wx, R, b, states0 = check_recurrence_args(Wx, R, b, states0, cell=cell,
-                                                    check_finite=check_finite)
-    clip = _check_clipval(forward_clipval, "forward_clipval")
+                                                    check_finite=check_finite,
+                                                    all_finite=all_finite)
+    clip = check_clipval(forward_clipval, "forward_clipval")
     if clamp_gates_le_one and spec.name != "slstm":
         raise ValueError(f"clamp_gates_le_one applies to the sLSTM only, not {spec.name!r}")
     B, T, _, N, D = Wx.shape
@@ -141,9 +139,11 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
 
 def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
                       gradient_recurrent_cut=False, gradient_recurrent_clipval=None,
-                      clamp_gates_le_one=False, accumulate_dtype=None):
+                      clamp_gates_le_one=False, accumulate_dtype=None, exact_stabiliser=False,
+                      check_finite=True):
     """Numba twin of :func:`refseq.recurrence.engine.flashrnn_backward` (same arguments, shapes,
-    dtypes, errors; ``accumulate_dtype`` is numpy-only).
+    dtypes, errors, ``check_finite``; ``accumulate_dtype`` and ``exact_stabiliser`` are
+    numpy-only).
 
     Returns ``(d_states0 (S, B, N, D), dWx (B, T, G_w, N, D), dR (G_r, N, D, D), db (G_t, N, D))``.
     ``dR`` and ``db`` are reduced per job and then over batch tiles in a fixed order
@@ -151,10 +151,13 @@ def flashrnn_backward(d_states_all, d_last_states, R, b, cache, *, cell="lstm",
     """
     gradient_recurrent_cut = check_flag(gradient_recurrent_cut, "gradient_recurrent_cut")
     clamp_gates_le_one = check_flag(clamp_gates_le_one, "clamp_gates_le_one")
-    _unsupported(accumulate_dtype=accumulate_dtype)
+    exact_stabiliser = check_flag(exact_stabiliser, "exact_stabiliser")
+    check_finite = check_flag(check_finite, "check_finite")
+    check_numpy_only("jit", accumulate_dtype=accumulate_dtype, exact_stabiliser=exact_stabiliser)
     spec, d_all, d_last, R, b, states, gates = check_backward_args(
-        d_states_all, d_last_states, R, b, cache, cell=cell)
-    clip = _check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
+        d_states_all, d_last_states, R, b, cache, cell=cell, check_finite=check_finite,
+        all_finite=all_finite)
+    clip = check_clipval(gradient_recurrent_clipval, "gradient_recurrent_clipval")
     if clamp_gates_le_one and spec.name != "slstm":
         raise ValueError(f"clamp_gates_le_one applies to the sLSTM only, not {spec.name!r}")
     S, B, T, N, D = d_all.shape

@@ -14,6 +14,7 @@ import numpy as np
 from numba import prange
 
 from refseq.jit import blas_threads
+from refseq.jit.recurrence.finite import all_finite
 from refseq.recurrence.projection import check_projection_args, check_projection_backward_args
 
 
@@ -63,7 +64,8 @@ def project_inputs(x, W, bias=None, *, check_finite=True):
     ``Wx (B, T, G_w, N, D) = x (B, T, I) @ W (G_w, N, D, I)^T (+ bias)``, in the widest dtype.
     Parallel over time by construction; this is the part of an RNN layer outside the recurrence.
     The matmul is :func:`_dot`: row blocks in Numba's pool where BLAS can be pinned."""
-    x, W, bias = check_projection_args(x, W, bias, check_finite=check_finite)
+    x, W, bias = check_projection_args(x, W, bias, check_finite=check_finite,
+                                       all_finite=all_finite)
     B, T, I = x.shape
     GND = int(np.prod(W.shape[:3]))  # G_w * N * D (explicit: B*T may be 0)
     x2 = np.ascontiguousarray(x.reshape(B * T, I))
@@ -82,7 +84,8 @@ def project_inputs_backward(dWx, x, W, *, check_finite=True):
     the recurrence: ``dx`` by :func:`_dot`, ``dW`` as per-thread partial sums over row blocks
     added in a fixed order (deterministic).
     """
-    dWx, x, W = check_projection_backward_args(dWx, x, W, check_finite=check_finite)
+    dWx, x, W = check_projection_backward_args(dWx, x, W, check_finite=check_finite,
+                                               all_finite=all_finite)
     B, T, I = x.shape
     GND = int(np.prod(W.shape[:3]))  # G_w * N * D (explicit: B*T may be 0)
     g = np.ascontiguousarray(dWx.reshape(B * T, GND))  # (B*T, GND)

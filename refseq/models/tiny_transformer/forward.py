@@ -161,8 +161,9 @@ def forward_layers(params: TinyParams, h, lo: int, hi: int, positions=None, allo
     return_cache = check_flag(return_cache, "return_cache")
     cfg = check_params(params)
     L = cfg.n_layers
-    if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))
-            and 0 <= lo <= hi <= L):
+    lo = _checks.check_number(lo, "lo", integer=True)
+    hi = _checks.check_number(hi, "hi", integer=True)
+    if not 0 <= lo <= hi <= L:
         raise ValueError(f"need integers 0 <= lo <= hi <= L = {L}, got lo={lo!r}, hi={hi!r}")
     h = _checks.float_array(h, "h", dtype=cfg.np_dtype)
     if h.ndim not in (2, 3) or h.shape[-1] != cfg.d_model:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refseq import _checks
 from refseq.models.tiny_transformer.forward import forward
 from refseq.models.tiny_transformer.params import check_params
 
@@ -36,9 +37,8 @@ class TransformerLM:
         self.params = params
         self.config = check_params(params)
         self.vocab_size = self.config.vocab_size
-        if bos_id is not None and not 0 <= int(bos_id) < self.vocab_size:
-            raise ValueError(f"bos_id must be in [0, {self.vocab_size}), got {bos_id}")
-        self.bos_id = None if bos_id is None else int(bos_id)
+        self.bos_id = _checks.check_number(bos_id, "bos_id", integer=True, low=0,
+                                           high=self.vocab_size - 1, allow_none=True)
 
     def start(self, prompts):
         """Logits (B, V) for the first new token after each prompt, and the state."""

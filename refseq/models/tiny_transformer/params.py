@@ -42,29 +42,23 @@ class TinyConfig:
         if self.d_hidden is None:
             object.__setattr__(self, "d_hidden", 4 * self.d_model)
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_positions", "d_hidden"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"TinyConfig.{name} must be a positive integer, got {v!r}")
-            object.__setattr__(self, name, int(v))
+            v = _checks.check_number(getattr(self, name), f"TinyConfig.{name}", integer=True,
+                                     low=1)
+            object.__setattr__(self, name, v)
         if self.d_model % self.n_heads:
             raise ValueError(f"TinyConfig.n_heads = {self.n_heads} must divide d_model = "
                              f"{self.d_model}")
         if self.rope and self.d_head % 2:
             raise ValueError(f"TinyConfig.rope needs an even head width, got {self.d_head}")
-        try:
-            dt = np.dtype(self.dtype).name
-        except TypeError:
-            dt = None
-        if dt not in ("float32", "float64"):
-            raise ValueError(f"TinyConfig.dtype must be float32 or float64, got {self.dtype!r}")
+        dt = _checks.check_float_dtype(self.dtype, "TinyConfig.dtype").name
         object.__setattr__(self, "dtype", dt)
-        if self.activation not in ("gelu", "gelu_tanh"):
-            raise ValueError(f"TinyConfig.activation must be 'gelu' or 'gelu_tanh', "
-                             f"got {self.activation!r}")
+        _checks.check_choice(self.activation, "TinyConfig.activation", ("gelu", "gelu_tanh"))
         for name in ("tied_head", "rope"):
-            object.__setattr__(self, name, bool(getattr(self, name)))
-        for name in ("ln_eps", "rope_base"):
-            object.__setattr__(self, name, float(getattr(self, name)))
+            object.__setattr__(self, name, _checks.check_flag(getattr(self, name), name))
+        object.__setattr__(self, "ln_eps", _checks.check_number(self.ln_eps, "TinyConfig.ln_eps",
+                                                                low=0))
+        object.__setattr__(self, "rope_base", _checks.check_number(
+            self.rope_base, "TinyConfig.rope_base", low=1, low_open=True))
 
     @property
     def d_head(self) -> int:
@@ -159,7 +153,9 @@ def map_parameters(fn, params: TinyParams, *others) -> TinyParams:
 
 def init_params(config: TinyConfig, seed=0) -> TinyParams:
     """Random parameters: embeddings N(0, 1), weights N(0, 1/fan_in), LN gains 1, biases 0."""
-    rng = np.random.default_rng(seed)
+    if not isinstance(config, TinyConfig):
+        raise TypeError(f"config must be a TinyConfig, got {type(config).__name__}")
+    rng = _checks.check_rng(seed, "seed")
     dt = config.np_dtype
 
     def draw(name, shape):

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from refseq.cli import positive_int, seed
 from refseq.nn.softmax_attention import kv_cache_init, kv_single_query_step
 from refseq.papers.aaren.rnn import (
     aaren_cell_step,
@@ -125,13 +126,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="refseq demo aaren",
         description="Aaren's constant-cost streaming against a growing KV cache, at tiny scale.")
-    parser.add_argument("--T", type=int, default=16384, help="tokens to stream")
-    parser.add_argument("--Dk", type=int, default=32)
-    parser.add_argument("--Dv", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoints", type=int, nargs="+", default=[1024, 4096, 16384])
-    parser.add_argument("--scan-T", type=int, default=4096, help="length of the scan check")
+    parser.add_argument("--T", type=positive_int, default=16384, help="tokens to stream")
+    parser.add_argument("--Dk", type=positive_int, default=32)
+    parser.add_argument("--Dv", type=positive_int, default=32)
+    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--checkpoints", type=positive_int, nargs="+", default=None,
+                        help="tokens t at which to report, each in [1, T] "
+                             "(default: 1024 4096 16384, those <= T, and T)")
+    parser.add_argument("--scan-T", type=positive_int, default=4096,
+                        help="length of the scan check")
     args = parser.parse_args(argv)
+    if args.checkpoints is None:
+        args.checkpoints = sorted({c for c in (1024, 4096, 16384) if c < args.T} | {args.T})
+    elif max(args.checkpoints) > args.T:
+        parser.error(f"argument --checkpoints: each must lie in [1, T] = [1, {args.T}], "
+                     f"got {max(args.checkpoints)}")
     result = run(T=args.T, Dk=args.Dk, Dv=args.Dv, seed=args.seed,
                  checkpoints=tuple(args.checkpoints), scan_T=args.scan_T)
     print(format_table(result))

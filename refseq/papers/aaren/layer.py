@@ -88,10 +88,17 @@ class AarenParams(NamedTuple):
 
 
 def init_aaren_params(rng, D, H, Dk, Dv, dtype=np.float64, bias=True, head_merge="concat"):
-    """Random ``AarenParams``: q ~ N(0, 1), weights ~ N(0, 1/fan_in), zero biases (or None)."""
+    """Random ``AarenParams``: q ~ N(0, 1), weights ~ N(0, 1/fan_in), zero biases (or None).
+
+    ``rng`` is a Generator or an int seed; ``D``, ``H``, ``Dk``, ``Dv`` are ints >= 1; ``dtype``
+    float32 or float64.
+    """
     bias = check_flag(bias, "bias")
-    if head_merge not in HEAD_MERGES:
-        raise ValueError(f"head_merge must be one of {HEAD_MERGES}, got {head_merge!r}")
+    _checks.check_choice(head_merge, "head_merge", HEAD_MERGES)
+    rng = _checks.check_rng(rng)
+    D, H, Dk, Dv = (_checks.check_number(n, name, integer=True, low=1)
+                    for n, name in ((D, "D"), (H, "H"), (Dk, "Dk"), (Dv, "Dv")))
+    dtype = _checks.check_float_dtype(dtype, "dtype")
     D_merged = H * Dv if head_merge == "concat" else Dv
 
     def weight(n_in, n_out):
@@ -105,25 +112,45 @@ def init_aaren_params(rng, D, H, Dk, Dv, dtype=np.float64, bias=True, head_merge
                        zeros(D))
 
 
-def _layer_dims(params, D, head_merge):
+_NO_HINT = "the layer needs finite inputs and parameters"
+
+
+def _param(a, name, shape, form, dtype):
+    a = _checks.float_array(a, f"params.{name}", dtype=dtype)
+    _checks.check_shape(a, shape, f"params.{name}", form)
+    _checks.check_finite(a, f"params.{name}", hint=_NO_HINT)
+    return a
+
+
+def _layer_params(params, D, head_merge, dtype):
+    """Check every field of ``params`` against the width ``D`` and ``head_merge``, naming it
+    (``params.W_k`` ...), and return ``(params cast to dtype, H, Dk, Dv)``."""
     if not isinstance(params, AarenParams):
         raise TypeError(f"params must be AarenParams, got {type(params).__name__}")
-    if head_merge not in HEAD_MERGES:
-        raise ValueError(f"head_merge must be one of {HEAD_MERGES}, got {head_merge!r}")
-    q = _checks.float_array(params.q, "params.q")
+    _checks.check_choice(head_merge, "head_merge", HEAD_MERGES)
+    q = _checks.float_array(params.q, "params.q", dtype=dtype)
     if q.ndim != 2:
         raise ValueError(f"params.q must have shape (H, Dk), got {q.shape}")
     H, Dk = q.shape
-    _checks.check_shape(np.asarray(params.W_k), (D, H * Dk), "params.W_k", "(D, H*Dk)")
     W_v = np.asarray(params.W_v)
     if W_v.ndim != 2 or W_v.shape[0] != D or W_v.shape[1] % H:
         raise ValueError(f"params.W_v must have shape (D, H*Dv) with D = {D}, H = {H}, "
                          f"got {W_v.shape}")
     Dv = W_v.shape[1] // H
-    form = "(H*Dv, D)" if head_merge == "concat" else "(Dv, D)"
     D_merged = H * Dv if head_merge == "concat" else Dv
-    _checks.check_shape(np.asarray(params.W_o), (D_merged, D), "params.W_o", form)
-    return H, Dk, Dv
+    merged = "H*Dv" if head_merge == "concat" else "Dv"
+    shapes = {"q": ((H, Dk), "(H, Dk)"), "W_k": ((D, H * Dk), "(D, H*Dk)"),
+              "b_k": ((H * Dk,), "(H*Dk,)"), "W_v": ((D, H * Dv), "(D, H*Dv)"),
+              "b_v": ((H * Dv,), "(H*Dv,)"), "W_o": ((D_merged, D), f"({merged}, D)"),
+              "b_o": ((D,), "(D,)")}
+    checked = {n: None if getattr(params, n) is None and n.startswith("b_")
+               else _param(getattr(params, n), n, *shapes[n], dtype) for n in shapes}
+    return AarenParams(**checked), H, Dk, Dv
+
+
+def _finite_projection(a, what):
+    """Raise naming the layer's inputs when a projection overflowed (finite x and params)."""
+    _checks.check_finite(a, what, hint="x or params are too large: the projection overflowed")
 
 
 def _merge_heads(o, head_merge):
@@ -159,12 +186,15 @@ def aaren_layer(params, x, mask=None, state=None, scale=None, head_merge="concat
     x = _checks.float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, D), got {x.shape}")
-    _checks.check_finite(x, "x")
+    _checks.check_finite(x, "x", hint=_NO_HINT)
     B, T, D = x.shape
-    H, Dk, Dv = _layer_dims(params, D, head_merge)
+    params, H, Dk, Dv = _layer_params(params, D, head_merge, x.dtype)
+    scale = _scale(scale, Dk, x.dtype)
     K = linear(x, params.W_k, params.b_k).reshape(B, T, H, Dk)  # (B, T, H, Dk)
     V = linear(x, params.W_v, params.b_v).reshape(B, T, H, Dv)  # (B, T, H, Dv)
-    s = _scores(np.asarray(params.q, x.dtype), K, scale)  # (B, T, H)
+    s = _scores(params.q, K, scale)  # (B, T, H)
+    _finite_projection(s, "the scores scale * <params.q, x W_k + b_k>")
+    _finite_projection(V, "the values x W_v + b_v")
     o, state = softmax_scan(s, V, mask, state, backend=backend)  # (B, T, H, Dv)
     y = linear(_merge_heads(o, head_merge), params.W_o, params.b_o)  # (B, T, D)
     return y, state
@@ -179,15 +209,17 @@ def aaren_layer_step(params, x_t, state=None, valid_t=None, scale=None, head_mer
     x_t = _checks.float_array(x_t, "x_t")
     if x_t.ndim != 2:
         raise ValueError(f"x_t must have shape (B, D), got {x_t.shape}")
-    _checks.check_finite(x_t, "x_t")
+    _checks.check_finite(x_t, "x_t", hint=_NO_HINT)
     B, D = x_t.shape
-    H, Dk, Dv = _layer_dims(params, D, head_merge)
+    params, H, Dk, Dv = _layer_params(params, D, head_merge, x_t.dtype)
+    scale = _scale(scale, Dk, x_t.dtype)
     if state is None:
         state = softmax_state_init(B, H, Dv, x_t.dtype)
     k_t = linear(x_t, params.W_k, params.b_k).reshape(B, H, Dk)  # (B, H, Dk)
     v_t = linear(x_t, params.W_v, params.b_v).reshape(B, H, Dv)  # (B, H, Dv)
-    q = np.asarray(params.q, x_t.dtype)  # (H, Dk)
-    s_t = _scale(scale, Dk, x_t.dtype) * np.einsum("hd,bhd->bh", q, k_t)  # (B, H)
+    s_t = scale * np.einsum("hd,bhd->bh", params.q, k_t)  # (B, H)
+    _finite_projection(s_t, "the scores scale * <params.q, x_t W_k + b_k>")
+    _finite_projection(v_t, "the values x_t W_v + b_v")
     state, o_t = aaren_cell_step(state, s_t, v_t, valid_t)  # o_t: (B, H, Dv)
     y_t = linear(_merge_heads(o_t, head_merge), params.W_o, params.b_o)  # (B, D)
     return y_t, state

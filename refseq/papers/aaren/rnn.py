@@ -33,7 +33,7 @@ METHODS = tuple(SCANS)  # "sequential", "hillis_steele", "blelloch", "chunked"
 # Scores and validation.
 
 
-def _check_keys(q, k, dtype, check_finite):
+def _check_keys(q, k, dtype, check_finite, hint=None):
     """Validate ``q`` (H, Dk) and ``k`` (B, T, H, Dk); cast both to ``dtype`` (k's if None)."""
     k = _checks.float_array(k, "k", dtype=dtype)
     if k.ndim != 4:
@@ -41,8 +41,8 @@ def _check_keys(q, k, dtype, check_finite):
     q = _checks.float_array(q, "q", dtype=k.dtype)
     _checks.check_shape(q, k.shape[2:], "q", "(H, Dk)")
     if check_finite:
-        _checks.check_finite(q, "q")
-        _checks.check_finite(k, "k")
+        _checks.check_finite(q, "q", hint=hint)
+        _checks.check_finite(k, "k", hint=hint)
     return q, k
 
 
@@ -56,7 +56,7 @@ def aaren_scores(q, k, scale=None):
     ``q`` (H, Dk), ``k`` (B, T, H, Dk); ``scale=None`` is ``1/sqrt(Dk)``, ``scale=1.0`` the
     paper's literal ``s_i = dot(q, k_i)``. Returns (B, T, H) in ``k``'s dtype.
     """
-    q, k = _check_keys(q, k, None, check_finite=True)
+    q, k = _check_keys(q, k, None, check_finite=True, hint="")  # no flag here to point to
     return _scores(q, k, scale)
 
 
@@ -110,9 +110,10 @@ def _attend(s, v, mask):
 
 def softmax_state_init(B: int, H: int, Dv: int, dtype=np.float64) -> SoftmaxState:
     """The empty state ``m = -inf, u = 0, w = 0`` (the paper's m_0, c_0, a_0; the identity)."""
-    if np.dtype(dtype) not in _checks.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    return softmax_identity((B, H), Dv, dtype)
+    B = _checks.check_number(B, "B", integer=True, low=0)
+    H = _checks.check_number(H, "H", integer=True, low=1)
+    Dv = _checks.check_number(Dv, "Dv", integer=True, low=1)
+    return softmax_identity((B, H), Dv, _checks.check_float_dtype(dtype, "dtype"))
 
 
 def _cell(state, s_t, v_t, valid_t):
@@ -220,8 +221,7 @@ def aaren_scan(q, k, v, mask=None, scale=None, state=None, method="blelloch", ch
     o : (B, T, H, Dv); final state (the input state, or the identity, when T = 0).
     """
     check_finite = check_flag(check_finite, "check_finite")
-    if method not in SCANS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _checks.check_choice(method, "method", METHODS)
     if chunk is not None and method != "chunked":
         raise ValueError(f"chunk is used only with method='chunked', got method={method!r}")
     s, v, mask, state = _prepare(q, k, v, mask, scale, state, check_finite)
@@ -270,6 +270,8 @@ def lengths_to_mask(lengths, T: int, padding: str = "right"):
     ``padding="right"``: row b holds its tokens at t < lengths[b]; ``"left"``: at
     t >= T - lengths[b].
     """
+    T = _checks.check_number(T, "T", integer=True, low=0)
+    _checks.check_choice(padding, "padding", ("right", "left"))
     lengths = np.asarray(lengths)
     if lengths.ndim != 1 or lengths.dtype.kind not in "iu":
         raise TypeError(f"lengths must be a 1-D integer array (B,), got {lengths.dtype} "

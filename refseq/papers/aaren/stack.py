@@ -52,7 +52,10 @@ def init_aaren_block_params(rng, D, H, Dk, Dv, F=None, dtype=np.float64, bias=Tr
     """Random block parameters: LayerNorm gains 1 and shifts 0, weights ~ N(0, 1/fan_in),
     zero biases (None when ``bias=False``); ``F`` defaults to 4 D."""
     bias = check_flag(bias, "bias")
-    F = 4 * D if F is None else F
+    rng = _checks.check_rng(rng)
+    D = _checks.check_number(D, "D", integer=True, low=1)
+    F = 4 * D if F is None else _checks.check_number(F, "F", integer=True, low=1)
+    dtype = _checks.check_float_dtype(dtype, "dtype")
 
     def weight(n_in, n_out):
         return (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
@@ -72,6 +75,8 @@ def init_aaren_stack_params(rng, L, D, H, Dk, Dv, F=None, dtype=np.float64, bias
                             head_merge="concat"):
     """A list of ``L`` independently drawn :class:`AarenBlockParams`."""
     bias = check_flag(bias, "bias")
+    rng = _checks.check_rng(rng)
+    L = _checks.check_number(L, "L", integer=True, low=1)
     return [init_aaren_block_params(rng, D, H, Dk, Dv, F, dtype, bias, head_merge)
             for _ in range(L)]
 
@@ -80,6 +85,16 @@ def _check_block(params):
     if not isinstance(params, AarenBlockParams):
         raise TypeError(f"block params must be AarenBlockParams, got {type(params).__name__}")
     return params
+
+
+def _check_input(params, x, name, form):
+    """``x`` as a float array of shape ``form`` ((B, T, D) or (B, D)) with D = the block's."""
+    x = _checks.float_array(x, name)
+    D = np.shape(params.ln_1_gamma)[0]
+    if x.ndim != len(form.split(",")) or x.shape[-1] != D:
+        raise ValueError(f"{name} must have shape {form} with D = {D} (the block's width), "
+                         f"got {x.shape}")
+    return x
 
 
 def _feed_forward(params, x):
@@ -104,7 +119,7 @@ def aaren_block(params, x, mask=None, state=None, scale=None, head_merge="concat
     y : (B, T, D); state : the final SoftmaxState.
     """
     params = _check_block(params)
-    x = _checks.float_array(x, "x")
+    x = _check_input(params, x, "x", "(B, T, D)")
     h = layer_norm(x, params.ln_1_gamma, params.ln_1_beta)  # (B, T, D)
     a, state = aaren_layer(params.aaren, h, mask, state, scale, head_merge, backend=backend)
     return _feed_forward(params, x + a), state
@@ -113,7 +128,7 @@ def aaren_block(params, x, mask=None, state=None, scale=None, head_merge="concat
 def aaren_block_step(params, x_t, state=None, valid_t=None, scale=None, head_merge="concat"):
     """:func:`aaren_block` for one token ``x_t`` (B, D); returns ``(y_t (B, D), state)``."""
     params = _check_block(params)
-    x_t = _checks.float_array(x_t, "x_t")
+    x_t = _check_input(params, x_t, "x_t", "(B, D)")
     h_t = layer_norm(x_t, params.ln_1_gamma, params.ln_1_beta)  # (B, D)
     a_t, state = aaren_layer_step(params.aaren, h_t, state, valid_t, scale, head_merge)
     return _feed_forward(params, x_t + a_t), state

@@ -76,6 +76,9 @@ from refseq.recurrence import (
     pointwise_backward,
     pointwise_forward,
     project_inputs,
+    project_inputs_backward,
+    rnn_backward,
+    rnn_forward,
     round_to_bfloat16,
     to_block_diagonal,
 )
@@ -84,6 +87,7 @@ __all__ = [
     "PAPER",
     "CELLS", "CellSpec", "get_cell", "pointwise_forward", "pointwise_backward",
     "flashrnn_forward", "flashrnn_backward", "flashrnn_step", "project_inputs",
+    "project_inputs_backward", "rnn_forward", "rnn_backward",
     "check_recurrence_args", "check_backward_args",
     "to_block_diagonal", "from_block_diagonal", "permute_layout", "round_to_bfloat16",
     "lstm_from_torch", "lstm_to_torch", "gru_from_torch", "gru_to_torch", "elman_from_torch",

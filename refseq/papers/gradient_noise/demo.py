@@ -20,6 +20,7 @@ import argparse
 import math
 import time
 
+from refseq.cli import nonnegative_float, positive_int, seed
 from refseq.papers.gradient_noise.mlp import run as run_one
 
 THRESHOLD = 0.85
@@ -92,14 +93,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="refseq demo gradient-noise",
         description="Annealed gradient noise rescues a deep, badly initialised ReLU network.")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--eta", type=float, default=0.03, help="noise scale of the checked row")
-    parser.add_argument("--info-etas", type=float, nargs="*", default=[0.01],
+    parser.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--eta", type=nonnegative_float, default=0.03,
+                        help="noise scale of the checked row")
+    parser.add_argument("--info-etas", type=nonnegative_float, nargs="*", default=[0.01],
                         help="extra, informational noise scales")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--n", type=int, default=2000, help="training set size")
-    parser.add_argument("--depth", type=int, default=20)
-    parser.add_argument("--width", type=int, default=50)
+    parser.add_argument("--steps", type=positive_int, default=2000)
+    parser.add_argument("--n", type=positive_int, default=2000, help="training set size")
+    parser.add_argument("--depth", type=positive_int, default=20)
+    parser.add_argument("--width", type=positive_int, default=50)
     args = parser.parse_args(argv)
     result = run(seeds=tuple(args.seeds), eta=args.eta, info_etas=tuple(args.info_etas),
                  steps=args.steps, n=args.n, depth=args.depth, width=args.width)

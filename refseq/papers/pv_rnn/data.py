@@ -24,13 +24,13 @@ SM_REF_RANGE = (-0.1, 1.1)  # OIST Data::_computeRefVec: LinSpaced(smUnit, -0.1,
 
 
 def _sm_refs(num_units, dtype):
-    if not isinstance(num_units, (int, np.integer)) or num_units < 2:
-        raise ValueError(f"num_units must be an integer >= 2, got {num_units!r}")
-    return np.linspace(*SM_REF_RANGE, int(num_units)).astype(dtype)  # (U,)
+    num_units = _checks.check_number(num_units, "num_units", integer=True, low=2)
+    return np.linspace(*SM_REF_RANGE, num_units).astype(dtype)  # (U,)
 
 
 def _check_range(x_min, x_max):
-    if not (np.isfinite(x_min) and np.isfinite(x_max) and x_max > x_min):
+    x_min, x_max = _checks.check_number(x_min, "x_min"), _checks.check_number(x_max, "x_max")
+    if not x_max > x_min:
         raise ValueError(f"need finite x_min < x_max, got {x_min}, {x_max}")
 
 
@@ -53,10 +53,9 @@ def softmax_encode(x, num_units: int, sigma: float, x_min: float, x_max: float):
     p : (..., G·U), each consecutive group of U entries non-negative and summing to 1.
     """
     x = _checks.float_array(x, "x", ndim_min=1)
-    _checks.check_finite(x, "x")
+    _checks.check_finite(x, "x", hint="")
     _check_range(x_min, x_max)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+    sigma = _checks.check_number(sigma, "sigma", low=0, low_open=True)
     if x.size and (x.min() < x_min or x.max() > x_max):
         raise ValueError(f"x must lie in [x_min, x_max] = [{x_min}, {x_max}] (clip it first, as "
                          "OIST Data::checkMinMax does)")
@@ -145,10 +144,10 @@ def pfsm_sequences(primitives, transition, n_seq: int, n_segments: int, rng, *, 
     for k, q in enumerate(prims):
         if q.ndim != 2 or q.shape[0] < 1 or q.shape[1] != X:
             raise ValueError(f"primitives[{k}] must have shape (L_k >= 1, X={X}), got {q.shape}")
-    if int(n_seq) < 1 or int(n_segments) < 1:
-        raise ValueError(f"n_seq and n_segments must be >= 1, got {n_seq}, {n_segments}")
-    rng = np.random.default_rng(rng)
-    S, N = int(n_seq), int(n_segments)
+    return_symbols = _checks.check_flag(return_symbols, "return_symbols")
+    S = _checks.check_number(n_seq, "n_seq", integer=True, low=1)
+    N = _checks.check_number(n_segments, "n_segments", integer=True, low=1)
+    rng = _checks.check_rng(rng)
     cum = _cdf(P)  # (K, K) inverse-CDF sampling, one uniform in [0, 1) per step
     c0 = _cdf(pi[None])[0]  # (K,)
     symbols = np.zeros((S, N), int)
@@ -171,7 +170,8 @@ def pfsm_accepts(symbols, transition, initial=None) -> np.ndarray:
     """Whether the machine can emit each symbol string: (S, N) int -> (S,) bool.
 
     A string is accepted iff its first symbol has positive initial probability and every
-    consecutive pair has positive transition probability.
+    consecutive pair has positive transition probability. Symbols outside ``[0, K)`` raise
+    ``ValueError`` (they are not symbols of the machine).
     """
     P, pi = _check_machine(transition, initial)
     s = np.asarray(symbols)
@@ -180,9 +180,8 @@ def pfsm_accepts(symbols, transition, initial=None) -> np.ndarray:
     if s.shape[1] == 0:
         return np.ones(s.shape[0], bool)
     K = P.shape[0]
-    valid = ((s >= 0) & (s < K)).all(axis=1)  # (S,) out-of-range symbols are rejected
-    c = np.clip(s, 0, K - 1)
-    return valid & (pi[c[:, 0]] > 0) & (P[c[:, :-1], c[:, 1:]] > 0).all(axis=1)
+    _checks.int_array(s, "symbols", low=0, high=K)
+    return (pi[s[:, 0]] > 0) & (P[s[:, :-1], s[:, 1:]] > 0).all(axis=1)
 
 
 def estimate_transition_matrix(symbols, K: int | None = None):

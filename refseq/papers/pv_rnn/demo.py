@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from refseq.cli import nonnegative_float, positive_int, seed
 from refseq.papers.pv_rnn.er import train_pvrnn
 from refseq.papers.pv_rnn.params import init_pvrnn
 
@@ -67,9 +68,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="refseq demo pv-rnn",
         description="The PV-RNN meta-prior's first-order effect on KL and reconstruction.")
-    parser.add_argument("--ws", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0])
-    parser.add_argument("--epochs", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ws", type=nonnegative_float, nargs="+", default=[1e-3, 1e-2, 1e-1, 1.0],
+                        help="meta-prior values w (>= 0), smallest first")
+    parser.add_argument("--epochs", type=positive_int, default=2000)
+    parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
     result = run(ws=tuple(args.ws), epochs=args.epochs, seed=args.seed)
     print(format_table(result))

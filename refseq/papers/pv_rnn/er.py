@@ -12,10 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
-from refseq.papers.pv_rnn.loss import kl_per_step, pvrnn_backward, pvrnn_loss
+from refseq.papers.pv_rnn.loss import (
+    NORMALIZATIONS,
+    _weights,
+    kl_per_step,
+    pvrnn_backward,
+    pvrnn_loss,
+)
 from refseq.papers.pv_rnn.model import draw_eps, pvrnn_forward
 from refseq.papers.pv_rnn.params import PVRNNLayer, PVRNNParams, check_params, named_parameters
-from refseq.train.adam import Adam
+from refseq.train.adam import Adam, check_betas
 
 ER_NORMALIZATIONS = ("oist", "mean", "sum")
 
@@ -39,6 +45,12 @@ class _RowAdam:
         self.m[rows], self.v[rows] = m, v
         p[rows] -= (self.lr * (m / (1 - b1**k)) / (np.sqrt(v / (1 - b2**k)) + self.eps)).astype(
             p.dtype)
+
+
+def _adam_hyper(lr, betas, eps, lr_name, eps_name):
+    """Adam's hyper-parameters checked under this module's argument names."""
+    return (_checks.check_number(lr, lr_name, low=0), check_betas(betas),
+            _checks.check_number(eps, eps_name, low=0, low_open=True))
 
 
 def train_pvrnn(params: PVRNNParams, data, epochs: int, minibatch_size: int | None = None,
@@ -66,20 +78,33 @@ def train_pvrnn(params: PVRNNParams, data, epochs: int, minibatch_size: int | No
     (divided by T) as in the OIST logs; the gradients are not.
     """
     dtype = check_params(params)
-    rng = np.random.default_rng(rng)
+    A_init_from_prior = _checks.check_flag(A_init_from_prior, "A_init_from_prior")
+    epochs = _checks.check_number(epochs, "epochs", integer=True, low=0)
+    log_every = _checks.check_number(log_every, "log_every", integer=True, low=0)
+    lr, betas, adam_eps = _adam_hyper(lr, betas, adam_eps, "lr", "adam_eps")
+    _checks.check_choice(normalize, "normalize", NORMALIZATIONS)
+    rng = _checks.check_rng(rng)
     data = _checks.float_array(data, "data", dtype=dtype)
     S, T = params.layers[0].A_mu.shape[:2]
-    if data.ndim != 3 or data.shape[:2] != (S, T):
-        raise ValueError(f"data must have shape (S, T, X) = ({S}, {T}, X), got {data.shape}")
-    bs = S if minibatch_size is None else int(minibatch_size)
-    if bs < 1:
-        raise ValueError(f"minibatch_size must be >= 1, got {minibatch_size}")
+    X, L = params.W_out.shape[0], len(params.layers)
+    if data.shape != (S, T, X):
+        raise ValueError(f"data must have shape (S, T, X) = ({S}, {T}, {X}), got {data.shape}")
+    _checks.check_finite(data, "data", hint="")
+    if not params.sm_units and data.size and np.abs(data).max() > 1:
+        raise ValueError(f"data must lie in [-1, 1] (the tanh output cannot reach beyond; "
+                         f"rescale it), found {data.flat[np.abs(data).argmax()]}")
+    if not isinstance(freeze_top_down_of, (list, tuple, range, set)):
+        raise TypeError(f"freeze_top_down_of must be a tuple of layer indices, got "
+                        f"{type(freeze_top_down_of).__name__}")
+    for l in freeze_top_down_of:  # the top layer L - 1 has no W_hd
+        _checks.check_number(l, "freeze_top_down_of", integer=True, low=0, high=L - 2)
+    bs = S if minibatch_size is None else _checks.check_number(
+        minibatch_size, "minibatch_size", integer=True, low=1)
     weights = named_parameters(params, with_A=False)
     frozen = {f"{l}.W_hd" for l in freeze_top_down_of}
     opt = Adam(lr=lr, betas=betas, eps=adam_eps)
     a_opt = {(l, k): _RowAdam(getattr(p, k).shape, dtype, lr, betas, adam_eps)
              for l, p in enumerate(params.layers) for k in ("A_mu", "A_sg")}
-    L = len(params.layers)
     hist = {"loss": np.zeros(epochs), "rec": np.zeros(epochs), "kl": np.zeros((epochs, L))}
     for e in range(epochs):
         order = rng.permutation(S)
@@ -123,21 +148,23 @@ class ErrorRegression:
                  new_slot_init="copy_last", growing_window=False, er_normalize="oist",
                  resample_eps=True, rng=None):
         self.dtype = check_params(params)
-        if window < 1 or n_iter < 0:
-            raise ValueError(f"window must be >= 1 and n_iter >= 0, got {window}, {n_iter}")
-        if new_slot_init not in ("copy_last", "random", "zeros"):
-            raise ValueError(f"new_slot_init must be 'copy_last', 'random' or 'zeros', "
-                             f"got {new_slot_init!r}")
-        if er_normalize not in ER_NORMALIZATIONS:
-            raise ValueError(f"er_normalize must be one of {ER_NORMALIZATIONS}, "
-                             f"got {er_normalize!r}")
+        growing_window = _checks.check_flag(growing_window, "growing_window")
+        resample_eps = _checks.check_flag(resample_eps, "resample_eps")
+        window = _checks.check_number(window, "window", integer=True, low=1)
+        n_iter = _checks.check_number(n_iter, "n_iter", integer=True, low=0)
+        n_init_iter = _checks.check_number(n_init_iter, "n_init_iter", integer=True, low=0,
+                                           allow_none=True)
+        lr, betas, adam_eps = _adam_hyper(lr, betas, adam_eps, "lr", "adam_eps")
+        _checks.check_choice(new_slot_init, "new_slot_init", ("copy_last", "random", "zeros"))
+        _checks.check_choice(er_normalize, "er_normalize", ER_NORMALIZATIONS)
         self.params, self.W, self.n_iter = params, int(window), int(n_iter)
         self.n_init_iter = self.n_iter if n_init_iter is None else int(n_init_iter)
         self.lr, self.betas, self.adam_eps = lr, betas, adam_eps
+        _weights(w_er, beta_er, len(params.layers), "w_er", "beta_er")  # checked once here
         self.w_er, self.beta_er = w_er, beta_er
         self.new_slot_init, self.growing = new_slot_init, bool(growing_window)
         self.er_normalize, self.resample_eps = er_normalize, bool(resample_eps)
-        self.rng = np.random.default_rng(rng)
+        self.rng = _checks.check_rng(rng)
         self.k = 0
         self.initial_window = True
         self.state = [(np.zeros((1, p.W_dd.shape[0]), self.dtype),) * 2 for p in params.layers]
@@ -192,6 +219,7 @@ class ErrorRegression:
         ``x_hat_window`` (n, X), the ``prediction`` (horizon, X), ``rec_err`` and ``kl`` (the
         window loss terms after the last iteration), ``A_window`` and ``losses`` (per
         iteration, before its update)."""
+        horizon = _checks.check_number(horizon, "horizon", integer=True, low=0)
         x = _checks.float_array(x_window, "x_window", dtype=self.dtype)
         n_expected = min(self.k + 1, self.W) if self.growing else self.W
         X = self.params.W_out.shape[0]
@@ -254,6 +282,7 @@ class ErrorRegression:
         """Feed ``stream`` (T_test, X) window by window; returns ``predictions``
         (steps, horizon, X), ``x_hat_last`` (the reconstruction of the newest observation per
         step) and per-step ``rec_err``."""
+        horizon = _checks.check_number(horizon, "horizon", integer=True, low=0)
         x = _checks.float_array(stream, "stream", dtype=self.dtype)
         T_test = x.shape[0]
         preds, last, rec = [], [], []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from refseq import _checks
-from refseq.papers.pv_rnn.params import named_parameters
+from refseq.papers.pv_rnn.params import PVRNNParams, named_parameters
 
 if TYPE_CHECKING:
     from refseq.papers.pv_rnn.model import PVRNNCache
@@ -30,11 +30,18 @@ def kl_per_step(cache: PVRNNCache) -> np.ndarray:
     with ``ln σ^p - ln σ^q = a_sg^p - A_sg`` taken from the pre-activations (no log of an
     underflowed σ).
     """
+    _check_cache(cache)
     out = []
     for l in range(len(cache.d)):
         kl = _kl_units(cache, l).sum(axis=-1)  # (B, T)
         out.append(kl)
     return np.stack(out)
+
+
+def _check_cache(cache):
+    from refseq.papers.pv_rnn.model import PVRNNCache
+
+    _checks.check_instance(cache, PVRNNCache, "cache", "PVRNNCache (from pvrnn_forward)")
 
 
 def _kl_units(cache, l):
@@ -50,21 +57,39 @@ def _kl_units(cache, l):
 
 def mean_sigma(cache: PVRNNCache, which="p", t_from=2) -> list:
     """Mean σ^p or σ^q per layer over batch, units and steps ``t >= t_from`` (1-based)."""
+    _check_cache(cache)
+    _checks.check_choice(which, "which", ("p", "q"))
+    T = cache.d[0].shape[1]
+    t_from = _checks.check_number(t_from, "t_from", integer=True, low=1, high=max(T, 1))
     a = cache.a_sg_p if which == "p" else cache.a_sg_q
+    if any(x is None for x in a):
+        raise ValueError("which='q' needs a cache with posterior steps (pass seq_index to "
+                         "pvrnn_forward)")
     return [float(np.exp(x[:, t_from - 1:]).mean()) for x in a]
 
 
+def _per_layer(v, L, name):
+    """A finite number >= 0, or a list of L of them, as a list of L floats."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v.item()
+    vals = list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
+    if len(vals) not in (1, L):
+        raise ValueError(f"{name} must be a number or a list of one per layer ({L}), "
+                         f"got {len(vals)} values")
+    vals = [_checks.check_number(x, name if len(vals) == 1 else f"{name}[{i}]", low=0)
+            for i, x in enumerate(vals)]
+    return vals * L if len(vals) == 1 else vals
+
+
 def _weights(w, beta, L, name_w="w", name_b="beta"):
-    w = [float(v) for v in np.broadcast_to(np.asarray(w, float), (L,))]
-    beta = w if beta is None else [float(v) for v in np.broadcast_to(np.asarray(beta, float), (L,))]
-    if min(w + beta) < 0:
-        raise ValueError(f"{name_w} and {name_b} must be >= 0")
-    return w, beta
+    w = _per_layer(w, L, name_w)
+    return w, (w if beta is None else _per_layer(beta, L, name_b))
 
 
 def _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight):
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    _check_cache(cache)
+    _checks.check_choice(normalize, "normalize", NORMALIZATIONS)
+    rec_weight = _checks.check_number(rec_weight, "rec_weight", low=0)
     x_hat = cache.x_hat
     B, T, X = x_hat.shape
     targets = _checks.float_array(targets, "targets", dtype=x_hat.dtype)
@@ -128,6 +153,7 @@ def pvrnn_backward(params, cache, targets, mask=None, w=1.0, beta=None, normaliz
     Returns a dict with the keys of :func:`named_parameters` (A gradients are non-zero only at
     the used ``seq_index`` slots) plus ``"state0"``: ``[(dh0, dd0)]`` per layer.
     """
+    _checks.check_instance(params, PVRNNParams, "params")
     targets, m, c_rec, omega = _loss_setup(cache, targets, mask, w, beta, normalize, rec_weight)
     dtype = cache.x_hat.dtype
     one = dtype.type(1)

@@ -70,9 +70,31 @@ class PVRNNCache(NamedTuple):
     log_x_hat: np.ndarray | None = None  # (B, T, X) log-softmax (softmax output only)
 
 
+def _output_args(d1, W_out, b_out):
+    """Check the output layer's arguments: d1 (..., D), W_out (X, D), b_out (X,)."""
+    d1 = _checks.float_array(d1, "d1", ndim_min=1)
+    W_out = _checks.float_array(W_out, "W_out")
+    b_out = _checks.float_array(b_out, "b_out")
+    if W_out.ndim != 2:
+        raise ValueError(f"W_out must have shape (X, D), got {W_out.shape}")
+    _checks.check_shape(W_out, (W_out.shape[0], d1.shape[-1]), "W_out", "(X, D) with D of d1")
+    _checks.check_shape(b_out, (W_out.shape[0],), "b_out", "(X,) with X of W_out")
+    return d1, W_out, b_out
+
+
 def output_fc(d1, W_out, b_out):
     """The default output ``x̂ = tanh(W_out d^1 + b_out)``: d1 (..., D) -> (..., X)."""
+    d1, W_out, b_out = _output_args(d1, W_out, b_out)
     return np.tanh(d1 @ W_out.T + b_out)
+
+
+def _groups_args(a, units):
+    a = _checks.float_array(a, "a", ndim_min=1)
+    units = _checks.check_number(units, "units", integer=True, low=1)
+    if a.shape[-1] % units:
+        raise ValueError(f"units must divide the last axis of a (G·U = {a.shape[-1]}), "
+                         f"got {units}")
+    return a, units
 
 
 def log_softmax_groups(a, units: int):
@@ -81,6 +103,7 @@ def log_softmax_groups(a, units: int):
     ``a - max - log Σ exp(a - max)`` per group; :func:`softmax_groups_textbook` is the unshifted
     form (it overflows to NaN once a logit exceeds ~709 in float64).
     """
+    a, units = _groups_args(a, units)
     g = a.reshape(a.shape[:-1] + (-1, units))  # (..., G, U)
     g = g - g.max(axis=-1, keepdims=True)
     return (g - np.log(np.exp(g).sum(axis=-1, keepdims=True))).reshape(a.shape)
@@ -88,6 +111,7 @@ def log_softmax_groups(a, units: int):
 
 def softmax_groups_textbook(a, units: int):
     """``exp(a) / Σ_group exp(a)`` without the max shift (kept for a negative test)."""
+    a, units = _groups_args(a, units)
     e = np.exp(a.reshape(a.shape[:-1] + (-1, units)))  # (..., G, U)
     return (e / e.sum(axis=-1, keepdims=True)).reshape(a.shape)
 
@@ -98,7 +122,9 @@ def output_softmax_groups(d1, W_out, b_out, groups: int):
     d1 (..., D) -> probabilities (..., X); each group encodes one analogue dimension (OIST
     ``SoftmaxLayer::_forwardCompute``; decode with ``pv_rnn_data.softmax_decode``).
     """
+    d1, W_out, b_out = _output_args(d1, W_out, b_out)
     X = W_out.shape[0]
+    groups = _checks.check_number(groups, "groups", integer=True)
     if groups < 1 or X % groups:
         raise ValueError(f"groups must divide the output width X={X}, got {groups}")
     return np.exp(log_softmax_groups(d1 @ W_out.T + b_out, X // groups))
@@ -118,8 +144,10 @@ def _eps_list(eps, params, B, T, dtype):
 
 def draw_eps(params: PVRNNParams, B: int, T: int, rng) -> list:
     """Fresh ``ε ~ N(0, I)`` for every layer: ``[(B, T, Z_l)]`` in the parameters' dtype."""
-    rng = np.random.default_rng(rng)
-    dtype = params.W_out.dtype
+    dtype = check_params(params)
+    B = _checks.check_number(B, "B", integer=True, low=1)
+    T = _checks.check_number(T, "T", integer=True, low=0)  # 0: an empty horizon
+    rng = _checks.check_rng(rng)
     return [rng.standard_normal((B, T, p.W_zd.shape[1])).astype(dtype) for p in params.layers]
 
 
@@ -147,15 +175,17 @@ def pvrnn_forward(params: PVRNNParams, eps, seq_index=None, mode="posterior",
     final state to carry into the next call).
     """
     dtype = check_params(params)
-    if mode not in ("posterior", "prior"):
-        raise ValueError(f"mode must be 'posterior' or 'prior', got {mode!r}")
+    unit_first = _checks.check_flag(unit_first, "unit_first")
+    set_A_to_prior = _checks.check_flag(set_A_to_prior, "set_A_to_prior")
+    _checks.check_choice(mode, "mode", ("posterior", "prior"))
     eps0 = eps[0] if isinstance(eps, (list, tuple)) and eps else None
     if eps0 is None or np.ndim(eps0) != 3:
         raise ValueError("eps must be a list of (B, T, Z_l) arrays, one per layer")
     B, T = np.shape(eps0)[:2]
     eps = _eps_list(eps, params, B, T, dtype)
     S, T_A = params.layers[0].A_mu.shape[:2]
-    k = (T if mode == "posterior" else 0) if n_posterior_steps is None else int(n_posterior_steps)
+    k = (T if mode == "posterior" else 0) if n_posterior_steps is None else \
+        _checks.check_number(n_posterior_steps, "n_posterior_steps", integer=True)
     if not 0 <= k <= T:
         raise ValueError(f"n_posterior_steps must lie in [0, T={T}], got {k}")
     if seq_index is not None:

@@ -38,6 +38,7 @@ class PVRNNParams(NamedTuple):
     sm_units: int = 0  # 0: tanh output; U > 0: softmax over X / U groups of U units each
 
 
+INIT_KINDS = ("zeros", "uniform", "normal")
 TRAINED = ("W_dd", "W_zd", "W_hd", "b_h", "W_mu", "b_mu", "W_sg", "b_sg", "A_mu", "A_sg")
 
 
@@ -66,9 +67,20 @@ def init_pvrnn(sizes, X: int, S: int, T: int, rng, tau=2.0, *, bias_init="zeros"
     initialisation of A to the prior, call :func:`init_A_from_prior` (or
     ``train_pvrnn(..., A_init_from_prior=True)``) after this.
     """
-    rng = np.random.default_rng(rng)
-    if not sizes:
+    rng, dtype = _checks.check_rng(rng), _checks.check_float_dtype(dtype, "dtype")
+    X, S, T = (_checks.check_number(n, name, integer=True, low=1)
+               for n, name in ((X, "X"), (S, "S"), (T, "T")))
+    sm_units = _checks.check_number(sm_units, "sm_units", integer=True, low=0)
+    A_std = _checks.check_number(A_std, "A_std", low=0)
+    if not isinstance(sizes, (list, tuple)) or not sizes:
         raise ValueError("sizes must list at least one layer (D, Z)")
+    for l, size in enumerate(sizes):
+        if not isinstance(size, (list, tuple)) or len(size) != 2:
+            raise TypeError(f"sizes[{l}] must be a pair (D, Z) of positive ints, got {size!r}")
+        for n in size:
+            _checks.check_number(n, f"sizes[{l}]", integer=True, low=1)
+    _checks.check_choice(bias_init, "bias_init", INIT_KINDS)
+    _checks.check_choice(A_init, "A_init", INIT_KINDS)
     taus = list(tau) if isinstance(tau, (list, tuple)) else [tau] * len(sizes)
     if len(taus) != len(sizes):
         raise ValueError(f"tau must have one entry per layer ({len(sizes)}), got {len(taus)}")
@@ -79,6 +91,12 @@ def init_pvrnn(sizes, X: int, S: int, T: int, rng, tau=2.0, *, bias_init="zeros"
     layers = []
     for l, (D, Z) in enumerate(sizes):
         above = sizes[l + 1][0] if l + 1 < len(sizes) else None
+        name = "tau" if not isinstance(tau, (list, tuple)) else f"tau[{l}]"
+        if np.ndim(taus[l]) == 0:
+            _checks.check_number(taus[l], name, low=1)
+        elif np.asarray(taus[l]).dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a number or a (D,) vector of numbers >= 1, got "
+                            f"dtype {np.asarray(taus[l]).dtype}")
         tau_l = np.broadcast_to(np.asarray(taus[l], dtype), (D,)).copy()
         layers.append(PVRNNLayer(
             glorot(D, D), glorot(D, Z), None if above is None else glorot(D, above),
@@ -122,6 +140,8 @@ def check_params(params: PVRNNParams) -> np.dtype:
 
 def named_parameters(params: PVRNNParams, *, with_A: bool = True) -> dict:
     """Flat ``name -> array`` view (same arrays, no copies) of every trained parameter."""
+    _checks.check_instance(params, PVRNNParams, "params")
+    with_A = _checks.check_flag(with_A, "with_A")
     out = {"W_out": params.W_out, "b_out": params.b_out}
     for l, p in enumerate(params.layers):
         for name in TRAINED:

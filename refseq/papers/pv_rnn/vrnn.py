@@ -57,7 +57,11 @@ class VRNNParams(NamedTuple):
 
 def init_vrnn(D: int, Z: int, X: int, rng, tau=2.0, dtype=np.float64) -> VRNNParams:
     """Glorot-normal matrices, zero biases (as ``init_pvrnn``'s defaults)."""
-    rng = np.random.default_rng(rng)
+    rng, dtype = _checks.check_rng(rng), _checks.check_float_dtype(dtype, "dtype")
+    D, Z, X = (_checks.check_number(n, name, integer=True, low=1)
+               for n, name in ((D, "D"), (Z, "Z"), (X, "X")))
+    if np.ndim(tau) == 0:
+        _checks.check_number(tau, "tau", low=1)
     shapes = {"W_dd": (D, D), "W_zd": (D, Z), "W_xd": (D, X), "b_h": (D,), "W_mu": (Z, D),
               "b_mu": (Z,), "W_sg": (Z, D), "b_sg": (Z,), "U_mu": (Z, X), "V_mu": (Z, D),
               "c_mu": (Z,), "U_sg": (Z, X), "V_sg": (Z, D), "c_sg": (Z,), "W_oz": (X, Z),
@@ -87,6 +91,7 @@ def vrnn_forward(params: VRNNParams, x, eps, state0=None):
     Returns ``(x_hat (B, T, X), cache)``; ``cache["h"][:, -1], cache["d"][:, -1]`` is the final
     state (pass it as ``state0`` to continue).
     """
+    _checks.check_instance(params, VRNNParams, "params")
     dtype = _checks.float_array(params.W_dd, "params.W_dd").dtype
     x = _checks.float_array(x, "x", dtype=dtype)
     if x.ndim != 3 or x.shape[2] != params.W_xd.shape[1]:
@@ -120,8 +125,12 @@ def vrnn_forward(params: VRNNParams, x, eps, state0=None):
 
 def vrnn_generate(params: VRNNParams, eps, state0=None):
     """Prior generation: z_t from the prior, the decoder mean fed back as x_t. eps (B, T, Z)."""
-    dtype = params.W_dd.dtype
+    _checks.check_instance(params, VRNNParams, "params")
+    dtype = _checks.float_array(params.W_dd, "params.W_dd").dtype
     eps = _checks.float_array(eps, "eps", dtype=dtype)
+    if eps.ndim != 3:
+        raise ValueError(f"eps must have shape (B, T, Z), got {eps.shape}")
+    _checks.check_shape(eps, eps.shape[:2] + (params.W_zd.shape[1],), "eps", "(B, T, Z)")
     B, T, _ = eps.shape
     p = params
     h, d = _state(p, state0, B, dtype)
@@ -135,11 +144,15 @@ def vrnn_generate(params: VRNNParams, eps, state0=None):
     return out
 
 
+CACHE_KEYS = ("d_prev", "h", "d", "z", "mu_p", "a_p", "mu_q", "a_q", "x_hat", "x", "eps")
+
+
 def _coeffs(cache, w, normalize):
-    if normalize not in ("oist", "sum"):
-        raise ValueError(f"normalize must be 'oist' or 'sum', got {normalize!r}")
-    if w < 0:
-        raise ValueError(f"w must be >= 0, got {w}")
+    if not isinstance(cache, dict) or not all(k in cache for k in CACHE_KEYS):
+        raise TypeError(f"cache must be the dict returned by vrnn_forward, got "
+                        f"{type(cache).__name__}")
+    _checks.check_choice(normalize, "normalize", ("oist", "sum"))
+    w = _checks.check_number(w, "w", low=0)
     B, T, X = cache["x"].shape
     Z = cache["eps"].shape[2]
     return (1.0 / (X * B), w / (Z * B)) if normalize == "oist" else (1.0, float(w))
@@ -159,6 +172,7 @@ def vrnn_loss(cache, w=1.0, normalize="oist"):
 def vrnn_backward(params: VRNNParams, cache, w=1.0, normalize="oist") -> dict:
     """Exact gradients of :func:`vrnn_loss` by BPTT (ε fixed); keys ``NAMES`` plus ``"x"``
     (B, T, X) — the observations enter the encoder and the recurrence — and ``"state0"``."""
+    _checks.check_instance(params, VRNNParams, "params")
     c_rec, om = _coeffs(cache, w, normalize)
     p = params
     one = p.W_dd.dtype.type(1)

@@ -12,10 +12,12 @@ the pass criterion), and the test perplexity next to the baseline's (no sign is 
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 import numpy as np
 
+from refseq.cli import positive_float, positive_int, seed
 from refseq.papers.recoding.lm import LSTMLanguageModel
 from refseq.papers.recoding.recoder import RecodingLM
 from refseq.papers.recoding.training import perplexity, recoding_diagnostics, train_lm
@@ -91,17 +93,28 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
+_RUN_BATCH_SIZE = inspect.signature(run).parameters["batch_size"].default  # for the checks
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="refseq demo recoding",
         description="Surprisal recoding's first-order mechanism on a small LSTM language model.")
-    parser.add_argument("--n-train", type=int, default=20000)
-    parser.add_argument("--n-test", type=int, default=4000)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.1, 1.0, 10.0, 100.0])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=positive_int, default=20000)
+    parser.add_argument("--n-test", type=positive_int, default=4000)
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--hidden", type=positive_int, default=32)
+    parser.add_argument("--alphas", type=positive_float, nargs="+",
+                        default=[0.01, 0.1, 1.0, 10.0, 100.0], help="recoding step sizes (> 0)")
+    parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
+    batch_size = _RUN_BATCH_SIZE
+    if args.n_train < 2 * batch_size:  # batchify: >= 2 tokens in each of the batch's rows
+        parser.error(f"argument --n-train: must be at least 2 x batch size = {2 * batch_size}, "
+                     f"got {args.n_train}")
+    if args.n_test < 16:  # the test stream is cut into 8 rows of >= 2 tokens
+        parser.error(f"argument --n-test: must be at least 16 (8 rows of >= 2 tokens), "
+                     f"got {args.n_test}")
     result = run(n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
                  hidden=args.hidden, alphas=tuple(args.alphas), seed=args.seed)
     print(format_table(result))

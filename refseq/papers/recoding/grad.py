@@ -17,8 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
-from refseq.papers.recoding.lm import LSTMLanguageModel
+from refseq.papers.recoding.lm import LSTMLanguageModel, StepCache
 from refseq.recurrence.cells import pointwise_backward
+
+
+def _check_model_cache(model, cache_t):
+    _checks.check_instance(model, LSTMLanguageModel, "model")
+    _checks.check_instance(cache_t, StepCache, "cache_t", "StepCache (from model.step)")
+    if len(cache_t.layers) != model.L:
+        raise ValueError(f"cache_t must come from this model's step ({model.L} layers), got "
+                         f"{len(cache_t.layers)} layer caches")
 
 
 def state_gradients(model: LSTMLanguageModel, cache_t, d_h_top) -> list:
@@ -28,7 +36,9 @@ def state_gradients(model: LSTMLanguageModel, cache_t, d_h_top) -> list:
     derivative through ``h^l_t = o ⊙ tanh(c^l_t)``. d_h_top : (B, H) = ``∂δ/∂h^{L-1}_t``.
     Returns ``[(g_h (B, H), g_c (B, H))]`` per layer, bottom first.
     """
+    _check_model_cache(model, cache_t)
     d = _checks.float_array(d_h_top, "d_h_top", dtype=model.dtype)
+    _checks.check_shape(d, (cache_t.h_dec.shape[0], model.H), "d_h_top", "(B, H)")
     out = [None] * model.L
     for l in reversed(range(model.L)):
         lc = cache_t.layers[l]
@@ -47,10 +57,14 @@ def top_hidden_from(model: LSTMLanguageModel, cache_t, layer: int, h=None, c=Non
     """Recompute the top ``h^{L-1}_t`` with layer ``layer``'s ``h`` replaced (a leaf) or its
     ``c`` replaced (then ``h = o ⊙ tanh(c)``), re-running the layers above at step t from their
     cached incoming states. The definition :func:`state_gradients` differentiates."""
+    _check_model_cache(model, cache_t)
+    layer = _checks.check_number(layer, "layer", integer=True, low=0, high=model.L - 1)
     if (h is None) == (c is None):
         raise ValueError("pass exactly one of h and c")
-    if c is not None:
-        h = cache_t.layers[layer].gates["o"][:, 0] * np.tanh(c)
+    name, v = ("h", h) if c is None else ("c", c)
+    v = _checks.float_array(v, name, dtype=model.dtype)
+    _checks.check_shape(v, (cache_t.h_dec.shape[0], model.H), name, "(B, H)")
+    h = v if c is None else cache_t.layers[layer].gates["o"][:, 0] * np.tanh(v)
     for l in range(layer + 1, model.L):
         prev = cache_t.layers[l].prev
         h, _, _ = model.layer_step(l, h, prev[0, :, 0], prev[1, :, 0])

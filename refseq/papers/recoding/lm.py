@@ -52,15 +52,14 @@ class LSTMLanguageModel:
 
     def __init__(self, vocab_size, embedding_size, hidden_size, num_layers=1, dropout=0.0,
                  rng=None, dtype=np.float64, init_scale=0.1):
-        for name, v in (("vocab_size", vocab_size), ("embedding_size", embedding_size),
-                        ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if np.dtype(dtype) not in _checks.FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        rng = np.random.default_rng(rng)
+        vocab_size, embedding_size, hidden_size, num_layers = (
+            _checks.check_number(v, name, integer=True, low=1) for name, v in (
+                ("vocab_size", vocab_size), ("embedding_size", embedding_size),
+                ("hidden_size", hidden_size), ("num_layers", num_layers)))
+        dropout = _checks.check_number(dropout, "dropout", low=0, high=1, high_open=True)
+        dtype = _checks.check_float_dtype(dtype, "dtype")
+        init_scale = _checks.check_number(init_scale, "init_scale", low=0)
+        rng = _checks.check_rng(rng)
         V, E, H = vocab_size, embedding_size, hidden_size
         self.V, self.E, self.H, self.L, self.dropout = V, E, H, num_layers, float(dropout)
         self.dtype = np.dtype(dtype)
@@ -77,6 +76,7 @@ class LSTMLanguageModel:
 
     def init_state(self, B: int) -> list:
         """Zero state: ``[(h (B, H), c (B, H))]`` per layer."""
+        B = _checks.check_number(B, "B", integer=True, low=0)
         return [(np.zeros((B, self.H), self.dtype),) * 2 for _ in range(self.L)]
 
     def check_state(self, state, B: int, name="state") -> list:
@@ -121,6 +121,7 @@ class LSTMLanguageModel:
         -------
         logits : (B, V); state : [(h, c)] (new arrays); cache : StepCache.
         """
+        train = _checks.check_flag(train, "train")
         tokens = int_array(tokens, "tokens", high=self.V, form="(B,)")
         if tokens.ndim != 1:
             raise ValueError(f"tokens must have shape (B,), got {tokens.shape}")
@@ -129,7 +130,7 @@ class LSTMLanguageModel:
         x = self.params["E"][tokens]  # (B, E)
         in_mask = top_mask = None
         if train and self.dropout > 0:
-            rng = np.random.default_rng(rng)
+            rng = _checks.check_rng(rng)
             in_mask, top_mask = masks if masks is not None else (
                 _mask(rng, (B, self.E), self.dropout), _mask(rng, (B, self.H), self.dropout))
             x = np.where(in_mask, x / self.dtype.type(1 - self.dropout), 0)
@@ -147,10 +148,11 @@ class LSTMLanguageModel:
 
     def forward(self, tokens, state=None, *, train=False, rng=None):
         """Loop :meth:`step` over ``tokens`` (B, T); returns ``(logits (B, T, V), state)``."""
+        train = _checks.check_flag(train, "train")
         tokens = int_array(tokens, "tokens", high=self.V, form="(B, T)")
         if tokens.ndim != 2:
             raise ValueError(f"tokens must have shape (B, T), got {tokens.shape}")
-        rng = np.random.default_rng(rng) if train else None
+        rng = _checks.check_rng(rng) if train else None
         out = []
         for t in range(tokens.shape[1]):
             logits, state, _ = self.step(tokens[:, t], state, train=train, rng=rng)
@@ -182,10 +184,20 @@ def lm_backward(model: LSTMLanguageModel, caches, dlogits, d_state=None, recodin
     grads : dict with the names of ``model.params``; d_state0 : [(dh, dc)];
     d_alphas : per step ``[(dα_h (B, 1), dα_c (B, 1))]`` per layer (None without recodings).
     """
+    _checks.check_instance(model, LSTMLanguageModel, "model")
+    if not isinstance(caches, (list, tuple)) or not all(isinstance(c, StepCache)
+                                                         for c in caches):
+        raise TypeError("caches must be a list of StepCache (one per step, from model.step)")
     p, L, T = model.params, model.L, len(caches)
     g = {k: np.zeros_like(v) for k, v in p.items()}
+    dlogits = _checks.float_array(dlogits, "dlogits", dtype=model.dtype)
+    if dlogits.ndim != 3 or dlogits.shape[2] != model.V:
+        raise ValueError(f"dlogits must have shape (B, T, V) with V = {model.V}, got "
+                         f"{dlogits.shape}")
     B = dlogits.shape[0]
-    _checks.check_shape(dlogits, (B, T, model.V), "dlogits", "(B, T, V)")
+    if dlogits.shape[1] != T:
+        raise ValueError(f"caches must hold one StepCache per step of dlogits (B, T, V): got "
+                         f"{T} caches for T = {dlogits.shape[1]}")
     if d_h_dec is not None:
         _checks.check_shape(d_h_dec, (B, T, model.H), "d_h_dec", "(B, T, H)")
     carry = [(np.zeros((B, model.H), model.dtype),) * 2 for _ in range(L)] if d_state is None \

@@ -13,6 +13,7 @@ import numpy as np
 
 from refseq import _checks
 from refseq.papers.recoding.grad import state_gradients
+from refseq.papers.recoding.lm import LSTMLanguageModel
 from refseq.papers.recoding.signals import (
     ensemble_entropy,
     ensemble_log_probs,
@@ -32,13 +33,27 @@ def recode(state, grads, alphas, nan_policy="zero"):
     (B, 1); nan_policy : NaN entries of g become 0 ("zero", the reference) or 1 ("one", the
     official code).
     """
-    if nan_policy not in ("zero", "one"):
-        raise ValueError(f"nan_policy must be 'zero' or 'one', got {nan_policy!r}")
+    _checks.check_choice(nan_policy, "nan_policy", ("zero", "one"))
+    for name, v in (("state", state), ("grads", grads), ("alphas", alphas)):
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, (list, tuple))
+                                                       and len(x) == 2 for x in v):
+            raise TypeError(f"{name} must be a list of pairs, one per layer")
     if not (len(state) == len(grads) == len(alphas)):
         raise ValueError("state, grads and alphas must have one entry per layer")
     fill = 0.0 if nan_policy == "zero" else 1.0
     out = []
-    for (h, c), (gh, gc), (ah, ac) in zip(state, grads, alphas):
+    for l, ((h, c), (gh, gc), (ah, ac)) in enumerate(zip(state, grads, alphas)):
+        h, c = (_checks.float_array(v, f"state[{l}][{i}]") for i, v in enumerate((h, c)))
+        if h.ndim != 2:
+            raise ValueError(f"state[{l}][0] must have shape (B, H), got {h.shape}")
+        _checks.check_shape(c, h.shape, f"state[{l}][1]", "(B, H)")
+        gh, gc = (_checks.float_array(v, f"grads[{l}][{i}]") for i, v in enumerate((gh, gc)))
+        _checks.check_shape(gh, h.shape, f"grads[{l}][0]", "(B, H)")
+        _checks.check_shape(gc, h.shape, f"grads[{l}][1]", "(B, H)")
+        for i, a in enumerate((ah, ac)):
+            if np.ndim(a) and np.shape(a) != (h.shape[0], 1):
+                raise ValueError(f"alphas[{l}][{i}] must be a scalar or (B, 1) = "
+                                 f"{(h.shape[0], 1)}, got shape {np.shape(a)}")
         gh, gc = np.where(np.isnan(gh), fill, gh), np.where(np.isnan(gc), fill, gc)
         out.append(((h - np.asarray(ah, h.dtype) * gh).astype(h.dtype, copy=False),
                     (c - np.asarray(ac, c.dtype) * gc).astype(c.dtype, copy=False)))
@@ -69,12 +84,17 @@ class RecodingLM:
     def __init__(self, model, signal="surprisal", step=0.1, redecode=None, *, num_samples=10,
                  p_mc=0.21, decoders=None, nan_policy="zero", anchors=None, data_noise=None,
                  prior_var=None, n_data=None, average="probs"):
-        if signal not in SIGNALS:
-            raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
+        _checks.check_instance(model, LSTMLanguageModel, "model")
+        _checks.check_choice(signal, "signal", SIGNALS)
+        _checks.check_choice(nan_policy, "nan_policy", ("zero", "one"))
+        redecode = None if redecode is None else _checks.check_flag(redecode, "redecode")
+        num_samples = _checks.check_number(num_samples, "num_samples", integer=True, low=1)
+        p_mc = _checks.check_number(p_mc, "p_mc", low=0, high=1, high_open=True)
+        if not callable(step):
+            step = _checks.check_number(step, "step", low=0)
         if signal == "ensemble" and not decoders:
             raise ValueError("decoders must be given for signal='ensemble'")
-        if average not in ("probs", "logits"):
-            raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
+        _checks.check_choice(average, "average", ("probs", "logits"))
         if decoders:
             decoders = [self._check_member(model, W, b, f"decoders[{k}]")
                         for k, (W, b) in enumerate(decoders)]
@@ -87,11 +107,12 @@ class RecodingLM:
                                  f"got {len(anchors)}")
             for name, v in (("data_noise", data_noise), ("prior_var", prior_var),
                             ("n_data", n_data)):
-                if v is None or not np.isfinite(v) or v <= 0:
-                    raise ValueError(f"{name} must be a positive number with anchors, got {v}")
+                if v is None:
+                    raise ValueError(f"{name} must be given (a number > 0) with anchors")
+                _checks.check_number(v, name, low=0, low_open=True, integer=name == "n_data")
             anchors = [self._check_member(model, W, b, f"anchors[{k}]")
                        for k, (W, b) in enumerate(anchors)]
-            self.anchor = (anchors, float(data_noise), float(prior_var), float(n_data))
+            self.anchor = (anchors, float(data_noise), float(prior_var), int(n_data))
         self.model, self.signal, self.decoders, self.average = model, signal, decoders, average
         self.redecode = signal in ("mc_dropout", "ensemble") if redecode is None else redecode
         self.num_samples, self.p_mc, self.nan_policy = num_samples, p_mc, nan_policy
@@ -140,7 +161,8 @@ class RecodingLM:
         step-size predictors' (detached) inputs: the first-order training rule holds both
         fixed, and finite differences of it must too."""
         m = self.model
-        rng = np.random.default_rng(rng)
+        train = _checks.check_flag(train, "train")
+        rng = _checks.check_rng(rng)
         logits, new_state, cache = m.step(tokens, state, train=train, rng=rng)
         h_top = new_state[-1][0]
         mc_masks = None

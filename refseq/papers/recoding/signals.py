@@ -108,19 +108,16 @@ def mc_dropout_entropy(h_top, W_dec, b_dec, num_samples: int, p_drop: float, rng
     h = _checks.float_array(h_top, "h_top")
     if h.ndim != 2:
         raise ValueError(f"h_top must have shape (B, H), got {h.shape}")
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-    if not 0.0 <= p_drop < 1.0:
-        raise ValueError(f"p_drop must lie in [0, 1), got {p_drop}")
+    num_samples = _checks.check_number(num_samples, "num_samples", integer=True, low=1)
+    p_drop = _checks.check_number(p_drop, "p_drop", low=0, high=1, high_open=True)
     W = _checks.float_array(W_dec, "W_dec", dtype=h.dtype)
     b = _checks.float_array(b_dec, "b_dec", dtype=h.dtype)
     if W.ndim != 2 or W.shape[1] != h.shape[1]:
         raise ValueError(f"W_dec must have shape (V, H={h.shape[1]}), got {W.shape}")
     _checks.check_shape(b, W.shape[:1], "b_dec", "(V,)")
     if masks is None:
-        masks = np.random.default_rng(rng).random((num_samples,) + h.shape) >= p_drop
-    masks = np.asarray(masks, bool)
-    _checks.check_shape(masks, (num_samples,) + h.shape, "masks", "(K, B, H)")
+        masks = _checks.check_rng(rng).random((num_samples,) + h.shape) >= p_drop
+    masks = _checks.bool_mask(masks, (num_samples,) + h.shape, "masks", "(K, B, H)")
     scale = masks / h.dtype.type(1 - p_drop)  # (K, B, H)
     o = (scale * h) @ W.T + b  # (K, B, V)
     delta, d_o = mixture_entropy(o)
@@ -133,29 +130,51 @@ def ensemble_entropy(h_top, decoders):
     h_top : (B, H); decoders : [(W_k (V, H), b_k (V,))]. ``∂δ/∂h = Σ_k W_kᵀ ∂δ/∂o^(k)``.
     Returns ``(delta (B,), d_h_top (B, H))``.
     """
-    h = _checks.float_array(h_top, "h_top")
-    if not decoders:
-        raise ValueError("decoders must hold at least one (W_k, b_k) pair")
+    h, decoders = _check_ensemble(h_top, decoders)
     o = _member_logits(h, decoders)  # (K, B, V)
     delta, d_o = mixture_entropy(o)
-    d_h = sum(d_o[k] @ np.asarray(W, h.dtype) for k, (W, _) in enumerate(decoders))
+    d_h = sum(d_o[k] @ W for k, (W, _) in enumerate(decoders))
     return delta, d_h
 
 
-def _member_logits(h_top, decoders):
-    h = np.asarray(h_top)
-    return np.stack([h @ np.asarray(W, h.dtype).T + np.asarray(b, h.dtype)
-                     for W, b in decoders])  # (K, B, V)
+def _check_decoders(decoders, name, H=None, dtype=None):
+    """``decoders`` as a list of float ``(W (V, H), b (V,))``, one V for all (H if given)."""
+    if not isinstance(decoders, (list, tuple)) or not decoders:
+        raise ValueError(f"{name} must hold at least one (W_k, b_k) pair")
+    out = []
+    for k, pair in enumerate(decoders):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"{name}[{k}] must be a pair (W (V, H), b (V,))")
+        W = _checks.float_array(pair[0], f"{name}[{k}][0]", dtype=dtype)
+        b = _checks.float_array(pair[1], f"{name}[{k}][1]", dtype=W.dtype)
+        V, H = out[0][0].shape if out else (W.shape[0] if W.ndim else None, H)
+        if W.ndim != 2 or W.shape[0] != V or (H is not None and W.shape[1] != H):
+            raise ValueError(f"{name}[{k}][0] must have shape (V, H) = ({V}, {H}), "
+                             f"got {W.shape}")
+        _checks.check_shape(b, (V,), f"{name}[{k}][1]", "(V,)")
+        out.append((W, b))
+    return out
+
+
+def _check_ensemble(h_top, decoders):
+    h = _checks.float_array(h_top, "h_top")
+    if h.ndim != 2:
+        raise ValueError(f"h_top must have shape (B, H), got {h.shape}")
+    return h, _check_decoders(decoders, "decoders", h.shape[1], h.dtype)
+
+
+def _member_logits(h, decoders):
+    return np.stack([h @ W.T + b for W, b in decoders])  # (K, B, V)
 
 
 def ensemble_log_probs(h_top, decoders, average="probs"):
     """The ensemble LM output: ``log mean_k p^(k)`` (Pearce et al.; default) or, with
     ``average="logits"``, the official code's mean of member logits. Returns (B, V)."""
-    o = _member_logits(h_top, decoders)  # (K, B, V)
+    _checks.check_choice(average, "average", ("probs", "logits"))
+    h, decoders = _check_ensemble(h_top, decoders)
+    o = _member_logits(h, decoders)  # (K, B, V)
     if average == "logits":
         return _log_softmax(o.mean(axis=0))
-    if average != "probs":
-        raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
     lp = _log_softmax(o)
     m = lp.max(axis=0)
     return m + np.log(np.exp(lp - m).mean(axis=0))
@@ -180,7 +199,8 @@ def ensemble_log_probs_backward(h_top, decoders, d_out, average="probs"):
     -------
     d_h_top : (B, H); d_decoders : [(dW_k (V, H), db_k (V,))].
     """
-    h = _checks.float_array(h_top, "h_top")
+    _checks.check_choice(average, "average", ("probs", "logits"))
+    h, decoders = _check_ensemble(h_top, decoders)
     o = _member_logits(h, decoders)  # (K, B, V)
     K = o.shape[0]
     d_out = _checks.float_array(d_out, "d_out", dtype=h.dtype)
@@ -189,22 +209,22 @@ def ensemble_log_probs_backward(h_top, decoders, d_out, average="probs"):
         lq = _log_softmax(o.mean(axis=0))  # (B, V)
         d_bar = d_out - np.exp(lq) * d_out.sum(axis=-1, keepdims=True)
         d_o = np.broadcast_to(d_bar / h.dtype.type(K), o.shape)  # (K, B, V)
-    elif average == "probs":
+    else:  # "probs"
         lp = _log_softmax(o)  # (K, B, V)
         w = np.exp(lp - ensemble_log_probs(h, decoders))  # (K, B, V), p^(k) / p̄
         d_o = (w * d_out - np.exp(lp) * (w * d_out).sum(axis=-1, keepdims=True)) \
             / h.dtype.type(K)
-    else:
-        raise ValueError(f"average must be 'probs' or 'logits', got {average!r}")
-    d_h = sum(d_o[k] @ np.asarray(W, h.dtype) for k, (W, _) in enumerate(decoders))
+    d_h = sum(d_o[k] @ W for k, (W, _) in enumerate(decoders))
     return d_h, [(d_o[k].T @ h, d_o[k].sum(axis=0)) for k in range(K)]
 
 
 def init_anchored_decoders(K, H, V, prior_var, rng=None, dtype=np.float64):
     """K decoders and their anchors, both drawn independently from ``N(0, prior_var)``
     (Pearce et al. 2018). Returns ``(decoders, anchors)``, each ``[(W (V, H), b (V,))]``."""
-    rng = np.random.default_rng(rng)
-    sd = np.sqrt(prior_var)
+    K, H, V = (_checks.check_number(n, name, integer=True, low=1)
+               for n, name in ((K, "K"), (H, "H"), (V, "V")))
+    sd = np.sqrt(_checks.check_number(prior_var, "prior_var", low=0, low_open=True))
+    rng, dtype = _checks.check_rng(rng), _checks.check_float_dtype(dtype, "dtype")
 
     def draw():
         return [((sd * rng.standard_normal((V, H))).astype(dtype),
@@ -217,6 +237,17 @@ def anchor_loss(decoders, anchors, data_noise, prior_var, N):
     """``(λ/N) Σ_k (||W_k - W_k^anc||² + ||b_k - b_k^anc||²)`` with ``λ = data_noise/prior_var``
     (squared norms and stored anchors, unlike the official code). Returns ``(loss, grads)``,
     grads ``[(dW_k, db_k)]``."""
+    data_noise = _checks.check_number(data_noise, "data_noise", low=0, low_open=True)
+    prior_var = _checks.check_number(prior_var, "prior_var", low=0, low_open=True)
+    N = _checks.check_number(N, "N", integer=True, low=1)
+    decoders = _check_decoders(decoders, "decoders")
+    anchors = _check_decoders(anchors, "anchors", dtype=decoders[0][0].dtype)
+    if len(anchors) != len(decoders):
+        raise ValueError(f"anchors must have one (W, b) per decoder ({len(decoders)}), got "
+                         f"{len(anchors)}")
+    if anchors[0][0].shape != decoders[0][0].shape:
+        raise ValueError(f"anchors and decoders must have the same shapes: anchors[0][0] is "
+                         f"{anchors[0][0].shape}, decoders[0][0] is {decoders[0][0].shape}")
     lam = data_noise / prior_var
     loss, grads = 0.0, []
     for (W, b), (Wa, ba) in zip(decoders, anchors):

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq import _checks
+
 
 def softplus(x):
-    return np.logaddexp(0, x)
+    """``log(1 + exp(x))`` elementwise, overflow-free; x float32/float64 of any shape."""
+    return np.logaddexp(0, _checks.float_array(x, "x"))
 
 
 class FixedStep:
     """``α = alpha`` for every example."""
 
     def __init__(self, alpha: float):
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
-        self.alpha, self.params = float(alpha), {}
+        self.alpha, self.params = _checks.check_number(alpha, "alpha", low=0), {}
 
     def __call__(self, h):
         return np.full((np.shape(h)[0], 1), self.alpha, np.asarray(h).dtype)
@@ -34,7 +35,8 @@ class LearnedStep:
     """``α = softplus(θ)``, scalar θ initialised ``U(0, 1)`` (or ``theta_init``)."""
 
     def __init__(self, theta_init=None, rng=None):
-        t = np.random.default_rng(rng).uniform(0, 1) if theta_init is None else theta_init
+        t = _checks.check_rng(rng).uniform(0, 1) if theta_init is None else \
+            _checks.check_number(theta_init, "theta_init")
         self.params = {"theta": np.array([float(t)])}
 
     def __call__(self, h):
@@ -51,7 +53,13 @@ class MLPStep:
     sizes ``H -> layers[0] -> layers[1] -> 1`` (official 300, 100); the input is detached."""
 
     def __init__(self, hidden_size: int, layers=(300, 100), rng=None, dtype=np.float64):
-        rng = np.random.default_rng(rng)
+        rng, dtype = _checks.check_rng(rng), _checks.check_float_dtype(dtype, "dtype")
+        hidden_size = _checks.check_number(hidden_size, "hidden_size", integer=True, low=1)
+        if not isinstance(layers, (tuple, list)) or len(layers) != 2:
+            raise TypeError(f"layers must be a pair of hidden widths (official (300, 100)), "
+                            f"got {layers!r}")
+        layers = [_checks.check_number(n, f"layers[{i}]", integer=True, low=1)
+                  for i, n in enumerate(layers)]
         sizes = [hidden_size, *layers, 1]
         self.params = {}
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):

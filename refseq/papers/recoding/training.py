@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq import _checks
 from refseq.nn.softmax import cross_entropy_backward, cross_entropy_forward
 from refseq.papers.recoding.grad import state_gradients, top_hidden_from
-from refseq.papers.recoding.lm import lm_backward
+from refseq.papers.recoding.lm import LSTMLanguageModel, lm_backward
 from refseq.papers.recoding.recoder import SIGNALS, RecodingLM, recode
 from refseq.papers.recoding.signals import (
     anchor_loss,
@@ -32,12 +33,28 @@ from refseq.papers.recoding.signals import (
 from refseq.papers.recoding.step_size import FixedStep, LearnedStep, MLPStep, softplus
 
 
+def _model_of(model_or_recoder, name="model_or_recoder"):
+    """``(recoder or None, model)`` of an LSTMLanguageModel or a RecodingLM, else TypeError."""
+    _checks.check_instance(model_or_recoder, (LSTMLanguageModel, RecodingLM), name)
+    rec = model_or_recoder if isinstance(model_or_recoder, RecodingLM) else None
+    return rec, (rec.model if rec else model_or_recoder)
+
+
+def _tokens(tokens, name, model):
+    """Token ids (B, T) in [0, V) with T >= 2 (the inputs and their next-token targets)."""
+    tokens = _checks.int_array(tokens, name, low=0, high=model.V, ndim=2, form="(B, T)")
+    if tokens.shape[1] < 2:
+        raise ValueError(f"{name} must have shape (B, T) with T >= 2 (inputs and next-token "
+                         f"targets), got {tokens.shape}")
+    return tokens
+
+
 def _run(model_or_recoder, tokens, state, targets, *, train, rng, gold=True, frozen=None):
     """Loop steps over tokens (B, T); returns (logits (B, T, V), state, caches, recodings)."""
     rec = model_or_recoder if isinstance(model_or_recoder, RecodingLM) else None
     model = rec.model if rec else model_or_recoder
     logits, caches, recodings = [], [], []
-    rng = np.random.default_rng(rng)
+    rng = _checks.check_rng(rng)
     for t in range(tokens.shape[1]):
         if rec is None:
             lg, state, cache = model.step(tokens[:, t], state, train=train, rng=rng)
@@ -57,9 +74,9 @@ def perplexity(model_or_recoder, tokens, gold_for_surprisal=True, state=None) ->
     """``exp(total NLL / number of predicted tokens)`` of ``tokens`` (B, T) at evaluation,
     scoring the logits each step returns (for surprisal: computed before the recoding that used
     the gold token, so nothing leaks)."""
-    tokens = np.asarray(tokens)
-    if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise ValueError(f"tokens must have shape (B, T) with T >= 2, got {tokens.shape}")
+    gold_for_surprisal = _checks.check_flag(gold_for_surprisal, "gold_for_surprisal")
+    _, model = _model_of(model_or_recoder)
+    tokens = _tokens(tokens, "tokens", model)
     logits, _, _, _ = _run(model_or_recoder, tokens[:, :-1], state, tokens[:, 1:], train=False,
                            rng=None, gold=gold_for_surprisal)
     loss, _ = cross_entropy_forward(logits, tokens[:, 1:])
@@ -69,7 +86,8 @@ def perplexity(model_or_recoder, tokens, gold_for_surprisal=True, state=None) ->
 def recoding_diagnostics(recoder: RecodingLM, tokens, state=None) -> dict:
     """Per step ``delta_before``, ``delta_after`` (B, T-1), ``grad_norms`` (L, 2, B, T-1) and
     ``alphas`` (L, 2, B, T-1), gold targets given to surprisal signals."""
-    tokens = np.asarray(tokens)
+    _checks.check_instance(recoder, RecodingLM, "recoder")
+    tokens = _tokens(tokens, "tokens", recoder.model)
     _, _, _, recs = _run(recoder, tokens[:, :-1], state, tokens[:, 1:], train=False, rng=None)
     return {"delta_before": np.stack([r["delta_before"] for r in recs], axis=1),
             "delta_after": np.stack([r["delta_after"] for r in recs], axis=1),
@@ -95,9 +113,10 @@ def recoding_loss_and_grad(model_or_recoder, batch, state=None, *, train=True, r
     copy; ``frozen`` is per step ``{"grads", "inputs"}`` (pass it back as ``frozen`` to
     evaluate the loss with ``g`` and the predictors' inputs held fixed).
     """
-    rec = model_or_recoder if isinstance(model_or_recoder, RecodingLM) else None
-    model = rec.model if rec else model_or_recoder
-    batch = np.asarray(batch)
+    train = _checks.check_flag(train, "train")
+    gold_for_surprisal = _checks.check_flag(gold_for_surprisal, "gold_for_surprisal")
+    rec, model = _model_of(model_or_recoder)
+    batch = _tokens(batch, "batch", model)
     logits, state, caches, recs = _run(model_or_recoder, batch[:, :-1], state, batch[:, 1:],
                                        train=train, rng=rng, gold=gold_for_surprisal,
                                        frozen=frozen)
@@ -141,10 +160,16 @@ def recoding_loss_and_grad(model_or_recoder, batch, state=None, *, train=True, r
 
 def batchify(stream, batch_size: int) -> np.ndarray:
     """Cut a 1-D token stream into ``batch_size`` contiguous rows (B, n), dropping the tail."""
-    stream = np.asarray(stream)
+    return _rows(stream, batch_size, "stream")
+
+
+def _rows(stream, batch_size, name, V=None):
+    batch_size = _checks.check_number(batch_size, "batch_size", integer=True, low=1)
+    stream = _checks.int_array(stream, name, low=0, high=V, ndim=1, form="(N,)")
     n = len(stream) // batch_size
     if n < 2:
-        raise ValueError(f"stream too short for batch_size {batch_size}")
+        raise ValueError(f"{name} too short for batch_size {batch_size}: need at least "
+                         f"{2 * batch_size} tokens, got {len(stream)}")
     return stream[: n * batch_size].reshape(batch_size, n)
 
 
@@ -152,7 +177,8 @@ def train_lm(model_or_recoder, stream, epochs, optimizer, *, bptt_len=35, batch_
              clip=0.25, rng=None, log=None, valid=None, plateau=None) -> list:
     """Truncated BPTT over contiguous rows of ``stream`` with the state carried (detached)
     across windows; clip the global gradient norm, then ``optimizer.step`` (the official
-    setting is plain SGD lr 20; any :mod:`refseq.train` optimiser works). Trains the LM, the
+    setting is plain SGD lr 20; any :mod:`refseq.train` optimiser works); ``clip`` is the
+    largest global norm (> 0; ``None`` or ``inf`` for no clipping). Trains the LM, the
     step-size predictors and, for ``signal="ensemble"``, the ensemble members (with the anchor
     loss when the recoder has anchors).
 
@@ -169,17 +195,24 @@ def train_lm(model_or_recoder, stream, epochs, optimizer, *, bptt_len=35, batch_
     from refseq.train.clipping import clip_grad_norm
     from refseq.train.plateau import ReduceOnPlateau
 
-    rec = model_or_recoder if isinstance(model_or_recoder, RecodingLM) else None
-    model = rec.model if rec else model_or_recoder
+    epochs = _checks.check_number(epochs, "epochs", integer=True, low=0)
+    bptt_len = _checks.check_number(bptt_len, "bptt_len", integer=True, low=1)
+    batch_size = _checks.check_number(batch_size, "batch_size", integer=True, low=1)
+    clip = _checks.check_number(clip, "clip", low=0, low_open=True, allow_inf=True,
+                                allow_none=True)
+    rec, model = _model_of(model_or_recoder)
+    if not callable(getattr(optimizer, "step", None)):
+        raise TypeError(f"optimizer must be a refseq.train optimiser (with a step(params, "
+                        f"grads) method), got {type(optimizer).__name__}")
     params = dict(model.params) | (rec.recoder_params() if rec else {})
-    rows = batchify(stream, batch_size)
+    rows = _rows(stream, batch_size, "stream", model.V)
     if plateau is not None and valid is None:
         raise ValueError("plateau needs a validation stream (valid=...)")
     if valid is not None:
-        valid_rows = batchify(valid, batch_size)
+        valid_rows = _rows(valid, batch_size, "valid", model.V)
         if plateau is None:
             plateau = ReduceOnPlateau(optimizer, factor=0.25, patience=0)
-    rng = np.random.default_rng(rng)
+    rng = _checks.check_rng(rng)
     history = []
     for e in range(epochs):
         state, losses = None, []
@@ -189,7 +222,7 @@ def train_lm(model_or_recoder, stream, epochs, optimizer, *, bptt_len=35, batch_
                 break
             loss, grads, state, _ = recoding_loss_and_grad(model_or_recoder, batch, state,
                                                         train=True, rng=rng)
-            if clip:
+            if clip is not None:
                 grads, _ = clip_grad_norm(grads, clip)
             optimizer.step(params, grads)
             losses.append(loss)

@@ -33,6 +33,14 @@ def _spectral_norms(J):
     return np.linalg.norm(J, ord=2, axis=(-2, -1))
 
 
+def _check_x(x, I):
+    """``x`` is (T, I) or (B, T, I) with I = the input weights' width (when known)."""
+    if x.ndim not in (2, 3) or (I is not None and x.shape[-1] != I):
+        raise ValueError(f"x must have shape (T, I) or (B, T, I)"
+                         + ("" if I is None else f" with I = {I} (the input weights' width)")
+                         + f", got {x.shape}")
+
+
 def elman_jacobian_chain(x, W_hx, W_hh, b_h, h0=None, activation="tanh"):
     """``norms[..., t-1] = ||∂h(t)/∂h(0)||_2`` for t = 1..T.
 
@@ -46,6 +54,7 @@ def elman_jacobian_chain(x, W_hx, W_hh, b_h, h0=None, activation="tanh"):
     norms : (T,) or (B, T), ``x``'s dtype.
     """
     x = _checks.float_array(x, "x")
+    _check_x(x, np.shape(W_hx)[-1] if np.ndim(W_hx) == 2 else None)
     single = x.ndim == 2
     x3 = x[None] if single else x
     h0 = None if h0 is None else np.asarray(h0)
@@ -64,7 +73,12 @@ def elman_jacobian_chain(x, W_hx, W_hh, b_h, h0=None, activation="tanh"):
 
 def jacobian_bound(W_hh, activation, T):
     """``(||W_hh||_2 max|σ_h'|)^t`` for t = 1..T: the bound on :func:`elman_jacobian_chain`."""
-    rate = np.linalg.norm(np.asarray(W_hh, np.float64), 2) * MAX_DERIVATIVE[activation]
+    W_hh = _checks.float_array(W_hh, "W_hh")
+    if W_hh.ndim != 2 or W_hh.shape[0] != W_hh.shape[1]:
+        raise ValueError(f"W_hh must be a square matrix (H, H), got shape {W_hh.shape}")
+    _checks.check_choice(activation, "activation", tuple(MAX_DERIVATIVE))
+    T = _checks.check_number(T, "T", integer=True, low=0)
+    rate = np.linalg.norm(W_hh.astype(np.float64), 2) * MAX_DERIVATIVE[activation]
     return rate ** np.arange(1, T + 1)
 
 
@@ -73,7 +87,8 @@ def scalar_rnn_gradient(w, activation_derivatives):
 
     The last entry is the full factor ``∂h(T)/∂h(0)`` of a single unit with self-weight ``w``.
     """
-    d = np.asarray(activation_derivatives)
+    d = _checks.float_array(activation_derivatives, "activation_derivatives")
+    w = _checks.check_number(w, "w")
     return np.cumprod(w * d)
 
 
@@ -138,6 +153,8 @@ def lstm_state_jacobian(x, params, state0=None, which="s", *, forget_gate=True, 
     if which not in ("s", "h", "full"):
         raise ValueError(f"which must be 's', 'h' or 'full', got {which!r}")
     x = _checks.float_array(x, "x")
+    W_gx = params.get("W_gx") if isinstance(params, dict) else getattr(params, "W_gx", None)
+    _check_x(x, np.shape(W_gx)[-1] if np.ndim(W_gx) == 2 else None)
     single = x.ndim == 2
     if single:
         x = x[None]

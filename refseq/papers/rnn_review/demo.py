@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from refseq.cli import positive_int, seed
 from refseq.papers.rnn_review.analysis import (
     elman_jacobian_chain,
     jacobian_bound,
@@ -112,10 +113,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="refseq demo rnn-review",
         description="Vanishing versus preserved gradients: Elman networks against the LSTM.")
-    parser.add_argument("--H", type=int, default=32)
-    parser.add_argument("--I", type=int, default=8)
-    parser.add_argument("--T", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--H", type=positive_int, default=32)
+    parser.add_argument("--I", type=positive_int, default=8)
+    parser.add_argument("--T", type=positive_int, default=50)
+    parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
     checkpoints = tuple(c for c in (10, 25, 50) if c < args.T) + (args.T,)
     result = run(H=args.H, I=args.I, T=args.T, seed=args.seed,

@@ -56,7 +56,8 @@ def jordan_forward(x, W_hx, W_hc, b_h, W_yh, b_y, alpha=0.0, y0=None, feedback="
     ----------
     x : (B, T, I) float32 or float64; W_hx : (H, I); W_hc : (H, K); b_h : (H,);
     W_yh : (K, H); b_y : (K,).
-    alpha : float — context self-connection (0 removes it).
+    alpha : float in [0, 1] — context self-connection, a decay (0 removes it; above 1 the
+        context would grow without bound).
     y0 : (B, K), optional — the output fed back at t = 1 (zeros by default).
     feedback : "probs" | "logits" | "teacher".
     targets : (B, T) int in [0, K) — required for ``"teacher"``.
@@ -67,10 +68,9 @@ def jordan_forward(x, W_hx, W_hc, b_h, W_yh, b_y, alpha=0.0, y0=None, feedback="
     h : (B, T, H); logits : (B, T, K) — :math:`o(t)` (``softmax`` of it is :math:`\\hat y`);
     cache : JordanCache for :func:`jordan_backward`.
     """
-    if feedback not in FEEDBACKS:
-        raise ValueError(f"feedback must be one of {FEEDBACKS}, got {feedback!r}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    _checks.check_choice(feedback, "feedback", FEEDBACKS)
+    _checks.check_choice(activation, "activation", sorted(ACTIVATIONS))
+    alpha = _checks.check_number(alpha, "alpha", low=0, high=1)
     x = _checks.float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, I), got {x.shape}")

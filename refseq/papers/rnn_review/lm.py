@@ -72,6 +72,13 @@ def _top_output(layer_state):
     return layer_state[0] if isinstance(layer_state, (tuple, list)) else layer_state
 
 
+def _layer_dims(layer):
+    """``(I, H)`` of an Elman or LSTM layer from its input weights, ``(None, None)`` if unknown."""
+    params = getattr(layer, "params", None)
+    W = params.get("W_hx", params.get("W_gx")) if isinstance(params, dict) else None
+    return tuple(W.shape[::-1]) if np.ndim(W) == 2 else (None, None)
+
+
 class RNNLanguageModel:
     """Embedding -> stack of Elman/LSTM layers -> softmax readout, as a ``StepLM`` and a BPTT model.
 
@@ -101,10 +108,17 @@ class RNNLanguageModel:
             raise ValueError(f"W_yh must have shape (V, H) with V = {V}, got {W_yh.shape}")
         b_y = _checks.float_array(b_y, "b_y")
         _checks.check_shape(b_y, (V,), "b_y", "(V,)")
-        if bos_id is not None and not 0 <= int(bos_id) < V:
-            raise ValueError(f"bos_id must be in [0, {V}), got {bos_id}")
+        I, _ = _layer_dims(layers[0])
+        if I is not None and E.shape[1] != I:
+            raise ValueError(f"E must have shape (V, I) with I = {I} (layer 0's input width), "
+                             f"got {E.shape}")
+        _, H = _layer_dims(layers[-1])
+        if H is not None and W_yh.shape[1] != H:
+            raise ValueError(f"W_yh must have shape (V, H) with H = {H} (the last layer's "
+                             f"width), got {W_yh.shape}")
         self.layers, self.vocab_size, self.dtype = list(layers), V, E.dtype
-        self.bos_id = None if bos_id is None else int(bos_id)
+        self.bos_id = _checks.check_number(bos_id, "bos_id", integer=True, low=0, high=V - 1,
+                                           allow_none=True)
         self.params = {"E": E, **{f"layer{l}.{k}": v for l, layer in enumerate(self.layers)
                                   for k, v in layer.params.items()}, "W_yh": W_yh, "b_y": b_y}
 
@@ -114,9 +128,10 @@ class RNNLanguageModel:
         """Random model: ``E ~ N(0, 1)``, layers as ``ElmanLayer.init`` / ``init_lstm_params``,
         ``W_yh ~ N(0, 1/H)``, ``b_y ~ N(0, 0.1²)``. ``cell_kwargs``: ``activation`` (Elman) or
         ``forget_gate``, ``peepholes``, ``output_activation`` (LSTM)."""
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-        rng = np.random.default_rng(rng)
+        _checks.check_choice(cell, "cell", CELLS)
+        rng, dtype = _checks.check_rng(rng), _checks.check_float_dtype(dtype, "dtype")
+        V, I, H, n_layers = (_checks.check_number(n, name, integer=True, low=1) for n, name in
+                             ((V, "V"), (I, "I"), (H, "H"), (n_layers, "n_layers")))
         layers = []
         for l in range(n_layers):
             fan_in = I if l == 0 else H

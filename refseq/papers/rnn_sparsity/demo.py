@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from refseq.cli import nonnegative_int, positive_int, seed
 from refseq.papers.rnn_sparsity import (
     PruneRNN,
     ReberClassifier,
@@ -95,15 +96,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="refseq demo rnn-sparsity",
         description="Magnitude pruning and one-epoch recovery of a Reber-grammar classifier.")
-    parser.add_argument("--n-train", type=int, default=3000)
-    parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--embed", type=int, default=16)
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--retrain-epochs", type=int, default=1)
+    parser.add_argument("--n-train", type=positive_int, default=3000)
+    parser.add_argument("--n-test", type=positive_int, default=1000)
+    parser.add_argument("--embed", type=positive_int, default=16)
+    parser.add_argument("--hidden", type=positive_int, default=32)
+    parser.add_argument("--epochs", type=positive_int, default=6)
+    parser.add_argument("--retrain-epochs", type=nonnegative_int, default=1)
     parser.add_argument("--mode", default="RNN_TANH",
                         choices=["RNN_TANH", "RNN_RELU", "GRU", "LSTM"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     args = parser.parse_args(argv)
     result = run(n_train=args.n_train, n_test=args.n_test, embed=args.embed, hidden=args.hidden,
                  epochs=args.epochs, retrain_epochs=args.retrain_epochs, mode=args.mode,

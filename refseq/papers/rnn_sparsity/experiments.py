@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq import _checks
 from refseq.papers.rnn_sparsity.graph_properties import graph_properties, structure_properties
 from refseq.papers.rnn_sparsity.graphs import layer_index, orient_dag, thesis_graph
 from refseq.papers.rnn_sparsity.models import ArbitraryStructureRNN, ReberClassifier
@@ -35,6 +36,7 @@ def _take(data, idx):
 
 def evaluate(model: ReberClassifier, data, batch_size: int = 512) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data = (tokens, lengths, labels)``."""
+    batch_size = _checks.check_number(batch_size, "batch_size", integer=True, low=1)
     tokens, lengths, labels = data
     total_loss, correct = 0.0, 0
     for idx in _batches(len(labels), batch_size, None):
@@ -50,6 +52,9 @@ def evaluate(model: ReberClassifier, data, batch_size: int = 512) -> tuple[float
 def train_epoch(model: ReberClassifier, data, optimizer, rng: np.random.Generator,
                 batch_size: int = 32, clip: float | None = 5.0) -> tuple[float, float]:
     """One shuffled epoch; returns the mean training loss and accuracy seen during it."""
+    batch_size = _checks.check_number(batch_size, "batch_size", integer=True, low=1)
+    clip = _checks.check_number(clip, "clip", low=0, low_open=True, allow_inf=True,
+                                allow_none=True)
     params = model.params()
     total_loss, correct, n = 0.0, 0, 0
     for idx in _batches(len(data[2]), batch_size, rng):
@@ -69,7 +74,8 @@ def train_classifier(model, train, test=None, epochs: int = 1, lr: float = 1e-3,
                      rng: np.random.Generator | None = None) -> list[dict]:
     """Train with a fresh Adam; one row per epoch: ``epoch`` (1-based), ``train_loss``,
     ``train_acc`` and, with ``test``, ``test_loss``, ``test_acc``."""
-    rng = np.random.default_rng(0) if rng is None else rng
+    epochs = _checks.check_number(epochs, "epochs", integer=True, low=0)
+    rng = np.random.default_rng(0) if rng is None else _checks.check_rng(rng)
     opt = Adam(lr=lr)
     rows = []
     for e in range(1, epochs + 1):
@@ -95,6 +101,8 @@ def prune_and_retrain(model, base_params, train, test, percents=range(10, 101, 1
     """The thesis' pruning table: rows ``(mode, group, percent, epoch, sparsity, train_loss,
     train_acc, test_loss, test_acc)``; epoch 0 is the pruned model before retraining. The model is
     left holding the last setting's parameters; the base parameters are never modified."""
+    retrain_epochs = _checks.check_number(retrain_epochs, "retrain_epochs", integer=True, low=0)
+    seed = _checks.check_number(seed, "seed", integer=True, low=0)
     base_params = {k: np.array(v, copy=True) for k, v in base_params.items()}
     base_masks = {k: m.copy() for k, m in model.masks().items()}
     rows = []

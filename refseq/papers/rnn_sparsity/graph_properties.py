@@ -23,7 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.papers.rnn_sparsity.graphs import _check_edges, adjacency, is_connected
+from refseq.papers.rnn_sparsity.graphs import (
+    _check_edges,
+    _check_layered_edges,
+    _check_layers,
+    adjacency,
+    is_connected,
+)
 
 FEATURES = (
     "layers", "nodes", "edges", "source_nodes", "sink_nodes", "diameter", "density",
@@ -43,7 +49,7 @@ def brandes(n: int, edges) -> tuple[np.ndarray, dict[tuple[int, int], float]]:
     """Unnormalised betweenness of every node and every edge, summed over *ordered* pairs
     (s, t) (so each unordered pair counts twice), by Brandes' algorithm on the undirected graph.
     Returns ``(node (n,), edge {(u, v) with u < v: value})``."""
-    e = _check_edges(n, edges)
+    n, e = _check_edges(n, edges, "edges")
     nbrs: list[list[int]] = [[] for _ in range(n)]
     for u, v in e:
         nbrs[u].append(int(v))
@@ -82,7 +88,7 @@ def graph_properties(n: int, undirected_edges) -> dict[str, float]:
     edge_betweenness}_{mean, var, std}``). The graph must be connected with n >= 3."""
     from scipy.sparse.csgraph import shortest_path
 
-    e = _check_edges(n, undirected_edges)
+    n, e = _check_edges(n, undirected_edges, "undirected_edges")
     e = np.unique(np.sort(e, axis=1), axis=0)
     if n < 3 or not is_connected(n, e):
         raise ValueError(f"graph_properties needs a connected graph with n >= 3 (n = {n})")
@@ -108,9 +114,10 @@ def structure_properties(layers: list[list[int]], directed_edges=None) -> dict[s
 
     Without ``directed_edges`` sinks are the vertices of the last layer (the thesis'
     ``last_layer``); with them, the vertices without an outgoing edge."""
+    layers = _check_layers(layers)
     sinks = len(layers[-1])
     if directed_edges is not None:
-        e = np.asarray(directed_edges, np.int64).reshape(-1, 2)
+        e = _check_layered_edges(layers, directed_edges)
         sinks = sum(len(layer) for layer in layers) - len(np.unique(e[:, 0]))
     return {"layers": float(len(layers)), "source_nodes": float(len(layers[0])),
             "sink_nodes": float(sinks)}

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq import _checks
+
+LAYOUTS = ("tile", "thesis_repeat")
+
 
 def _edges_array(pairs) -> np.ndarray:
     e = np.asarray(sorted({(min(u, v), max(u, v)) for u, v in pairs}), np.int64)
@@ -35,8 +39,10 @@ def barabasi_albert(n: int, m: int, rng: np.random.Generator, *, use_networkx: b
     ``m`` distinct targets drawn from the list of edge endpoints (so with probability
     proportional to degree). ``m (n - m)`` edges; connected.
     """
-    if not (isinstance(n, (int, np.integer)) and isinstance(m, (int, np.integer))):
-        raise TypeError(f"n and m must be integers, got {n!r}, {m!r}")
+    use_networkx = _checks.check_flag(use_networkx, "use_networkx")
+    n = _checks.check_number(n, "n", integer=True)
+    m = _checks.check_number(m, "m", integer=True)
+    rng = _checks.check_rng(rng)
     if not 1 <= m < n:
         raise ValueError(f"Barabási–Albert needs 1 <= m < n, got m = {m}, n = {n}")
     if use_networkx:
@@ -61,10 +67,12 @@ def watts_strogatz(n: int, k: int, p: float, rng: np.random.Generator) -> np.nda
     ``u + 1 .. u + k//2`` (mod n), then each lattice edge ``(u, u + j)`` is, with probability p,
     replaced by ``(u, w)`` with w uniform among nodes that are neither u nor its neighbours.
     ``n * (k // 2)`` edges (``k == n`` gives the complete graph)."""
+    n = _checks.check_number(n, "n", integer=True, low=0)
+    k = _checks.check_number(k, "k", integer=True)
     if not 0 <= k <= n:
         raise ValueError(f"Watts–Strogatz needs 0 <= k <= n, got k = {k}, n = {n}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must lie in [0, 1], got {p}")
+    p = _checks.check_number(p, "p", low=0, high=1)
+    rng = _checks.check_rng(rng)
     if k == n:
         return _edges_array((u, v) for u in range(n) for v in range(u + 1, n))
     adj = [set() for _ in range(n)]
@@ -96,9 +104,10 @@ def is_connected(n: int, edges) -> bool:
     """True iff the undirected graph on ``n`` nodes is connected (``scipy.sparse.csgraph``)."""
     from scipy.sparse.csgraph import connected_components
 
+    n, e = _check_edges(n, edges, "edges")
     if n <= 1:
         return True
-    n_comp, _ = connected_components(adjacency(n, edges), directed=False)
+    n_comp, _ = connected_components(adjacency(n, e), directed=False)
     return n_comp == 1
 
 
@@ -106,8 +115,9 @@ def connected_watts_strogatz(n: int, k: int, p: float, tries: int, rng: np.rando
                              use_networkx: bool = False) -> np.ndarray:
     """:func:`watts_strogatz` redrawn up to ``tries`` times until connected; raises
     ``RuntimeError`` when no draw is (networkx raises ``NetworkXError``)."""
-    if tries < 1:
-        raise ValueError(f"tries must be >= 1, got {tries}")
+    use_networkx = _checks.check_flag(use_networkx, "use_networkx")
+    tries = _checks.check_number(tries, "tries", integer=True, low=1)
+    rng = _checks.check_rng(rng)
     if use_networkx:
         import networkx as nx
 
@@ -125,6 +135,9 @@ def thesis_graph(generator: str, rng: np.random.Generator, *, use_networkx: bool
                  ) -> tuple[int, np.ndarray]:
     """The thesis' sampling: ``n ~ Uniform{10..50}``; ``"ba"``: BA(n, n // 10);
     ``"ws"``: connected WS(n, n // 5, p = 1, tries = 10). Returns ``(n, edges)``."""
+    use_networkx = _checks.check_flag(use_networkx, "use_networkx")
+    _checks.check_choice(generator, "generator", ("ba", "ws"))
+    rng = _checks.check_rng(rng)
     n = int(rng.integers(10, 51))
     if generator == "ba":
         return n, barabasi_albert(n, n // 10, rng, use_networkx=use_networkx)
@@ -137,7 +150,8 @@ def adjacency(n: int, edges, directed: bool = False):
     """Sparse 0/1 adjacency ``(n, n)`` (``scipy.sparse.csr_array``), symmetric unless directed."""
     from scipy.sparse import csr_array
 
-    e = _check_edges(n, edges)
+    directed = _checks.check_flag(directed, "directed")
+    n, e = _check_edges(n, edges, "edges")
     rows, cols = (e[:, 0], e[:, 1]) if directed else (np.r_[e[:, 0], e[:, 1]],
                                                        np.r_[e[:, 1], e[:, 0]])
     a = csr_array((np.ones(rows.size), (rows, cols)), shape=(n, n))
@@ -145,22 +159,25 @@ def adjacency(n: int, edges, directed: bool = False):
     return a
 
 
-def _check_edges(n: int, edges) -> np.ndarray:
-    e = np.asarray(edges)
-    if e.size == 0:
-        return np.zeros((0, 2), np.int64)
-    if e.dtype.kind not in "iu" or e.ndim != 2 or e.shape[1] != 2:
-        raise ValueError(f"edges must be an integer array (E, 2), got {e.dtype} {e.shape}")
+def _check_edges(n: int, edges, name: str) -> tuple[int, np.ndarray]:
+    """``(n, edges (E, 2) int64)`` with every endpoint in ``[0, n)`` and no self-loop; messages
+    name ``n`` and the edge argument ``name``. An empty edge list is allowed."""
+    n = _checks.check_number(n, "n", integer=True, low=0)
+    if np.size(edges) == 0:
+        return n, np.zeros((0, 2), np.int64)
+    e = _checks.int_array(edges, name, ndim=2, form="(E, 2)")
+    _checks.check_shape(e, (len(e), 2), name, "(E, 2)")
     if e.min() < 0 or e.max() >= n:
-        raise ValueError(f"edge endpoints must lie in [0, {n}), got range [{e.min()}, {e.max()}]")
+        raise ValueError(f"{name} endpoints must lie in [0, n) = [0, {n}), got range "
+                         f"[{e.min()}, {e.max()}]")
     if (e[:, 0] == e[:, 1]).any():
-        raise ValueError("self-loops are not allowed")
-    return e.astype(np.int64)
+        raise ValueError(f"{name}: self-loops are not allowed")
+    return n, e.astype(np.int64)
 
 
 def orient_dag(n: int, undirected_edges) -> np.ndarray:
     """Orient every edge from the lower to the higher id: ``{u, v} -> (min, max)``; a DAG."""
-    e = _check_edges(n, undirected_edges)
+    _, e = _check_edges(n, undirected_edges, "undirected_edges")
     return _edges_array(map(tuple, e))
 
 
@@ -173,7 +190,7 @@ def layer_index(n: int, directed_edges) -> tuple[np.ndarray, list[list[int]]]:
     depth. Depends only on the edge *set*, not on the order the edges are given in.
     Raises ``ValueError`` on a cycle.
     """
-    e = _check_edges(n, directed_edges)
+    n, e = _check_edges(n, directed_edges, "directed_edges")
     parents: list[list[int]] = [[] for _ in range(n)]
     for u, v in sorted({(int(u), int(v)) for u, v in e}):
         parents[v].append(u)
@@ -198,17 +215,51 @@ def layer_index(n: int, directed_edges) -> tuple[np.ndarray, list[list[int]]]:
     return layer_of, [layers[d] for d in sorted(layers)]
 
 
+def _check_layers(layers, name: str = "layers") -> list[list[int]]:
+    """``layers`` as a non-empty list of non-empty lists of distinct non-negative vertex ids."""
+    if not isinstance(layers, (list, tuple)) or not all(
+            isinstance(layer, (list, tuple, np.ndarray)) for layer in layers):
+        raise TypeError(f"{name} must be a list of vertex lists, got {type(layers).__name__}")
+    if not layers or not all(len(layer) for layer in layers):
+        raise ValueError(f"{name} must be a non-empty list of non-empty vertex lists, "
+                         f"got {layers!r}")
+    out = [[_checks.check_number(v, f"{name}[{k}][{i}]", integer=True, low=0)
+            for i, v in enumerate(layer)] for k, layer in enumerate(layers)]
+    flat = [v for layer in out for v in layer]
+    if len(set(flat)) != len(flat):
+        raise ValueError(f"{name} must hold every vertex once, got {out}")
+    return out
+
+
+def _check_layered_edges(layers: list[list[int]], directed_edges, name: str = "directed_edges"
+                         ) -> np.ndarray:
+    """``directed_edges (E, 2)`` int64 whose endpoints are all vertices of ``layers``."""
+    e = np.asarray(directed_edges)
+    if e.size == 0:
+        return np.zeros((0, 2), np.int64)
+    e = _checks.int_array(e, name, ndim=2, form="(E, 2)")
+    _checks.check_shape(e, (len(e), 2), name, "(E, 2)")
+    unknown = np.setdiff1d(e, [v for layer in layers for v in layer])
+    if unknown.size:
+        raise ValueError(f"{name} endpoints must be vertices of layers; {unknown.tolist()} "
+                         "are in no layer")
+    return e.astype(np.int64)
+
+
 def layer_connectivity(layers: list[list[int]], directed_edges
                        ) -> dict[tuple[int, int], np.ndarray]:
     """``{(j, k): E_jk}`` for every pair of layers ``j < k`` joined by at least one edge, where
     ``E_jk[a, b] = 1`` iff there is an edge from ``layers[j][b]`` to ``layers[k][a]``
     (shape ``(s_k, s_j)``, int8). Edges within a layer or backwards raise ``ValueError``."""
+    layers = _check_layers(layers)
+    e = _check_layered_edges(layers, directed_edges)
     where = {v: (k, i) for k, layer in enumerate(layers) for i, v in enumerate(layer)}
     out: dict[tuple[int, int], np.ndarray] = {}
-    for u, v in np.asarray(directed_edges, np.int64).reshape(-1, 2):
+    for u, v in e:
         (j, b), (k, a) = where[int(u)], where[int(v)]
         if j >= k:
-            raise ValueError(f"edge {u} -> {v} does not go to a deeper layer ({j} -> {k})")
+            raise ValueError(f"directed_edges: edge {u} -> {v} does not go to a deeper layer "
+                             f"({j} -> {k})")
         E = out.setdefault((j, k), np.zeros((len(layers[k]), len(layers[j])), np.int8))
         E[a, b] = 1
     return dict(sorted(out.items()))
@@ -222,13 +273,16 @@ def expand_gate_mask(E, gates: int, layout: str = "tile") -> np.ndarray:
     ``np.repeat(E, G, axis=0)``: row r gets unit ``r // G``'s connectivity, which misaligns the
     graph with the gate blocks for G > 1. Both coincide for G = 1.
     """
-    E = np.asarray(E).astype(bool)
+    gates = _checks.check_number(gates, "gates", integer=True, low=1)
+    _checks.check_choice(layout, "layout", LAYOUTS)
+    E = np.asarray(E)
+    if E.dtype.kind not in "biuf":
+        raise TypeError(f"E must be a 0/1 or boolean mask (s_k, s_j), got dtype {E.dtype}")
     if E.ndim != 2:
         raise ValueError(f"E must be a 2-D mask (s_k, s_j), got shape {E.shape}")
-    if gates < 1:
-        raise ValueError(f"gates must be >= 1, got {gates}")
+    if E.size and not np.isin(E, (0, 1)).all():
+        raise ValueError("E must be a 0/1 or boolean mask (s_k, s_j); it holds other values")
+    E = E.astype(bool)
     if layout == "tile":
         return np.tile(E, (gates, 1))  # (G*s_k, s_j)
-    if layout == "thesis_repeat":
-        return np.repeat(E, gates, axis=0)  # (G*s_k, s_j), the thesis' misaligned layout
-    raise ValueError(f"layout must be 'tile' or 'thesis_repeat', got {layout!r}")
+    return np.repeat(E, gates, axis=0)  # (G*s_k, s_j), the thesis' misaligned layout

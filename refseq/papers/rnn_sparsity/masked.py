@@ -64,14 +64,12 @@ class MaskedRecurrentLayer:
 
     def __init__(self, input_size: int, hidden_size: int, mode: str, rng: np.random.Generator,
                  dtype=np.float64):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
-        if input_size < 1 or hidden_size < 1:
-            raise ValueError(f"input_size and hidden_size must be >= 1, got "
-                             f"{input_size}, {hidden_size}")
-        if np.dtype(dtype) not in _checks.FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-        self.input_size, self.hidden_size, self.mode = int(input_size), int(hidden_size), mode
+        _checks.check_choice(mode, "mode", tuple(MODES))
+        input_size = _checks.check_number(input_size, "input_size", integer=True, low=1)
+        hidden_size = _checks.check_number(hidden_size, "hidden_size", integer=True, low=1)
+        dtype = _checks.check_float_dtype(dtype, "dtype")
+        rng = _checks.check_rng(rng)
+        self.input_size, self.hidden_size, self.mode = input_size, hidden_size, mode
         self.cell, self.gates = MODES[mode]
         G, H, k = self.gates, self.hidden_size, 1.0 / np.sqrt(hidden_size)
         shapes = {"weight_ih": (G * H, input_size), "weight_hh": (G * H, H),
@@ -144,6 +142,7 @@ class MaskedRecurrentLayer:
         sequence's last real step (``lengths[b] - 1``); outputs at later positions are computed
         but belong to the padding. Returns ``(outputs (B, T, H), last_state[, cache])``.
         """
+        return_cache = _checks.check_flag(return_cache, "return_cache")
         x = _checks.float_array(x, "x")
         if x.ndim != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x must have shape (B, T, I) with I = {self.input_size}, "

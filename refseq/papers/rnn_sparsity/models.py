@@ -25,10 +25,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from refseq import _checks
 from refseq.nn.embedding import embedding_backward, embedding_forward
 from refseq.nn.linear import linear_backward, linear_forward
 from refseq.nn.softmax import cross_entropy_backward, cross_entropy_forward
-from refseq.papers.rnn_sparsity.graphs import expand_gate_mask, layer_connectivity
+from refseq.papers.rnn_sparsity.graphs import (
+    LAYOUTS,
+    _check_layers,
+    expand_gate_mask,
+    layer_connectivity,
+)
 from refseq.papers.rnn_sparsity.masked import MODES, MaskedRecurrentLayer, _lengths
 
 READOUTS = ("last_real", "padded_end")
@@ -73,15 +79,18 @@ class PruneRNN(_LayeredModel):
 
     def __init__(self, input_size: int, hidden_layers=(50, 50, 50), mode: str = "RNN_TANH",
                  rng: np.random.Generator | None = None, dtype=np.float64):
-        if not hidden_layers:
+        if not isinstance(hidden_layers, (tuple, list)) or not hidden_layers:
             raise ValueError("hidden_layers must name at least one layer size")
-        rng = np.random.default_rng() if rng is None else rng
-        sizes = [int(input_size), *map(int, hidden_layers)]
-        self.mode, self.output_size = mode, sizes[-1]
+        rng = _checks.check_rng(rng)
+        sizes = [_checks.check_number(input_size, "input_size", integer=True, low=1),
+                 *(_checks.check_number(n, f"hidden_layers[{i}]", integer=True, low=1)
+                   for i, n in enumerate(hidden_layers))]
+        self.mode, self.input_size, self.output_size = mode, sizes[0], sizes[-1]
         self._layers = {str(k): MaskedRecurrentLayer(sizes[k], sizes[k + 1], mode, rng, dtype)
                         for k in range(len(hidden_layers))}
 
     def forward(self, x, lengths=None, *, return_cache=False):
+        return_cache = _checks.check_flag(return_cache, "return_cache")
         caches, h = [], x
         for layer in self._layers.values():
             h, _, c = layer.forward(h, None, lengths, return_cache=True)  # (B, T, H_k)
@@ -117,18 +126,16 @@ class ArbitraryStructureRNN(_LayeredModel):
     def __init__(self, input_size: int, layers, directed_edges, mode: str = "RNN_TANH",
                  rng: np.random.Generator | None = None, mask_layout: str = "tile",
                  dtype=np.float64):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {tuple(MODES)}, got {mode!r}")
-        rng = np.random.default_rng() if rng is None else rng
+        _checks.check_choice(mode, "mode", tuple(MODES))
+        _checks.check_choice(mask_layout, "mask_layout", LAYOUTS)
+        rng = _checks.check_rng(rng)
         self.mode, self.mask_layout = mode, mask_layout
-        self.layers = [list(map(int, layer)) for layer in layers]
-        if not self.layers or any(not layer for layer in self.layers):
-            raise ValueError("layers must be a non-empty list of non-empty vertex lists")
+        self.layers = _check_layers(layers)
         sizes = [len(layer) for layer in self.layers]
-        self.output_size = sizes[-1]
         self.connectivity = layer_connectivity(self.layers, directed_edges)
         G = MODES[mode][1]
         self._layers = {"layer.0": MaskedRecurrentLayer(input_size, sizes[0], mode, rng, dtype)}
+        self.input_size, self.output_size = self._layers["layer.0"].input_size, sizes[-1]
         self.inputs: dict[str, int] = {"layer.0": -1}  # layer name -> index of the y it reads
         self.targets: dict[str, int] = {"layer.0": 0}  # layer name -> index of the y it feeds
         for k in range(1, len(sizes)):
@@ -147,6 +154,7 @@ class ArbitraryStructureRNN(_LayeredModel):
         self._order = sorted(self._layers, key=lambda n: (self.targets[n], n.startswith("skip")))
 
     def forward(self, x, lengths=None, *, return_cache=False):
+        return_cache = _checks.check_flag(return_cache, "return_cache")
         ys: dict[int, np.ndarray] = {-1: x}
         caches = {}
         for name in self._order:
@@ -185,8 +193,14 @@ class ReberClassifier:
 
     def __init__(self, vocab_size: int, embed_dim: int, rnn, rng: np.random.Generator,
                  readout: str = "last_real", dtype=np.float64):
-        if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        _checks.check_choice(readout, "readout", READOUTS)
+        vocab_size = _checks.check_number(vocab_size, "vocab_size", integer=True, low=1)
+        embed_dim = _checks.check_number(embed_dim, "embed_dim", integer=True, low=1)
+        rng, dtype = _checks.check_rng(rng), _checks.check_float_dtype(dtype, "dtype")
+        _checks.check_instance(rnn, _LayeredModel, "rnn", "PruneRNN or ArbitraryStructureRNN")
+        if rnn.input_size != embed_dim:
+            raise ValueError(f"embed_dim must equal the input size of rnn ({rnn.input_size}), "
+                             f"got {embed_dim}")
         self.rnn, self.readout = rnn, readout
         H, k = rnn.output_size, 1.0 / np.sqrt(rnn.output_size)
         self.embedding = rng.standard_normal((vocab_size, embed_dim)).astype(dtype)
@@ -206,6 +220,7 @@ class ReberClassifier:
 
     def forward(self, tokens, lengths, *, return_cache=False):
         """``tokens (B, T)`` int, ``lengths (B,)`` -> ``logits (B, 2)``."""
+        return_cache = _checks.check_flag(return_cache, "return_cache")
         tokens = np.asarray(tokens)
         if tokens.ndim != 2:
             raise ValueError(f"tokens must have shape (B, T), got {tokens.shape}")

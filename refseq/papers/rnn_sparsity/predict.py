@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from refseq import _checks
+
 REGRESSORS = ("bayesian_ridge", "random_forest", "adaboost")
 
 
@@ -44,6 +46,9 @@ def pearson(x, y) -> float:
 
 def train_test_split(n: int, test_size: float = 0.1, seed: int = 7):
     """Index arrays ``(train, test)`` exactly as scikit-learn's ``train_test_split``."""
+    n = _checks.check_number(n, "n", integer=True, low=0)
+    test_size = _checks.check_number(test_size, "test_size", low=0, high=1)
+    seed = _checks.check_number(seed, "seed", integer=True, low=0)
     n_test = math.ceil(test_size * n)
     perm = np.random.RandomState(seed).permutation(n)
     return perm[n_test:], perm[:n_test]
@@ -52,6 +57,11 @@ def train_test_split(n: int, test_size: float = 0.1, seed: int = 7):
 def bayesian_ridge(X, y, max_iter: int = 300, tol: float = 1e-3, alpha_1: float = 1e-6,
                    alpha_2: float = 1e-6, lambda_1: float = 1e-6, lambda_2: float = 1e-6):
     """Fit; returns ``(coef (F,), intercept, alpha, lambda)``."""
+    max_iter = _checks.check_number(max_iter, "max_iter", integer=True, low=1)
+    tol = _checks.check_number(tol, "tol", low=0)
+    for name, v in (("alpha_1", alpha_1), ("alpha_2", alpha_2), ("lambda_1", lambda_1),
+                    ("lambda_2", lambda_2)):
+        _checks.check_number(v, name, low=0)
     X, y = np.asarray(X, np.float64), np.asarray(y, np.float64)
     n, F = X.shape
     x_off, y_off = X.mean(axis=0), y.mean()
@@ -87,8 +97,7 @@ def r2_score(y_true, y_pred) -> float:
 def fit_predict_r2(X, y, regressor: str = "bayesian_ridge", test_size: float = 0.1,
                    seed: int = 7) -> float:
     """Min-max scale X, split, fit ``regressor`` (library defaults), return R² on the test part."""
-    if regressor not in REGRESSORS:
-        raise ValueError(f"regressor must be one of {REGRESSORS}, got {regressor!r}")
+    _checks.check_choice(regressor, "regressor", REGRESSORS)
     X, y = minmax_scale(X), np.asarray(y, np.float64)
     tr, te = train_test_split(len(y), test_size, seed)
     if regressor == "bayesian_ridge":

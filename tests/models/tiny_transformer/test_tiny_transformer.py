@@ -370,7 +370,7 @@ def test_bad_inputs_raise_naming_the_argument():
         tt.forward(p._replace(W_head=p.W_head[:, :3]), tok)
     with pytest.raises(ValueError, match="n_heads"):
         tt.TinyConfig(11, 8, 2, 3, 16)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(TypeError, match="dtype"):
         tt.TinyConfig(11, 8, 2, 2, 16, dtype="int32")
     with pytest.raises(ValueError, match="embeds"):
         tt.forward(p, embeds=np.zeros((3, 5)))

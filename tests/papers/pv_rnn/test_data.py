@@ -89,8 +89,10 @@ def test_estimate_transition_matrix_counts_exactly():
 def test_pfsm_accepts_rejects_impossible_strings():
     P = np.array([[0.0, 1.0], [0.5, 0.5]])
     pi = np.array([1.0, 0.0])
-    acc = pfsm_accepts(np.array([[0, 1, 1, 0], [0, 0, 1, 1], [1, 0, 1, 1], [0, 1, 2, 0]]), P, pi)
-    assert acc.tolist() == [True, False, False, False]
+    acc = pfsm_accepts(np.array([[0, 1, 1, 0], [0, 0, 1, 1], [1, 0, 1, 1]]), P, pi)
+    assert acc.tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="symbols"):  # 2 is not a symbol of the machine
+        pfsm_accepts(np.array([[0, 1, 2, 0]]), P, pi)
 
 
 @given(seed=S.seeds(), U=st.integers(2, 12), G=st.integers(1, 3),

@@ -235,7 +235,7 @@ def test_bad_input_names_the_argument():
         (lambda: lm.loss_and_grads(np.array([[1, 9]])), "tokens must lie"),
         (lambda: lm.loss_and_grads(np.array([[1]])), "T >= 2 without bos_id"),
         (lambda: lm.loss_and_grads(np.array([[1, 2]]), np.array([3])), "lengths must be <="),
-        (lambda: make_lm(0, "tanh", bos_id=V), "bos_id must be in"),
+        (lambda: make_lm(0, "tanh", bos_id=V), "bos_id must be an integer >= 0"),
         (lambda: RNNLanguageModel(np.zeros(3), lm.layers, lm.params["W_yh"], lm.params["b_y"]),
          "E must have shape"),
         (lambda: RNNLanguageModel(lm.params["E"], lm.layers, np.zeros((V + 1, H)),

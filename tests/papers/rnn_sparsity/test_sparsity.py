@@ -469,7 +469,7 @@ def test_bad_input():
         magnitude_masks(model, 10, scope="layer")
     with pytest.raises(ValueError, match="at least one"):
         magnitude_masks(model, 10, False, False)
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="masks"):
         apply_masks(model, {"9.weight_ih": np.ones((1, 1), bool)})
     with pytest.raises(ValueError, match="readout"):
         ReberClassifier(8, 4, PruneRNN(4, [3], "GRU", rng), rng, readout="end")

@@ -1,0 +1,2091 @@
+"""Every public function against the standard bad inputs, from ONE table.
+
+The library's standard (refseq/_checks.py, docs/design.md): bad input raises ``TypeError`` (wrong
+kind of object or dtype) or ``ValueError`` (wrong shape or value) with a message that names the
+argument; nothing is silently wrong. This module holds that standard for the whole public surface:
+
+- :func:`public_surface` walks the packages and lists every public callable: the ``__all__`` of
+  each module that has one, and, for a module without ``__all__`` that no enclosing package
+  gives an ``__all__`` either, the public names it defines (an internal module of a package with
+  an ``__all__`` is reached through that package). ``test_every_public_callable_is_covered``
+  fails naming any callable that is neither a row of :data:`TABLE` nor in :data:`EXCLUDED`
+  (with its reason), so a new public function cannot skip this file.
+- Each row of :data:`TABLE` is ``row(fn, build, arrays=..., flags=..., keywords=..., cases=...)``:
+  ``build()`` returns valid keyword arguments (small shapes); the valid call is the control and
+  must succeed (``test_control``). Each array argument gets the bad inputs of its kind (see
+  :data:`F`, :data:`FREE`, :data:`LEAD`, :data:`ANY`, :data:`STATS`, :func:`ids`, :data:`MASK`:
+  wrong ndim, a mismatched shape, int32/bool/float16/complex dtypes; for integer arrays float
+  dtype and values out of range), each flag ``'False'``, ``1`` and ``None``, each keyword its
+  listed out-of-range or wrong-kind values, and ``cases`` adds row-specific ones (a wrong record,
+  an empty axis where one is not allowed, ...). NaN and inf are fed to the float arrays of
+  functions whose ``check_finite`` defaults to True; functions without ``check_finite``
+  propagate NaN as documented and are not fed NaN.
+- Expected: ``TypeError`` or ``ValueError`` whose message names the argument (as a word; for a
+  mismatched shape, any of the function's arguments, since the mismatch is between two of them).
+  Anything else fails with what happened: no error (a silent result), another exception type, a
+  message that does not name the argument, or a hang (a call is stopped after ``HANG_S``).
+- :data:`PENDING` would list public callables whose rows are not written yet; it is empty and
+  ``test_no_public_callable_is_pending`` keeps it so.
+
+The cuda tier runs under ``NUMBA_ENABLE_CUDASIM=1`` on tiny shapes; without numba-cuda its rows
+are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+import re
+import signal
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import refseq
+
+# --- the public surface -------------------------------------------------------------------------
+
+# Subtrees that are not library API taking user arrays (reason each); everything else is walked.
+SKIPPED_MODULES = {
+    "refseq.testing": "the comparison oracle and hypothesis strategies (tests/testing/ covers "
+                      "their argument checks); feeding the oracle bad input tests the test tools",
+    "refseq.bench": "benchmark drivers: every argument comes from the refseq bench parser, "
+                    "validated by tests/test_cli.py",
+    "refseq.peers": "torch re-implementations used only by the peer tests (optional extra)",
+    "refseq.cli": "the command line: tests/test_cli.py feeds every option bad values",
+    "refseq.audit": "refseq audit's driver: arguments come from the validated command line",
+    "refseq.registry": "the hot-path table and its lookups: data, not a computation",
+    "refseq.tiers": "backend lookup; its check_backend is exercised through every backend= row",
+    "refseq.__main__": "runs the command line on import",
+}
+
+
+def _skipped(name: str) -> bool:
+    if name.endswith(".demo"):  # paper demos: command line, tests/test_cli.py
+        return True
+    if any(part.startswith("_") for part in name.split(".")):  # private modules
+        return True
+    return any(name == m or name.startswith(m + ".") for m in SKIPPED_MODULES)
+
+
+def _order(name: str):
+    # canonical homes first, so that a re-export (refseq.papers.flashrnn) maps to its home
+    return (name.startswith("refseq.papers"), name.startswith(("refseq.jit", "refseq.cuda")), name)
+
+
+def public_surface() -> dict:
+    """``{dotted name: callable}`` of every public callable (first name wins for re-exports)."""
+    names = [m.name for m in pkgutil.walk_packages(refseq.__path__, "refseq.")]
+    mods = {}
+    for n in sorted((n for n in names if not _skipped(n)), key=_order):
+        mods[n] = importlib.import_module(n)
+    out, seen = {}, set()
+    for n, mod in mods.items():
+        public = getattr(mod, "__all__", None)
+        if public is None:
+            parts = n.split(".")
+            if any(getattr(importlib.import_module(".".join(parts[:i])), "__all__", None)
+                   is not None for i in range(2, len(parts))):
+                continue  # an internal module of a package that declares its surface
+            public = [k for k, v in vars(mod).items() if not k.startswith("_") and callable(v)
+                      and getattr(v, "__module__", None) == n]
+        for k in public:
+            v = getattr(mod, k)
+            if callable(v) and not inspect.ismodule(v) and id(v) not in seen:
+                seen.add(id(v))
+                out[f"{n}.{k}"] = v
+    return out
+
+
+def resolve(dotted: str):
+    module, _, attr = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+# --- bad-input kinds ----------------------------------------------------------------------------
+
+FLOAT_DTYPES = ("int32", "bool", "float16", "complex")
+# a float array of fixed rank whose shape is tied to the other arguments
+F = frozenset({"ndim", "shape", *FLOAT_DTYPES})
+# a float array with free leading axes (..., D): a 0-d array is the wrong rank
+LEAD = frozenset({"ndim0", "shape", *FLOAT_DTYPES})
+# a float array of any shape (elementwise functions)
+ANY = frozenset(FLOAT_DTYPES)
+# a float array whose last axis is free (a value width Dv, an input width I): no "shape" case
+FREE = F - {"shape"}
+# statistics helpers (features, targets): integer and float16 data are legitimate input
+STATS = frozenset({"ndim", "shape", "complex"})
+# a boolean mask tied to the other arguments' shape
+MASK = frozenset({"ndim", "shape", "float", "two"})
+
+
+@dataclass(frozen=True)
+class Ids:
+    """An integer array (token ids, positions, lengths) with values in ``[low, high)``."""
+
+    high: int | None = None
+    low: int = 0
+    kinds: frozenset = frozenset({"ndim", "float", "low", "high"})
+
+
+def ids(high=None, low=0, kinds=("ndim", "float", "low", "high")):
+    """Integer array in ``[low, high)``; ``kinds`` picks the bad inputs (drop "ndim" for an
+    array of any shape, "low" where negative values are meaningful)."""
+    return Ids(high, low, frozenset(k for k in kinds if k != "high" or high is not None))
+
+
+def _set(x, index, value):
+    y = np.array(x, dtype=np.result_type(np.asarray(x).dtype, np.float64)
+                 if isinstance(value, float) else np.asarray(x).dtype)
+    y.flat[index] = value
+    return y
+
+
+def _mutations(spec, x):
+    """``(kind, bad value)`` for array argument ``x`` under ``spec``."""
+    x = np.asarray(x)
+    if isinstance(spec, Ids):
+        out = {"ndim": x[..., None] if x.ndim else x.reshape(1, 1),
+               "float": x.astype(np.float64) + 0.5,
+               "low": _set(x, 0, spec.low - 1) if x.size else None,
+               "high": _set(x, -1, spec.high) if x.size and spec.high is not None else None}
+        return [(k, out[k]) for k in sorted(spec.kinds) if out.get(k) is not None]
+    out = {}
+    for kind in sorted(spec):
+        if kind == "ndim":
+            out[kind] = x[..., None]
+        elif kind == "ndim0":
+            out[kind] = np.asarray(x.reshape(-1)[0] if x.size else 0.0, x.dtype)
+        elif kind == "shape":
+            out[kind] = x[..., :-1] if x.shape and x.shape[-1] > 1 else np.concatenate([x, x], -1)
+        elif kind == "int32":
+            out[kind] = np.round(x).astype(np.int32) if x.dtype != np.bool_ else x.astype(np.int32)
+        elif kind == "bool":
+            out[kind] = x > 0
+        elif kind == "float16":
+            out[kind] = x.astype(np.float16)
+        elif kind == "complex":
+            out[kind] = x.astype(np.complex128)
+        elif kind == "float":  # a mask given as floats
+            out[kind] = x.astype(np.float64)
+        elif kind == "two":  # an integer mask with a value other than 0/1
+            out[kind] = _set(x.astype(np.int64), 0, 2)
+        elif kind in ("nan", "inf"):
+            out[kind] = _set(x, 0, np.nan if kind == "nan" else np.inf)
+    return list(out.items())
+
+
+FLAG_BAD = ("'False'", "1", "None")
+_FLAG_VALUES = {"'False'": "False", "1": 1, "None": None}
+
+
+@dataclass
+class Row:
+    fn: str
+    build: callable
+    arrays: dict = field(default_factory=dict)
+    flags: tuple = ()
+    keywords: dict = field(default_factory=dict)
+    cases: list = field(default_factory=list)  # (argument named, label, kwargs -> bad kwargs)
+    finite: bool | None = None  # None: from the signature's check_finite default
+    id: str | None = None
+    tier: str = "numpy"
+    note: str = ""
+
+    @property
+    def name(self):
+        return self.id or self.fn.rpartition(".")[2]
+
+    def checks_finite(self):
+        if self.finite is not None:
+            return self.finite
+        try:
+            p = inspect.signature(resolve(self.fn)).parameters.get("check_finite")
+        except (TypeError, ValueError):
+            return False
+        return p is not None and p.default is True
+
+
+def row(fn, build, **kw):
+    return Row(fn, build, **kw)
+
+
+def tiers(fn_by_tier: dict, build, **kw):
+    """The same row for the numpy reference and its compiled twins (``{tier: dotted name}``)."""
+    out = []
+    for tier, fn in fn_by_tier.items():
+        name = fn.rpartition(".")[2]
+        out.append(Row(fn, build, id=name if tier == "numpy" else f"{tier}.{name}", tier=tier,
+                       **kw))
+    return out
+
+
+def _rng():
+    return np.random.default_rng(0)
+
+
+def _f(*shape, low=None, high=None):
+    r = _rng()
+    if low is not None:
+        return r.uniform(low, high, shape)
+    return r.standard_normal(shape)
+
+
+# --- builders of valid arguments (small shapes; last axes >= 2 so that a slice mismatches) -----
+
+B, T, D, H = 2, 5, 3, 2
+
+
+def _linear_scan():
+    return {"a": _f(B, T, D, low=0.5, high=1.0), "b": _f(B, T, D), "h0": _f(B, D)}
+
+
+def _linear_scan_backward():
+    from refseq.scan import linear_scan
+
+    kw = _linear_scan()
+    h = linear_scan(kw["a"], kw["b"], kw["h0"])
+    return {"a": kw["a"], "h": h, "grad_h": _f(B, T, D), "h0": kw["h0"]}
+
+
+def _softmax_state():
+    from refseq.scan import SoftmaxState
+
+    return SoftmaxState(_f(B, H), _f(B, H, low=0.5, high=1.0), _f(B, H, D))
+
+
+def _softmax_scan():
+    return {"s": 3 * _f(B, T, H), "v": _f(B, T, H, D), "mask": _rng().random((B, T)) > 0.2,
+            "state": _softmax_state()}
+
+
+def _softmax_scan_backward():
+    kw = _softmax_scan()
+    return {**kw, "grad_o": _f(B, T, H, D)}
+
+
+def _bad_state(name="state"):
+    """A carried SoftmaxState of the wrong shape, a plain array, and one with u < 0."""
+    from refseq.scan import SoftmaxState
+
+    def shape(kw):
+        m, u, w = kw[name]
+        return {**kw, name: SoftmaxState(m[:, :1], u[:, :1], w[:, :1])}
+
+    def array(kw):
+        return {**kw, name: np.zeros((B, H))}
+
+    def negative(kw):
+        m, u, w = kw[name]
+        return {**kw, name: SoftmaxState(m, -u, w)}
+
+    return [(name, "state-shape", shape), (name, "state-array", array),
+            (name, "state-u-negative", negative)]
+
+
+def _assoc():
+    from refseq.scan import AFFINE
+
+    kw = _linear_scan()
+    return {"op": AFFINE, "elems": (kw["a"], kw["b"])}
+
+
+def _elems_cases():
+    def mismatch(kw):
+        a, b = kw["elems"]
+        return {**kw, "elems": (a, b[:, :-1])}
+
+    def not_tuple(kw):
+        return {**kw, "elems": kw["elems"][0]}
+
+    def ints(kw):
+        a, b = kw["elems"]
+        return {**kw, "elems": (a, b.astype(np.int32))}
+
+    return [("elems", "elems-mismatched", mismatch), ("elems", "elems-array", not_tuple),
+            ("elems", "elems-int32", ints)]
+
+
+def _affine_pair():
+    kw = _linear_scan()
+    return {"left": (kw["a"][:, :1], kw["b"][:, :1]), "right": (kw["a"][:, 1:2], kw["b"][:, 1:2])}
+
+
+def _softmax_leaf():
+    kw = _softmax_scan()
+    return {"s": kw["s"], "v": kw["v"], "mask": kw["mask"]}
+
+
+def _softmax_pair():
+    from refseq.scan import softmax_leaf
+
+    leaf = softmax_leaf(**_softmax_leaf())
+    return {"left": tuple(x[:, :1] for x in leaf), "right": tuple(x[:, 1:2] for x in leaf)}
+
+
+CELL_DIMS = {"lstm": (4, 4, 4, 2), "gru": (3, 3, 4, 1), "elman": (1, 1, 1, 1),
+             "slstm": (4, 4, 4, 4)}  # G_w, G_r, G_t, S
+
+
+def _rec(cell="lstm", N=2, Dh=3, B_=2, T_=4):
+    Gw, Gr, Gt, S = CELL_DIMS[cell]
+    return {"Wx": _f(B_, T_, Gw, N, Dh), "R": _f(Gr, N, Dh, Dh) / np.sqrt(Dh),
+            "b": 0.1 * _f(Gt, N, Dh), "states0": 0.1 * _f(S, B_, N, Dh), "cell": cell}
+
+
+def _rec_step():
+    kw = _rec()
+    return {"Wx_t": kw["Wx"][:, 0], "R": kw["R"], "b": kw["b"], "states": kw["states0"],
+            "cell": "lstm"}
+
+
+def _rec_backward():
+    def build():
+        from refseq.recurrence import flashrnn_forward
+
+        kw = _rec()
+        states_all, last, cache = flashrnn_forward(**kw, return_cache=True)
+        return {"d_states_all": _f(*states_all.shape), "d_last_states": _f(*last.shape),
+                "R": kw["R"], "b": kw["b"], "cache": cache, "cell": "lstm"}
+    return build
+
+
+def _bad_cache():
+    def missing(kw):
+        return {**kw, "cache": {k: v for k, v in list(kw["cache"].items())[1:]}}
+
+    def shape(kw):
+        return {**kw, "cache": {k: v[..., :-1] for k, v in kw["cache"].items()}}
+
+    return [("cache", "cache-missing-key", missing), ("cache", "cache-shape", shape)]
+
+
+def _proj():
+    return {"x": _f(B, T, 4), "W": _f(4, 2, 3, 4), "bias": _f(4, 2, 3)}
+
+
+def _proj_backward():
+    return {"dWx": _f(B, T, 4, 2, 3), "x": _f(B, T, 4), "W": _f(4, 2, 3, 4)}
+
+
+def _pointwise():
+    kw = _rec()
+    return {"cell": "lstm", "Wx_t": kw["Wx"][:, 0], "Ry_t": _f(B, 4, 2, 3), "b": kw["b"],
+            "states": kw["states0"]}
+
+
+def _pointwise_backward():
+    from refseq.recurrence import pointwise_forward
+
+    kw = _pointwise()
+    new, cache = pointwise_forward(**kw)
+    return {"cell": "lstm", "d_states_total": _f(*new.shape), "states_prev": kw["states"],
+            "states_new": new, "cache": cache}
+
+
+def _torch_lstm(G=4, Hh=3, I=2):
+    return lambda: {"weight_ih": _f(G * Hh, I), "weight_hh": _f(G * Hh, Hh),
+                    "bias_ih": _f(G * Hh), "bias_hh": _f(G * Hh)}
+
+
+def _torch_grads(G=4, Hh=3, I=2, Gt=None):
+    return lambda: {"dW": _f(G, 1, Hh, I), "dR": _f(G, 1, Hh, Hh), "db": _f(Gt or G, 1, Hh)}
+
+
+BACKEND = {"backend": ["torch", 3, None]}
+CELL = {"cell": ["nope", 3]}
+
+SCAN_FLAGS = ("reverse",)
+
+TABLE: list[Row] = []  # filled section by section below; ids made unique in _unique_ids
+
+# refseq.scan (+ jit, cuda): docs/hot-paths/scan.md
+TABLE += tiers({"numpy": "refseq.scan.linear_scan", "jit": "refseq.jit.scan.linear_scan",
+                "cuda": "refseq.cuda.scan.linear_scan"}, _linear_scan,
+               arrays={"a": F, "b": F, "h0": F}, flags=("reverse", "check_finite"))
+TABLE[0].keywords = BACKEND
+TABLE[-1].keywords = {"method": ["nope", 3], "threads": [0, -32, 3.0], "per_thread": [0, -1]}
+TABLE += [
+    row("refseq.scan.linear_scan_backward", _linear_scan_backward,
+        arrays={"a": F, "h": F, "grad_h": F, "h0": F}, flags=("reverse",), keywords=BACKEND),
+]
+TABLE += tiers({"numpy": "refseq.scan.softmax_scan", "jit": "refseq.jit.scan.softmax_scan",
+                "cuda": "refseq.cuda.scan.softmax_scan"}, _softmax_scan,
+               arrays={"s": F, "v": F, "mask": MASK}, flags=("check_finite",),
+               cases=_bad_state())
+TABLE[-3].keywords = BACKEND
+TABLE[-1].keywords = {"method": ["nope", 3], "threads": [0, -32, 3.0], "per_thread": [0, -1]}
+TABLE += [
+    row("refseq.scan.softmax_scan_backward", _softmax_scan_backward,
+        arrays={"s": F, "v": F, "grad_o": F, "mask": MASK}, keywords=BACKEND,
+        cases=_bad_state()),
+    row("refseq.scan.softmax_scan_textbook", lambda: {k: v for k, v in _softmax_scan().items()
+                                                       if k != "state"},
+        arrays={"s": F, "v": FREE, "mask": MASK}),
+    row("refseq.scan.check_linear_scan_args", _linear_scan,
+        arrays={"a": F, "b": F, "h0": F}, flags=("check_finite",), finite=True),
+    row("refseq.scan.check_softmax_scan_args", _softmax_scan,
+        arrays={"s": F, "v": F, "mask": MASK}, flags=("check_finite",), finite=True,
+        cases=_bad_state()),
+    row("refseq.scan.check_softmax_state",
+        lambda: {"state": _softmax_state(), "shape": (B, H, D), "dtype": np.float64},
+        flags=("check_finite",), keywords={"dtype": [np.int32, np.float16, "nope"]},
+        cases=_bad_state()),
+    row("refseq.scan.softmax_leaf", _softmax_leaf, arrays={"s": F, "v": FREE, "mask": MASK}),
+    row("refseq.scan.affine_combine", _affine_pair,
+        cases=[("right", "right-shape", lambda kw: {**kw, "right": (kw["right"][0][..., :-1],
+                                                                    kw["right"][1][..., :-1])}),
+               ("left", "left-not-pair", lambda kw: {**kw, "left": kw["left"][0]})]),
+    row("refseq.scan.softmax_combine", _softmax_pair,
+        cases=[("right", "right-shape", lambda kw: {**kw, "right": tuple(
+            x[:, :, :1] for x in kw["right"])}),
+               ("left", "left-not-triple", lambda kw: {**kw, "left": kw["left"][0]})]),
+    row("refseq.scan.affine_identity", lambda: {"like": _affine_pair()["left"]},
+        cases=[("like", "like-array", lambda kw: {"like": kw["like"][0]})]),
+    row("refseq.scan.softmax_identity", lambda: {"shape": (B, 1, H), "D": D,
+                                                  "dtype": np.float64},
+        keywords={"D": [-1, 2.5], "dtype": [np.int32, "nope"], "shape": [(-1,), "ab"]}),
+] + [
+    row(f"refseq.scan.{name}", _assoc, flags=("reverse", "exclusive"),
+        keywords={"axis": [5, 1.0, "1"], "op": [None, "affine"]}, cases=_elems_cases())
+    for name in ("scan_sequential", "scan_blelloch", "scan_hillis_steele")
+] + [
+    row("refseq.scan.scan_chunked", _assoc, flags=("reverse", "exclusive"),
+        keywords={"axis": [5, 1.0], "chunk": [0, -1, 2.5], "op": [None]}, cases=_elems_cases()),
+    row("refseq.cuda.scan.choose_method", lambda: {"T": 37, "rows": 4},
+        keywords={"T": [-1, 2.5], "rows": [-1, 1.5], "threads": [0, 3.0], "per_thread": [0]}),
+]
+
+# refseq.recurrence (+ jit, cuda): docs/hot-paths/recurrence.md
+_REC_KW = {"cell": ["nope", 3], "forward_clipval": [-1.0, "1", np.nan]}
+TABLE += tiers({"numpy": "refseq.recurrence.flashrnn_forward",
+                "jit": "refseq.jit.recurrence.flashrnn_forward",
+                "cuda": "refseq.cuda.recurrence.flashrnn_forward"}, _rec,
+               arrays={"Wx": F, "R": F, "b": F, "states0": F},
+               flags=("return_cache", "clamp_gates_le_one", "check_finite"), keywords=_REC_KW)
+TABLE[-3].keywords = {**_REC_KW, **BACKEND, "accumulate_dtype": [np.int32, "nope"]}
+TABLE[-3].flags += ("emulate_bfloat16",)
+TABLE += [
+    row("refseq.recurrence.flashrnn_step", _rec_step,
+        arrays={"Wx_t": F, "R": F, "b": F, "states": F},
+        flags=("clamp_gates_le_one", "emulate_bfloat16", "check_finite"), keywords=_REC_KW),
+    row("refseq.recurrence.check_recurrence_args", _rec,
+        arrays={"Wx": F, "R": F, "b": F, "states0": F}, flags=("check_finite", "step"),
+        keywords=CELL, finite=True),
+    row("refseq.recurrence.check_backward_args", _rec_backward(),
+        arrays={"d_states_all": F, "d_last_states": F, "R": F, "b": F},
+        flags=("check_finite",), keywords=CELL, finite=True, cases=_bad_cache()),
+    row("refseq.recurrence.get_cell", lambda: {"cell": "lstm"}, keywords={"cell": ["nope", 3,
+                                                                                    None]}),
+    row("refseq.recurrence.pointwise_forward", _pointwise,
+        arrays={"Wx_t": F, "Ry_t": F, "b": F, "states": F}, keywords=CELL,
+        cases=[("clamp_gates_le_one", "option-not-bool",
+                lambda kw: {**kw, "cell": "slstm", "Wx_t": _f(B, 4, 2, 3), "Ry_t": _f(B, 4, 2, 3),
+                            "states": _f(4, B, 2, 3), "clamp_gates_le_one": "False"}),
+               ("options", "unknown-option", lambda kw: {**kw, "bogus": True})]),
+    row("refseq.recurrence.pointwise_backward", _pointwise_backward,
+        arrays={"d_states_total": F, "states_prev": F, "states_new": F}, keywords=CELL),
+    row("refseq.recurrence.to_block_diagonal", lambda: {"R": _f(4, 2, 3, 3)},
+        arrays={"R": F}),
+    row("refseq.recurrence.from_block_diagonal",
+        lambda: {"Rdense": np.stack([np.kron(np.eye(2), _f(3, 3))] * 4), "N": 2},
+        arrays={"Rdense": F}, flags=("strict",), keywords={"N": [0, -1, 2.0, 4]},
+        cases=[("strict", "off-diagonal", lambda kw: {**kw, "Rdense": kw["Rdense"] + 1.0})]),
+    row("refseq.recurrence.permute_layout", lambda: {"x": _f(4, 2, 3, 3), "src": "GHDP",
+                                                      "dst": "HPGD"},
+        keywords={"src": ["GHD", "GHDD", 3], "dst": ["HPG", "XPGD", None]}),
+    row("refseq.recurrence.round_to_bfloat16", lambda: {"x": _f(3, 4)}, arrays={"x": ANY}),
+    row("refseq.recurrence.lstm_from_torch", _torch_lstm(4),
+        arrays={"weight_ih": FREE, "weight_hh": F, "bias_ih": F, "bias_hh": F}),
+    row("refseq.recurrence.gru_from_torch", _torch_lstm(3),
+        arrays={"weight_ih": FREE, "weight_hh": F, "bias_ih": F, "bias_hh": F}),
+    row("refseq.recurrence.elman_from_torch", _torch_lstm(1),
+        arrays={"weight_ih": FREE, "weight_hh": F, "bias_ih": F, "bias_hh": F}),
+    row("refseq.recurrence.lstm_to_torch", _torch_grads(4), arrays={"dW": F, "dR": F, "db": F}),
+    row("refseq.recurrence.gru_to_torch", _torch_grads(3, Gt=4),
+        arrays={"dW": F, "dR": F, "db": F}),
+    row("refseq.recurrence.elman_to_torch", _torch_grads(1), arrays={"dW": F, "dR": F, "db": F}),
+]
+TABLE += tiers({"numpy": "refseq.recurrence.flashrnn_backward",
+                "jit": "refseq.jit.recurrence.flashrnn_backward",
+                "cuda": "refseq.cuda.recurrence.flashrnn_backward"}, _rec_backward(),
+               arrays={"d_states_all": F, "d_last_states": F, "R": F, "b": F},
+               flags=("gradient_recurrent_cut", "clamp_gates_le_one"),
+               keywords={"cell": ["nope", 3], "gradient_recurrent_clipval": [-1.0, "1"]},
+               cases=_bad_cache())
+TABLE[-3].keywords = {**TABLE[-3].keywords, **BACKEND}
+TABLE[-3].flags += ("exact_stabiliser",)
+TABLE += tiers({"numpy": "refseq.recurrence.project_inputs",
+                "jit": "refseq.jit.recurrence.project_inputs",
+                "cuda": "refseq.cuda.recurrence.projection.project_inputs"}, _proj,
+               arrays={"x": F, "W": F, "bias": F}, flags=("check_finite",))
+TABLE[-3].keywords = BACKEND
+TABLE += tiers({"numpy": "refseq.recurrence.project_inputs_backward",
+                "jit": "refseq.jit.recurrence.project_inputs_backward",
+                "cuda": "refseq.cuda.recurrence.projection.project_inputs_backward"},
+               _proj_backward, arrays={"dWx": F, "x": F, "W": F}, flags=("check_finite",))
+TABLE[-3].keywords = BACKEND
+TABLE += [
+    row("refseq.recurrence.projection.check_projection_args", _proj,
+        arrays={"x": F, "W": F, "bias": F}, flags=("check_finite",)),
+    row("refseq.recurrence.projection.check_projection_backward_args", _proj_backward,
+        arrays={"dWx": F, "x": F, "W": F}, flags=("check_finite",)),
+    row("refseq.jit.recurrence.plan", lambda: {"B": 2, "N": 2, "D": 3, "G_r": 4},
+        keywords={"B": [-1, 2.5], "N": [-1], "D": [-3], "G_r": [-1], "threads": [0, -1],
+                  "modes": [("nope",), "units"]}),
+    row("refseq.cuda.recurrence.r_fits_shared",
+        lambda: {"G_r": 4, "D": 3, "batch_tile": 16, "itemsize": 4},
+        keywords={"G_r": [-1], "D": [-1], "batch_tile": [0, 2.5], "itemsize": [3, 0]}),
+]
+
+# refseq.nn: forward (x, params) -> (y, cache); backward (dy, cache) -> grads. docs/nn.md
+_D, _F = 4, 6
+
+
+def _with_cache(fwd, build):
+    """Builder of ``{dy, cache}`` for a backward from its forward's valid arguments."""
+
+    def make():
+        y, cache = resolve(fwd)(**build())
+        return {"dy": _f(*np.shape(y)), "cache": cache}
+
+    return make
+
+
+def _x(*shape):
+    return lambda: {"x": _f(*shape)}
+
+
+_LIN = lambda: {"x": _f(B, T, _D), "W": _f(_D, _F), "b": _f(_F)}  # noqa: E731
+_NORM = lambda: {"x": _f(B, T, _D), "gamma": _f(_D), "beta": _f(_D)}  # noqa: E731
+_RMS = lambda: {"x": _f(B, T, _D), "gamma": _f(_D)}  # noqa: E731
+_FFN = lambda: {"x": _f(B, T, _D), "W_1": _f(_D, _F), "b_1": _f(_F), "W_2": _f(_F, _D),  # noqa
+                "b_2": _f(_D)}
+_CONV = lambda: {"x": _f(B, T, 3), "W": _f(2, 3, 4), "b": _f(4), "state": _f(B, 1, 3)}  # noqa
+_ROPE = lambda: {"x": _f(B, T, H, 4), "positions": np.arange(T)}  # noqa: E731
+_POS = lambda: {"positions": np.arange(T), "P": _f(8, _D)}  # noqa: E731
+_EMB = lambda: {"ids": np.array([[0, 1, 2], [3, 4, 0]]), "E": _f(5, _D)}  # noqa: E731
+_CE = lambda: {"logits": _f(B, T, 5), "targets": np.arange(B * T).reshape(B, T) % 5}  # noqa
+
+
+def _mlp(activation="gelu"):
+    def make():
+        from refseq.nn import init_mlp_params
+
+        return {"x": _f(B, T, _D), "params": init_mlp_params(0, _D, _F, activation),
+                "activation": activation}
+    return make
+
+
+def _dy_case(label="dy-shape"):
+    return [("dy", label, lambda kw: {**kw, "dy": kw["dy"][..., :-1]}),
+            ("dy", "dy-int32", lambda kw: {**kw, "dy": kw["dy"].astype(np.int32)}),
+            ("dy", "dy-complex", lambda kw: {**kw, "dy": kw["dy"].astype(np.complex128)})]
+
+
+_ACTS = ("relu", "sigmoid", "silu", "tanh", "gelu")
+TABLE += [
+    row(f"refseq.nn.{a}_forward", _x(B, T, _D), arrays={"x": ANY},
+        keywords={"approximate": ["nope", 3]} if a == "gelu" else {}) for a in _ACTS
+] + [
+    row(f"refseq.nn.{a}_backward", _with_cache(f"refseq.nn.{a}_forward", _x(B, T, _D)),
+        cases=_dy_case()) for a in _ACTS
+] + [
+    row("refseq.nn.gelu", _x(B, T, _D), arrays={"x": ANY}),
+    row("refseq.nn.softmax_forward", _x(B, T, _D), arrays={"x": ANY},
+        keywords={"axis": [3, -4, 1.0, "1"]}),
+    row("refseq.nn.log_softmax_forward", _x(B, T, _D), arrays={"x": ANY},
+        keywords={"axis": [3, 1.0]},
+        cases=[("x", "x-empty-axis", lambda kw: {**kw, "x": kw["x"][..., :0]})]),
+    row("refseq.nn.softmax_backward", _with_cache("refseq.nn.softmax_forward", _x(B, T, _D)),
+        cases=_dy_case()),
+    row("refseq.nn.log_softmax_backward",
+        _with_cache("refseq.nn.log_softmax_forward", _x(B, T, _D)), cases=_dy_case()),
+    row("refseq.nn.linear", _LIN, arrays={"x": LEAD, "W": F, "b": F}),
+    row("refseq.nn.linear_forward", _LIN, arrays={"x": LEAD, "W": F, "b": F}),
+    row("refseq.nn.linear_backward", _with_cache("refseq.nn.linear_forward", _LIN),
+        cases=_dy_case()),
+    row("refseq.nn.layer_norm", _NORM, arrays={"x": LEAD, "gamma": F, "beta": F},
+        keywords={"eps": [-1.0, np.nan, "1e-5"]}),
+    row("refseq.nn.layer_norm_forward", _NORM, arrays={"x": LEAD, "gamma": F, "beta": F},
+        keywords={"eps": [-1.0, np.nan, "1e-5"]},
+        cases=[("x", "x-D-0", lambda kw: {"x": kw["x"][..., :0], "gamma": kw["gamma"][:0],
+                                          "beta": kw["beta"][:0]})]),
+    row("refseq.nn.layer_norm_backward", _with_cache("refseq.nn.layer_norm_forward", _NORM),
+        cases=_dy_case()),
+    row("refseq.nn.rms_norm_forward", _RMS, arrays={"x": LEAD, "gamma": F},
+        keywords={"eps": [-1.0, np.nan, "1e-6"]}),
+    row("refseq.nn.rms_norm_backward", _with_cache("refseq.nn.rms_norm_forward", _RMS),
+        cases=_dy_case()),
+    row("refseq.nn.ffn", _FFN, arrays={"x": LEAD, "W_1": F, "b_1": F, "W_2": F, "b_2": F}),
+    row("refseq.nn.conv1d_forward", _CONV, arrays={"x": F, "W": F, "b": F, "state": F},
+        keywords={"groups": ["nope", 1]}),
+    row("refseq.nn.conv1d_backward", _with_cache("refseq.nn.conv1d_forward", _CONV),
+        cases=_dy_case()),
+    row("refseq.nn.dropout_forward", lambda: {"x": _f(B, T, _D), "p": 0.5, "rng": 0},
+        arrays={"x": ANY}, flags=("training",),
+        keywords={"p": [-0.1, 1.5, np.nan, "0.5"], "rng": ["seed", -1, 1.5]},
+        cases=[("mask", "mask-shape", lambda kw: {**kw, "mask": np.ones((B, T), bool)}),
+               ("mask", "mask-float", lambda kw: {**kw, "mask": np.ones((B, T, _D))})]),
+    row("refseq.nn.dropout_backward",
+        _with_cache("refseq.nn.dropout_forward", lambda: {"x": _f(B, T, _D), "p": 0.5,
+                                                          "rng": 0}), cases=_dy_case()),
+    row("refseq.nn.embedding_forward", _EMB,
+        arrays={"ids": ids(5, kinds=("float", "low", "high")), "E": FREE}),
+    row("refseq.nn.embedding_backward", _with_cache("refseq.nn.embedding_forward", _EMB),
+        cases=_dy_case()),
+    row("refseq.nn.position_embedding_forward", _POS,
+        arrays={"positions": ids(8, kinds=("float", "low", "high")), "P": FREE}),
+    row("refseq.nn.position_embedding_backward",
+        _with_cache("refseq.nn.position_embedding_forward", _POS), cases=_dy_case()),
+    row("refseq.nn.rope_forward", _ROPE,
+        arrays={"x": F, "positions": ids(None, kinds=("ndim", "float"))},
+        keywords={"base": [0.0, -1.0, np.nan, "1e4"]},
+        cases=[("x", "x-odd-Dh", lambda kw: {**kw, "x": kw["x"][..., :3]})]),
+    row("refseq.nn.rope_backward", _with_cache("refseq.nn.rope_forward", _ROPE),
+        cases=_dy_case()),
+    row("refseq.nn.cross_entropy_forward", _CE, arrays={"logits": F, "targets": ids(5)},
+        keywords={"label_smoothing": [-0.1, 1.5, np.nan], "reduction": ["avg", 1],
+                  "ignore_index": [1.5, "x"]}),
+    row("refseq.nn.cross_entropy_backward",
+        lambda: {"dloss": np.array(1.0), "cache": resolve("refseq.nn.cross_entropy_forward")(
+            **_CE())[1]},
+        cases=[("dloss", "dloss-shape", lambda kw: {**kw, "dloss": np.ones(3)}),
+               ("dloss", "dloss-complex", lambda kw: {**kw, "dloss": np.array(1 + 1j)})]),
+    row("refseq.nn.mlp_forward", _mlp(), arrays={"x": LEAD},
+        keywords={"activation": ["relu6", 3, "swiglu"]}),
+    row("refseq.nn.mlp_backward", _with_cache("refseq.nn.mlp_forward", _mlp()),
+        cases=_dy_case()),
+    row("refseq.nn.init_mlp_params", lambda: {"rng": 0, "D": _D, "D_hidden": _F},
+        flags=("bias",), keywords={"D": [0, -1, 2.5], "D_hidden": [0, "6"],
+                                   "activation": ["nope"], "dtype": [np.int32, np.float16],
+                                   "rng": ["seed", -1]}),
+]
+
+# refseq.rnn: recurrent layers (B, T, I) -> (B, T, H)
+_I, _H = 3, 4
+
+
+def _elman():
+    return {"x": _f(B, T, _I), "W_hx": _f(_H, _I), "W_hh": _f(_H, _H) / 2, "b_h": _f(_H),
+            "h0": _f(B, _H), "lengths": np.array([T, 2])}
+
+
+def _lstm_params():
+    from refseq.rnn.lstm import init_lstm_params
+
+    return init_lstm_params(_rng(), _I, _H)
+
+
+def _lstm():
+    return {"x": _f(B, T, _I), "params": _lstm_params(), "state0": (_f(B, _H), _f(B, _H)),
+            "lengths": np.array([T, 2])}
+
+
+def _elman_backward():
+    from refseq.rnn.elman import elman_forward
+
+    h, last, cache = elman_forward(**_elman())
+    return {"dh": _f(*h.shape), "dh_last": _f(*last.shape), "cache": cache}
+
+
+def _lstm_backward():
+    from refseq.rnn.lstm import lstm_forward
+
+    h, last, cache = lstm_forward(**_lstm())
+    return {"dh": _f(*h.shape), "d_last": (_f(B, _H), _f(B, _H)), "cache": cache}
+
+
+def _elman_layer():
+    from refseq.rnn.elman import ElmanLayer
+
+    kw = _elman()
+    return ElmanLayer(kw["W_hx"], kw["W_hh"], kw["b_h"])
+
+
+def _bidir():
+    return {"forward_fn": _elman_layer(), "backward_fn": _elman_layer(), "x": _f(B, T, _I),
+            "lengths": np.array([T, 2])}
+
+
+def _bidir_backward():
+    from refseq.rnn.bidirectional import bidirectional
+
+    out, cache = bidirectional(**_bidir())
+    return {"dout": _f(*out.shape), "cache": cache}
+
+
+def _brnn():
+    return {"h_fwd": _f(B, T, _H), "h_bwd": _f(B, T, _H), "W_yh": _f(5, _H), "W_yz": _f(5, _H),
+            "b_y": _f(5)}
+
+
+def _stack():
+    return {"layers": [_elman_layer()], "x": _f(B, T, _I), "lengths": np.array([T, 2]),
+            "dropout_nonrecurrent": 0.0, "rng": 0}
+
+
+def _stack_backward():
+    from refseq.rnn.stack import stack
+
+    y, states, cache = stack(**_stack())
+    return {"dy": _f(*y.shape), "d_states_last": [_f(B, _H)], "cache": cache}
+
+
+def _rnn_model():
+    from refseq.rnn.bptt import RNNModel
+
+    return RNNModel(_elman_layer(), _f(5, _H), _f(5))
+
+
+def _bptt():
+    return {"model": _rnn_model(), "x": _f(B, T, _I),
+            "targets": np.arange(B * T).reshape(B, T) % 5, "mask": np.ones((B, T), bool)}
+
+
+def _grads():
+    return {"grads": {"w": _f(3, 2), "b": _f(2)}}
+
+
+_LENGTHS = ids(T + 1)  # lengths in [0, T]
+TABLE += [
+    row("refseq.rnn.elman.elman_forward", _elman,
+        arrays={"x": F, "W_hx": F, "W_hh": F, "b_h": F, "h0": F, "lengths": _LENGTHS},
+        flags=("use_engine",), keywords={"activation": ["softsign", 3]}),
+    row("refseq.rnn.elman.elman_backward", _elman_backward, arrays={"dh": F, "dh_last": F}),
+    row("refseq.rnn.elman.ElmanLayer", lambda: {k: v for k, v in _elman().items()
+                                                 if k in ("W_hx", "W_hh", "b_h")},
+        arrays={"W_hx": F, "W_hh": F, "b_h": F}, keywords={"activation": ["softsign", 3]}),
+    row("refseq.rnn.lstm.lstm_forward", _lstm, arrays={"x": F, "lengths": _LENGTHS},
+        flags=("forget_gate", "peepholes"),
+        keywords={"output_activation": ["relu", 3], "params": [{"W_gx": np.zeros((4, 3))}, 3]},
+        cases=[("state0", "state0-shape", lambda kw: {**kw, "state0": (_f(B, 3), _f(B, 3))}),
+               ("state0", "state0-array", lambda kw: {**kw, "state0": _f(B, _H)})]),
+    row("refseq.rnn.lstm.lstm_backward", _lstm_backward, arrays={"dh": F}),
+    row("refseq.rnn.lstm.init_lstm_params", lambda: {"rng": _rng(), "I": _I, "H": _H},
+        flags=("peepholes",), keywords={"I": [0, -1, 2.5], "H": [0, "4"],
+                                        "dtype": [np.int32, np.float16], "scale": [-1.0, np.nan],
+                                        "forget_bias": [np.nan, "1"], "rng": ["x", -1]}),
+    row("refseq.rnn.lstm.LSTMLayer", lambda: {"params": _lstm_params()},
+        flags=("forget_gate", "peepholes"), keywords={"output_activation": ["relu", 3],
+                                                      "params": [3, {"W_gx": np.zeros(2)}]}),
+    row("refseq.rnn.bidirectional.bidirectional", _bidir, arrays={"x": F, "lengths": _LENGTHS},
+        keywords={"merge": ["avg", 3], "forward_fn": [None, 3]}),
+    row("refseq.rnn.bidirectional.bidirectional_backward", _bidir_backward,
+        arrays={"dout": F}),
+    row("refseq.rnn.bidirectional.brnn_output", _brnn,
+        arrays={"h_fwd": F, "h_bwd": F, "W_yh": F, "W_yz": F, "b_y": F}),
+    row("refseq.rnn.bidirectional.brnn_output_backward",
+        lambda: {"dlogits": _f(B, T, 5), **{k: v for k, v in _brnn().items() if k != "b_y"}},
+        arrays={"dlogits": F, "h_fwd": F, "h_bwd": F, "W_yh": F, "W_yz": F}),
+    row("refseq.rnn.stack.stack", _stack, arrays={"x": F, "lengths": _LENGTHS},
+        keywords={"dropout_nonrecurrent": [-0.1, 1.0, np.nan], "rng": ["x", -1],
+                  "layers": [[], None]},
+        cases=[("states0", "states0-count", lambda kw: {**kw, "states0": [None, None]})]),
+    row("refseq.rnn.stack.stack_backward", _stack_backward, arrays={"dy": F},
+        cases=[("d_states_last", "count", lambda kw: {**kw, "d_states_last": []})]),
+    row("refseq.rnn.bptt.RNNModel", lambda: {"layer": _elman_layer(), "W_yh": _f(5, _H),
+                                              "b_y": _f(5)},
+        arrays={"W_yh": F, "b_y": F}, keywords={"layer": [None, 3]}),
+    row("refseq.rnn.bptt.bptt_grads", _bptt,
+        arrays={"x": F, "targets": ids(5), "mask": MASK},
+        keywords={"reduction": ["avg", 3]}),
+    row("refseq.rnn.bptt.truncated_bptt",
+        lambda: {"model": _rnn_model(), "stream_x": _f(B, T, _I),
+                 "stream_y": np.arange(B * T).reshape(B, T) % 5, "k1": 2, "k2": 3},
+        arrays={"stream_x": F, "stream_y": ids(5)},
+        keywords={"k1": [0, -1, 2.5], "k2": [1, "3"], "reduction": ["avg"]},
+        note="a generator: the bad input must raise at the call, not at the first next()"),
+    row("refseq.rnn.bptt.clip_grad_norm", lambda: {**_grads(), "max_norm": 1.0},
+        keywords={"max_norm": [-1.0, 0.0, np.nan, "1"], "grads": [[np.ones(2)], None]},
+        cases=[("grads", "grads-int", lambda kw: {**kw, "grads": {"w": np.ones(2, int)}})]),
+    row("refseq.rnn.bptt.clip_grad_value", lambda: {**_grads(), "clip_value": 1.0},
+        keywords={"clip_value": [-1.0, 0.0, np.nan, "1"], "grads": [[np.ones(2)], None]},
+        cases=[("grads", "grads-int", lambda kw: {**kw, "grads": {"w": np.ones(2, int)}})]),
+    row("refseq.rnn.output.softmax_output",
+        lambda: {"h": _f(B, T, _H), "W_yh": _f(5, _H), "b_y": _f(5)},
+        arrays={"h": F, "W_yh": F, "b_y": F}),
+    row("refseq.rnn.output.softmax_output_backward",
+        lambda: {"dlogits": _f(B, T, 5), "h": _f(B, T, _H), "W_yh": _f(5, _H)},
+        arrays={"dlogits": F, "h": F, "W_yh": F}),
+    row("refseq.rnn.output.sequence_cross_entropy",
+        lambda: {"logits": _f(B, T, 5), "targets": np.arange(B * T).reshape(B, T) % 5,
+                 "mask": np.ones((B, T), bool)},
+        arrays={"logits": F, "targets": ids(5), "mask": MASK},
+        keywords={"reduction": ["avg", 3]}),
+    row("refseq.rnn.output.last_step", lambda: {"h": _f(B, T, _H), "lengths": np.array([T, 2])},
+        arrays={"h": F, "lengths": ids(T + 1, low=1)}),
+    row("refseq.rnn.output.last_step_backward",
+        lambda: {"dy": _f(B, _H), "h_shape": (B, T, _H), "lengths": np.array([T, 2])},
+        arrays={"dy": F, "lengths": ids(T + 1, low=1)},
+        keywords={"h_shape": [(B, T), (B, T, _H + 1), "BTH"]}),
+    row("refseq.rnn.masking.check_lengths", lambda: {"lengths": np.array([T, 2]), "B": B, "T": T},
+        arrays={"lengths": _LENGTHS}, keywords={"B": [-1, 2.5], "T": [-1, "5"]}),
+    row("refseq.rnn.masking.length_mask", lambda: {"lengths": np.array([T, 2]), "T": T},
+        arrays={"lengths": _LENGTHS}, keywords={"T": [-1, 2.5]}),
+    row("refseq.rnn.masking.reverse_index", lambda: {"lengths": np.array([T, 2]), "T": T},
+        arrays={"lengths": _LENGTHS}, keywords={"T": [-1, 2.5]}),
+    row("refseq.rnn.masking.reverse_within_length",
+        lambda: {"x": _f(B, T, _H), "lengths": np.array([T, 2])},
+        arrays={"lengths": _LENGTHS},
+        cases=[("x", "x-ndim1", lambda kw: {**kw, "x": kw["x"][0, 0]})]),
+    row("refseq.rnn.masking.mask_from",
+        lambda: {"mask": np.ones((B, T), bool), "lengths": None, "B": B, "T": T},
+        arrays={"mask": MASK}, keywords={"B": [-1, 2.5], "T": [-1]},
+        cases=[("lengths", "both", lambda kw: {**kw, "lengths": np.array([T, 2])})]),
+]
+
+# refseq.train: optimisers, schedules, the loop
+def _params():
+    return {"w": _f(3, 2), "b": _f(2)}
+
+
+def _train():
+    from refseq.train import SGD
+
+    def loss_and_grad(p, batch):  # whatever names it is given (so a bad params fails in train)
+        return float(sum((v ** 2).sum() for v in p.values())), {k: 2 * v for k, v in p.items()}
+
+    return {"params": _params(), "loss_and_grad": loss_and_grad, "batches": lambda t: None,
+            "optimizer": SGD(0.1), "steps": 2, "log": None}
+
+
+_LR = [-1.0, np.nan, "0.1", None]
+TABLE += [
+    row("refseq.train.SGD", lambda: {"lr": 0.1}, flags=("nesterov",),
+        keywords={"lr": _LR, "momentum": [-0.1, 1.0, "0.9"], "weight_decay": [-1.0, np.nan],
+                  "dampening": [-0.1, 1.5]}),
+    row("refseq.train.Adam", lambda: {}, keywords={
+        "lr": _LR, "betas": [(0.9,), (1.0, 0.999), (0.9, -0.1), 0.9], "eps": [0.0, -1e-8],
+        "weight_decay": [-1.0, np.nan]}),
+    row("refseq.train.AdamW", lambda: {}, keywords={
+        "lr": _LR, "betas": [(0.9,), (1.0, 0.999)], "eps": [0.0, -1e-8],
+        "weight_decay": [-1.0, np.nan]}),
+    row("refseq.train.Optimizer", lambda: {"lr": 0.1}, keywords={"lr": _LR}),
+    row("refseq.train.ReduceOnPlateau", lambda: {"lr": 0.1}, keywords={
+        "lr": [-1.0, np.nan, "0.1"], "mode": ["up", 1], "factor": [1.0, -0.1, np.nan],
+        "patience": [-1, 1.5], "threshold": [-1.0, np.nan], "threshold_mode": ["x"],
+        "cooldown": [-1, 0.5], "min_lr": [-1.0, np.nan], "eps": [-1.0, np.nan],
+        "optimizer": [3, "sgd"]}),
+    row("refseq.train.reduce_on_plateau", lambda: {"lr": 0.1}, keywords={
+        "factor": [1.0, -0.1], "patience": [-1], "mode": ["up"], "optimizer": [3]}),
+    row("refseq.train.Constant", lambda: {"lr": 0.1}, keywords={"lr": _LR}),
+    row("refseq.train.constant", lambda: {"lr": 0.1}, keywords={"lr": _LR}),
+    row("refseq.train.WarmupCosine",
+        lambda: {"lr": 0.1, "warmup_steps": 2, "total_steps": 10},
+        keywords={"lr": _LR, "warmup_steps": [-1, 2.5, 11], "total_steps": [0, -1, 1.5],
+                  "min_lr": [-1.0, 0.2, np.nan]}),
+    row("refseq.train.warmup_cosine",
+        lambda: {"lr": 0.1, "warmup_steps": 2, "total_steps": 10},
+        keywords={"lr": _LR, "warmup_steps": [-1, 11], "total_steps": [0],
+                  "min_lr": [-1.0, 0.2]}),
+    row("refseq.train.train", _train, keywords={
+        "steps": [-1, 2.5, "2"], "clip": [-1.0, 0.0, np.nan], "log_every": [0, -1, 2.5],
+        "optimizer": [None, 3], "loss_and_grad": [None, 3], "batches": [3, None],
+        "params": [[1.0, 2.0], {"w": [1.0, 2.0]}, {"w": np.ones(2, int)}],
+        "schedule": [3], "log": [3], "tokens": [3]}),
+    row("refseq.train.count_tokens", lambda: {"batch": (np.zeros((2, 3)), np.zeros((2, 3)))},
+        keywords={"batch": [None, 3, (), "text"]}),
+    row("refseq.train.format_progress",
+        lambda: {"step": 1, "steps": 10, "loss": 1.0, "lr": 0.1, "grad_norm": 1.0,
+                 "tokens_per_s": 10.0},
+        keywords={"step": [-1, 1.5], "steps": [-1], "lr": ["x"], "loss": [None]}),
+    row("refseq.train.as_param_dict", lambda: {"params": _params()},
+        keywords={"params": [3, {"w": [1.0]}, {"w": 1.0}, {3: np.ones(2)}], "prefix": [3]}),
+    row("refseq.train.check_same_structure",
+        lambda: {"params": _params(), "grads": _params()},
+        cases=[("grads", "missing", lambda kw: {**kw, "grads": {"w": kw["grads"]["w"]}}),
+               ("grads", "shape", lambda kw: {**kw, "grads": {**kw["grads"],
+                                                              "w": np.zeros((2, 3))}}),
+               ("grads", "not_mapping", lambda kw: {**kw, "grads": [np.zeros(2)]})]),
+    row("refseq.train.global_norm", lambda: {"grads": _params()},
+        keywords={"grads": [[np.ones(2)], None, {"w": "x"}, {"w": np.ones(2, complex)}]}),
+]
+
+
+# refseq.train.lm and the tiny transformer (refseq.models.tiny_transformer)
+def _tiny_config(**kw):
+    from refseq.models.tiny_transformer import TinyConfig
+
+    return TinyConfig(**{"vocab_size": 7, "d_model": 8, "n_layers": 2, "n_heads": 2,
+                         "max_positions": 16, **kw})
+
+
+def _tiny_params():
+    from refseq.models.tiny_transformer import init_params
+
+    return init_params(_tiny_config())
+
+
+def _tokens():
+    return np.arange(B * T).reshape(B, T) % 7
+
+
+def _tiny_forward():
+    return {"params": _tiny_params(), "tokens": _tokens()}
+
+
+def _tiny_backward():
+    from refseq.models.tiny_transformer import forward
+
+    params = _tiny_params()
+    out = forward(params, _tokens(), return_cache=True)
+    logits, cache = out[0], out[-1]
+    return {"params": params, "cache": cache, "dlogits": _f(*logits.shape)}
+
+
+def _tiny_h():
+    return {"params": _tiny_params(), "h": _f(B, T, 8)}
+
+
+def _tiny_layers():
+    return {"params": _tiny_params(), "h": _f(B, T, 8), "lo": 0, "hi": 2}
+
+
+def _tiny_layers_backward():
+    from refseq.models.tiny_transformer import forward_layers
+
+    kw = _tiny_layers()
+    out = forward_layers(**kw, return_cache=True)
+    return {"params": kw["params"], "cache": out[-1], "dh_out": _f(*out[0].shape)}
+
+
+def _lm_head_backward():
+    from refseq.models.tiny_transformer import lm_head
+
+    kw = _tiny_h()
+    logits, cache = lm_head(**kw, return_cache=True)
+    return {"params": kw["params"], "cache": cache, "dlogits": _f(*logits.shape)}
+
+
+def _kv_backward():
+    from refseq.models.tiny_transformer import kv_from_hidden
+
+    kw = {"params": _tiny_params(), "h_in": _f(B, T, 8)}
+    kv, cache = kv_from_hidden(**kw, return_cache=True)
+    return {"params": kw["params"], "cache": cache, "d_kv": _f(*kv.shape)}
+
+
+def _bad_params(name="params"):
+    def wrong(kw):
+        return {**kw, name: 3}
+
+    def dtype(kw):
+        from refseq.models.tiny_transformer import map_parameters
+
+        return {**kw, name: map_parameters(lambda a: a.astype(np.int32), kw[name])}
+    return [(name, "params-int", wrong), (name, "params-int32-arrays", dtype)]
+
+
+_TT = "refseq.models.tiny_transformer"
+TABLE += [
+    row(f"{_TT}.TinyConfig",
+        lambda: {"vocab_size": 7, "d_model": 8, "n_layers": 2, "n_heads": 2,
+                 "max_positions": 16},
+        flags=("tied_head", "rope"),
+        keywords={"vocab_size": [0, -1, 7.0], "d_model": [0, 7], "n_layers": [-1, "2"],
+                  "n_heads": [0, 3], "max_positions": [0], "d_hidden": [0, -1],
+                  "dtype": ["int32", "float16", np.int32], "activation": ["relu6"]}),
+    row(f"{_TT}.init_params", lambda: {"config": _tiny_config()},
+        keywords={"config": [None, {"vocab_size": 7}], "seed": [-1, "x", 1.5]}),
+    row(f"{_TT}.check_params", lambda: {"params": _tiny_params()}, cases=_bad_params()),
+    row(f"{_TT}.forward", _tiny_forward, arrays={"tokens": ids(7)},
+        flags=("return_hidden", "return_cache"), cases=_bad_params() + [
+            ("embeds", "embeds-and-tokens", lambda kw: {**kw, "embeds": _f(B, T, 8)}),
+            ("embeds", "embeds-int", lambda kw: {"params": kw["params"],
+                                                 "embeds": np.ones((B, T, 8), int)}),
+            ("positions", "positions-past-max", lambda kw: {**kw, "positions": np.arange(
+                16, 16 + T)}),
+            ("positions", "positions-float", lambda kw: {**kw, "positions": np.arange(
+                T) + 0.5}),
+            ("allow_mask", "allow_mask-shape", lambda kw: {**kw, "allow_mask": np.ones(
+                (T, T + 1), bool)}),
+            ("allow_mask", "allow_mask-float", lambda kw: {**kw, "allow_mask": np.ones(
+                (T, T))}),
+            ("past_kv", "past_kv-shape", lambda kw: {**kw, "past_kv": np.zeros((3, 2))}),
+            ("tokens", "tokens-too-long", lambda kw: {**kw, "tokens": np.zeros((B, 17), int)}),
+        ]),
+    row(f"{_TT}.backward", _tiny_backward, arrays={"dlogits": F}, cases=[
+        ("d_hidden", "d_hidden-shape", lambda kw: {**kw, "d_hidden": np.zeros((B, T, 3))})]),
+    row(f"{_TT}.final_norm", _tiny_h, arrays={"h": LEAD}),
+    row(f"{_TT}.lm_head", _tiny_h, arrays={"h": LEAD}, flags=("return_cache",)),
+    row(f"{_TT}.lm_head_backward", _lm_head_backward, arrays={"dlogits": F}),
+    row(f"{_TT}.token_embeddings", lambda: {"params": _tiny_params(), "tokens": _tokens()},
+        arrays={"tokens": ids(7)}),
+    row(f"{_TT}.forward_layers", _tiny_layers, arrays={"h": F},
+        flags=("return_hidden", "return_cache"),
+        keywords={"lo": [-1, 3, 1.0], "hi": [3, -1, "2"]}),
+    row(f"{_TT}.forward_layers_backward", _tiny_layers_backward, arrays={"dh_out": F}),
+    row(f"{_TT}.kv_from_hidden", lambda: {"params": _tiny_params(), "h_in": _f(B, T, 8)},
+        arrays={"h_in": F}, flags=("return_cache",)),
+    row(f"{_TT}.kv_from_hidden_backward", _kv_backward, arrays={"d_kv": F}),
+    row(f"{_TT}.named_parameters", lambda: {"params": _tiny_params()},
+        keywords={"params": [3, None]}),
+    row(f"{_TT}.param_shapes", lambda: {"config": _tiny_config()},
+        keywords={"config": [3, None]}),
+    row(f"{_TT}.params_from_named",
+        lambda: {"config": _tiny_config(), "named": dict(resolve(
+            f"{_TT}.named_parameters")(_tiny_params()))},
+        cases=[("named", "missing", lambda kw: {**kw, "named": dict(list(
+            kw["named"].items())[1:])}),
+               ("named", "shape", lambda kw: {**kw, "named": {k: v[..., :1] for k, v in
+                                                              kw["named"].items()}}),
+               ("named", "int32", lambda kw: {**kw, "named": {k: v.astype(np.int32) for k, v
+                                                              in kw["named"].items()}})]),
+    row(f"{_TT}.map_parameters", lambda: {"fn": np.copy, "params": _tiny_params()},
+        keywords={"fn": [None, 3], "params": [3]}),
+]
+
+
+def _saved(tmp=[]):  # noqa: B006 - one temporary directory per session
+    import tempfile
+
+    from refseq.models.tiny_transformer import save
+
+    if not tmp:
+        tmp.append(tempfile.mkdtemp(prefix="refseq-bad-inputs-"))
+    path = os.path.join(tmp[0], "tiny.npz")
+    save(path, _tiny_params())
+    return path
+
+
+TABLE += [
+    row(f"{_TT}.save", lambda: {"path": os.path.join(os.path.dirname(_saved()), "out.npz"),
+                                "params": _tiny_params()},
+        keywords={"params": [3, None, {"wte": np.zeros(2)}]}),
+    row(f"{_TT}.load", lambda: {"path": _saved()},
+        keywords={"config": [3, "tiny"]},
+        cases=[("config", "config-mismatch", lambda kw: {**kw, "config": _tiny_config(
+            d_model=4)})]),
+    row("refseq.train.lm.param_dict", lambda: {"params": _tiny_params()},
+        keywords={"params": [3, None]}),
+    row("refseq.train.lm.lm_loss_and_grad",
+        lambda: {"named": resolve("refseq.train.lm.param_dict")(_tiny_params()),
+                 "batch": np.arange(B * (T + 1)).reshape(B, T + 1) % 7,
+                 "config": _tiny_config()},
+        arrays={"batch": ids(7)},
+        cases=[("batch", "batch-T1", lambda kw: {**kw, "batch": kw["batch"][:, :1]}),
+               ("named", "named-missing", lambda kw: {**kw, "named": dict(list(
+                   kw["named"].items())[1:])})]),
+    row("refseq.train.lm.make_lm_objective", lambda: {"params": _tiny_params()},
+        keywords={"params": [3, None]}),
+]
+
+
+# refseq.decoding, refseq.models.toy_lm, refseq.tasks
+def _markov():
+    from refseq.models.toy_lm import random_markov_lm
+
+    return random_markov_lm(4, 1.0, 0, eos_id=3)
+
+
+def _table():
+    t = np.log(np.full((4, 4), 0.25))
+    return {"order": 2, "table": t}
+
+
+TABLE += [
+    row("refseq.decoding.PrefixLM", lambda: {"fn": lambda p: np.zeros((len(p), 4)),
+                                              "vocab_size": 4},
+        keywords={"vocab_size": [0, -1, 4.0, "4"], "fn": [None, 3]}),
+    row("refseq.decoding.as_prompts", lambda: {"prompts": [np.array([1, 2]), [0]]},
+        keywords={"prompts": [np.array([1, 2]), [np.array([1.5])], [np.zeros((2, 2), int)],
+                              "12", [None], [np.array([-1])]]}),
+    row("refseq.decoding.log_softmax", lambda: {"logits": _f(3, 4)}, arrays={"logits": ANY},
+        keywords={"axis": [2, 1.0], "dtype": [np.int32, np.float16, "nope"]}),
+    row("refseq.decoding.logprobs_fn", lambda: {"model": _markov()},
+        keywords={"model": [None, 3], "compute_dtype": [np.int32, np.float16, "nope"]}),
+    row("refseq.models.toy_lm.TabularLM", _table, arrays={"table": F},
+        keywords={"order": [0, -1, 2.0], "pad_id": [-1, 4, 1.5], "eos_id": [4, -1, "3"]},
+        cases=[("table", "table-not-normalised", lambda kw: {**kw, "table": kw["table"] + 1}),
+               ("table", "table-nan", lambda kw: {**kw, "table": _set(kw["table"], 0,
+                                                                       np.nan)})]),
+    row("refseq.models.toy_lm.random_markov_lm", lambda: {"V": 4, "alpha": 1.0, "seed": 0},
+        keywords={"V": [0, -1, 4.0], "alpha": [0.0, -1.0, np.nan, "1"], "seed": [-1, "x"],
+                  "eos_id": [4, -1], "order": [0, 1.5], "pad_id": [-1, 4]}),
+    row("refseq.models.toy_lm.enumerate_sequences",
+        lambda: {"model": _markov(), "prompt": np.array([0]), "max_len": 2},
+        arrays={"prompt": ids(4)},
+        keywords={"max_len": [-1, 1.5, "2"], "eos_id": [4, -1], "model": [None, 3]}),
+    row("refseq.models.toy_lm.sample_sequences",
+        lambda: {"lm": _markov(), "n": 2, "T": 3, "seed": 0},
+        keywords={"n": [-1, 2.5], "T": [-1, "3"], "seed": [-1, "x"], "eos_id": [4, -1],
+                  "pad_id": [4, -1], "lm": [None, 3],
+                  "prompts": [[np.array([1.5])], [np.array([9])], "01"]}),
+    row("refseq.tasks.reber.reber_valid", lambda: {"rng": _rng()},
+        keywords={"rng": ["x", None, 1.5]}),
+    row("refseq.tasks.reber.reber_invalid", lambda: {"rng": _rng()},
+        keywords={"rng": ["x", 1.5], "style": ["nope", 3]}),
+    row("refseq.tasks.reber.is_reber", lambda: {"s": "BTXSE"}, keywords={"s": [3, None,
+                                                                              ["B", "E"]]}),
+    row("refseq.tasks.reber.enumerate_reber", lambda: {"max_len": 8},
+        keywords={"max_len": [-1, 8.5, "8"]}),
+    row("refseq.tasks.reber.reber_dataset", lambda: {"n": 4, "rng": _rng()},
+        keywords={"n": [-1, 2.5, "4"], "rng": ["x"], "min_len": [-1, 100, 2.5],
+                  "max_len": [1, -1], "style": ["nope"]}),
+    row("refseq.tasks.reber.vocab_size", lambda: {"vocab": "reber7"},
+        keywords={"vocab": ["nope", 7, None]}),
+    row("refseq.tasks.reber.encode", lambda: {"strings": ["BTXSE", "BPVVE"]},
+        keywords={"strings": ["BTXSE", [""], ["BQE"], [3]], "vocab": ["nope", 7]}),
+]
+
+# refseq.cuda.recurrence mirrors (NumPy mirrors of the GPU decompositions, public in mirror)
+TABLE += [
+    row("refseq.cuda.recurrence.mirror.flashrnn_forward", _rec, id="mirror.flashrnn_forward",
+        arrays={"Wx": F, "R": F, "b": F, "states0": F},
+        flags=("return_cache", "clamp_gates_le_one", "fma"),
+        keywords={"cell": ["nope", 3], "batch_tile": [0, -1, 2.5]}),
+    row("refseq.cuda.recurrence.mirror.forward_blocked", _rec, id="mirror.forward_blocked",
+        arrays={"Wx": F, "R": F, "b": F, "states0": F}, flags=("clamp_gates_le_one", "fma"),
+        keywords={"cell": ["nope", 3], "batch_tile": [0, -1, 2.5]}),
+    row("refseq.cuda.recurrence.mirror.backward_blocked", _rec_backward(),
+        id="mirror.backward_blocked",
+        arrays={"d_states_all": F, "d_last_states": F, "R": F, "b": F},
+        flags=("gradient_recurrent_cut", "clamp_gates_le_one", "fma"),
+        keywords={"cell": ["nope", 3], "batch_tile": [0, -1]}, cases=_bad_cache()),
+]
+
+# refseq.papers.aaren (Attention as an RNN)
+_A = "refseq.papers.aaren"
+_Dk, _Dv, _Dm = 3, 2, 4
+
+
+def _qkv():
+    return {"q": _f(H, _Dk), "k": _f(B, T, H, _Dk), "v": _f(B, T, H, _Dv),
+            "mask": _rng().random((B, T)) > 0.2}
+
+
+def _aaren_state(Dv=_Dv):
+    from refseq.scan import SoftmaxState
+
+    return SoftmaxState(_f(B, H), _f(B, H, low=0.5, high=1.0), _f(B, H, Dv))
+
+
+def _aaren_params(kind="params"):
+    def make():
+        from refseq.papers.aaren import (
+            init_aaren_block_params,
+            init_aaren_params,
+            init_aaren_stack_params,
+        )
+        if kind == "params":
+            return init_aaren_params(_rng(), _Dm, H, _Dk, _Dv)
+        if kind == "block":
+            return init_aaren_block_params(_rng(), _Dm, H, _Dk, _Dv)
+        return init_aaren_stack_params(_rng(), 2, _Dm, H, _Dk, _Dv)
+    return make
+
+
+_SCALE = {"scale": [np.nan, np.inf, "1"]}  # any finite real is a valid scale
+_MERGE = {"head_merge": ["max", 3]}
+_INIT = {"D": [0, -1, 2.5], "H": [0], "Dk": [-1], "Dv": [0, "2"], "dtype": [np.int32,
+                                                                            np.float16],
+         "head_merge": ["max"], "rng": ["x"]}
+TABLE += [
+    row(f"{_A}.softmax_state_init", lambda: {"B": B, "H": H, "Dv": _Dv},
+        keywords={"B": [-1, 2.5], "H": [-1], "Dv": [-1, "2"], "dtype": [np.int32, "nope"]}),
+    row(f"{_A}.aaren_scores", lambda: {k: v for k, v in _qkv().items() if k in "qk"},
+        arrays={"q": F, "k": F}, keywords=_SCALE),
+    row(f"{_A}.attend_one_query", _qkv, arrays={"q": F, "k": F, "v": FREE, "mask": MASK},
+        keywords=_SCALE),
+    row(f"{_A}.aaren_naive", _qkv, arrays={"q": F, "k": F, "v": FREE, "mask": MASK},
+        keywords=_SCALE),
+    row(f"{_A}.aaren_scan", lambda: {**_qkv(), "state": _aaren_state()},
+        arrays={"q": F, "k": F, "v": F, "mask": MASK},
+        keywords={**_SCALE, "method": ["nope", 3], "chunk": [0, -1, 2.5]},
+        flags=("check_finite",), cases=_bad_state()),
+    row(f"{_A}.aaren_cell_step",
+        lambda: {"state": _aaren_state(), "s_t": _f(B, H), "v_t": _f(B, H, _Dv),
+                 "valid_t": np.array([True, False])},
+        arrays={"s_t": F, "v_t": F, "valid_t": MASK}, flags=("check_finite",),
+        cases=_bad_state()),
+    row(f"{_A}.aaren_recurrent",
+        lambda: {"s": _f(B, T, H), "v": _f(B, T, H, _Dv), "mask": _qkv()["mask"],
+                 "state": _aaren_state()},
+        arrays={"s": F, "v": F, "mask": MASK}, flags=("check_finite",), cases=_bad_state()),
+    row(f"{_A}.aaren_unstable_rolling", lambda: {"s": _f(B, T, H), "v": _f(B, T, H, _Dv)},
+        arrays={"s": F, "v": FREE}),
+    row(f"{_A}.lengths_to_mask", lambda: {"lengths": np.array([T, 2]), "T": T},
+        arrays={"lengths": ids(T + 1)}, keywords={"T": [-1, 2.5], "padding": ["up", 3]}),
+    row(f"{_A}.init_aaren_params", lambda: {"rng": _rng(), "D": _Dm, "H": H, "Dk": _Dk,
+                                             "Dv": _Dv},
+        flags=("bias",), keywords=_INIT),
+    row(f"{_A}.init_aaren_block_params", lambda: {"rng": _rng(), "D": _Dm, "H": H, "Dk": _Dk,
+                                                   "Dv": _Dv},
+        flags=("bias",), keywords={**_INIT, "F": [0, -1]}),
+    row(f"{_A}.init_aaren_stack_params", lambda: {"rng": _rng(), "L": 2, "D": _Dm, "H": H,
+                                                   "Dk": _Dk, "Dv": _Dv},
+        flags=("bias",), keywords={**_INIT, "L": [0, -1, 1.5]}),
+    row(f"{_A}.aaren_layer", lambda: {"params": _aaren_params()(), "x": _f(B, T, _Dm),
+                                       "mask": _qkv()["mask"], "state": _aaren_state()},
+        arrays={"x": F, "mask": MASK}, keywords={**_SCALE, **_MERGE, **BACKEND},
+        cases=_bad_state() + [("params", "params-int", lambda kw: {**kw, "params": 3})]),
+    row(f"{_A}.aaren_layer_step", lambda: {"params": _aaren_params()(), "x_t": _f(B, _Dm),
+                                            "state": _aaren_state(),
+                                            "valid_t": np.array([True, False])},
+        arrays={"x_t": F, "valid_t": MASK}, keywords={**_SCALE, **_MERGE},
+        cases=_bad_state()),
+    row(f"{_A}.aaren_block", lambda: {"params": _aaren_params("block")(), "x": _f(B, T, _Dm),
+                                       "mask": _qkv()["mask"], "state": _aaren_state()},
+        arrays={"x": F, "mask": MASK}, keywords={**_SCALE, **_MERGE, **BACKEND},
+        cases=_bad_state()),
+    row(f"{_A}.aaren_block_step", lambda: {"params": _aaren_params("block")(),
+                                            "x_t": _f(B, _Dm), "state": _aaren_state(),
+                                            "valid_t": np.array([True, False])},
+        arrays={"x_t": F, "valid_t": MASK}, keywords={**_SCALE, **_MERGE},
+        cases=_bad_state()),
+    row(f"{_A}.aaren_stack", lambda: {"params_list": _aaren_params("stack")(),
+                                       "x": _f(B, T, _Dm), "mask": _qkv()["mask"]},
+        arrays={"x": F, "mask": MASK}, keywords={**_SCALE, **_MERGE, **BACKEND},
+        cases=[("states", "states-count", lambda kw: {**kw, "states": [_aaren_state()]})]),
+    row(f"{_A}.aaren_stack_step", lambda: {"params_list": _aaren_params("stack")(),
+                                            "x_t": _f(B, _Dm)},
+        arrays={"x_t": F}, keywords={**_SCALE, **_MERGE},
+        cases=[("states", "states-count", lambda kw: {**kw, "states": [_aaren_state()]})]),
+]
+
+
+def _rnn_fwd():
+    kw = _rec()
+    return {"x": _f(B, 4, 5), "W": _f(4, 2, 3, 5), "R": kw["R"], "b": kw["b"],
+            "states0": kw["states0"], "cell": "lstm"}
+
+
+def _rnn_bwd():
+    from refseq.recurrence import rnn_forward
+
+    kw = _rnn_fwd()
+    states_all, last, cache = rnn_forward(**kw, return_cache=True)
+    return {"d_states_all": _f(*states_all.shape), "d_last_states": _f(*last.shape),
+            "x": kw["x"], "W": kw["W"], "R": kw["R"], "b": kw["b"], "cache": cache,
+            "cell": "lstm"}
+
+
+TABLE += [
+    row("refseq.recurrence.rnn_forward", _rnn_fwd,
+        arrays={"x": F, "W": F, "R": F, "b": F, "states0": F},
+        flags=("return_cache", "clamp_gates_le_one", "check_finite"),
+        keywords={**_REC_KW, **BACKEND}),
+    row("refseq.recurrence.rnn_backward", _rnn_bwd,
+        arrays={"d_states_all": F, "d_last_states": F, "x": F, "W": F, "R": F, "b": F},
+        flags=("gradient_recurrent_cut", "clamp_gates_le_one", "check_finite"),
+        keywords={"cell": ["nope", 3], "gradient_recurrent_clipval": [-1.0, "1"], **BACKEND},
+        cases=_bad_cache()),
+    row("refseq.jit.scan.chunk_length", lambda: {"T": 4096, "channels": 4},
+        keywords={"T": [-1, 2.5, "4096"], "channels": [-1, 1.5]}),
+]
+
+# refseq.train: gradient noise (Neelakantan et al.)
+_NOISE = {"eta": [-0.1, np.nan, "0.01"], "gamma": [-0.1, np.nan, "0.55"]}
+TABLE += [
+    row("refseq.train.noise_variance", lambda: {"t": 3, "eta": 0.01},
+        keywords={"t": [-1, np.nan, "3"], **_NOISE}),
+    row("refseq.train.noise_std", lambda: {"t": 3, "eta": 0.01},
+        keywords={"t": [-1, np.nan, "3"], **_NOISE}),
+    row("refseq.train.constant_noise_std", lambda: {"eta": 0.01},
+        keywords={"eta": [-0.1, np.nan, "0.01"]}),
+    row("refseq.train.add_gradient_noise",
+        lambda: {"grads": _params(), "t": 3, "eta": 0.01, "rng": _rng()},
+        keywords={"t": [-1, 2.5, "3"], **_NOISE, "rng": [None, "x"],
+                  "schedule": ["linear", 3], "draw_dtype": [np.int32, np.float16],
+                  "grads": [[np.ones(2)], {"w": np.ones(2, int)}]},
+        cases=[("masks", "masks-shape", lambda kw: {**kw, "masks": {"w": np.ones(2, bool),
+                                                                    "b": np.ones(2, bool)}}),
+               ("masks", "masks-float", lambda kw: {**kw, "masks": {"w": np.ones((3, 2)),
+                                                                    "b": np.ones(2)}})]),
+    row("refseq.train.GradientNoise", lambda: {"eta": 0.01, "rng": 0},
+        keywords={**_NOISE, "rng": ["x", -1], "schedule": ["linear"],
+                  "order": ["never", 3], "t0": [-1, 1.5], "draw_dtype": [np.int32]}),
+    row("refseq.train.NoisyOptimizer",
+        lambda: {"base": resolve("refseq.train.SGD")(0.1), "eta": 0.01, "rng": 0},
+        keywords={**_NOISE, "rng": ["x"], "base": [None, 3], "clip_norm": [-1.0, 0.0, np.nan],
+                  "clip_value": [-1.0, "1"], "order": ["never"], "t0": [-1]}),
+    row("refseq.train.apply_clip_and_noise", lambda: {"grads": _params()},
+        keywords={"clip_norm": [-1.0, 0.0, np.nan, "1"], "clip_value": [-1.0, 0.0, "1"],
+                  "noise": [3, "gaussian"], "grads": [[np.ones(2)], {"w": np.ones(2, int)}]}),
+]
+
+# refseq.papers.gradient_noise: the paper's experiment (deep ReLU MLP on a teacher problem)
+_GN = "refseq.papers.gradient_noise"
+
+
+def _gn_params():
+    from refseq.papers.gradient_noise import deep_relu_mlp
+
+    return deep_relu_mlp(depth=2, width=4, in_dim=3, out_dim=2, rng=_rng())
+
+
+def _gn_batch():
+    return _f(6, 3), np.arange(6) % 2
+
+
+def _gn_backward():
+    from refseq.papers.gradient_noise import forward
+
+    params = _gn_params()
+    logits, cache = forward(params, _gn_batch()[0])
+    return {"dlogits": _f(*logits.shape), "params": params, "cache": cache}
+
+
+TABLE += [
+    row(f"{_GN}.teacher_dataset", lambda: {"n": 8, "in_dim": 3, "hidden": 4, "rng": _rng()},
+        keywords={"n": [0, -1, 2.5], "in_dim": [0, "3"], "hidden": [-1], "rng": ["x"]}),
+    row(f"{_GN}.layer_names", lambda: {"depth": 3}, keywords={"depth": [-1, 2.5, "3"]}),
+    row(f"{_GN}.deep_relu_mlp", lambda: {"depth": 2, "width": 4, "in_dim": 3, "rng": _rng()},
+        keywords={"depth": [-1, 2.5], "width": [0, "4"], "in_dim": [-1], "out_dim": [0],
+                  "init_std": [-0.1, np.nan], "rng": ["x"]}),
+    row(f"{_GN}.forward", lambda: {"params": _gn_params(), "x": _gn_batch()[0]},
+        arrays={"x": F}, cases=[("params", "params-missing", lambda kw: {
+            **kw, "params": dict(list(kw["params"].items())[1:])})]),
+    row(f"{_GN}.backward", _gn_backward, arrays={"dlogits": F}),
+    row(f"{_GN}.loss_and_grad", lambda: {"params": _gn_params(), "batch": _gn_batch()},
+        cases=[("batch", "y-out-of-range", lambda kw: {**kw, "batch": (kw["batch"][0],
+                                                                       kw["batch"][1] + 5)}),
+               ("batch", "x-int", lambda kw: {**kw, "batch": (kw["batch"][0].astype(int),
+                                                              kw["batch"][1])}),
+               ("batch", "y-length", lambda kw: {**kw, "batch": (kw["batch"][0],
+                                                                 kw["batch"][1][:-1])})]),
+    row(f"{_GN}.accuracy", lambda: {"params": _gn_params(), "x": _gn_batch()[0],
+                                    "y": _gn_batch()[1]},
+        arrays={"x": F, "y": ids(2)}),
+    row(f"{_GN}.run", lambda: {"seed": 0, "eta": 0.01, "steps": 2, "n": 8, "depth": 2,
+                               "width": 4, "batch": 4},
+        keywords={"seed": [-1, "x"], "eta": [-0.1, np.nan], "steps": [-1, 1.5], "lr": [-0.1],
+                  "batch": [0, -1], "clip_norm": [-1.0, 0.0], "gamma": [-0.1],
+                  "n": [0], "depth": [-1], "width": [0]}),
+]
+
+# refseq.papers.rnn_review
+_RR = "refseq.papers.rnn_review"
+
+
+def _rr_elman():
+    return {"x": _f(T, _I), "W_hx": _f(_H, _I), "W_hh": _f(_H, _H) / 2, "b_h": _f(_H)}
+
+
+def _rr_lstm(single=True):
+    return lambda: {"x": _f(T, _I) if single else _f(B, T, _I), "params": _lstm_params()}
+
+
+TABLE += [
+    row(f"{_RR}.elman_jacobian_chain", _rr_elman,
+        arrays={"x": F, "W_hx": F, "W_hh": F, "b_h": F},
+        keywords={"activation": ["softsign", 3]},
+        cases=[("h0", "h0-shape", lambda kw: {**kw, "h0": _f(_H + 1)})]),
+    row(f"{_RR}.jacobian_bound", lambda: {"W_hh": _f(_H, _H), "activation": "tanh", "T": T},
+        arrays={"W_hh": F}, keywords={"activation": ["softsign", 3], "T": [-1, 2.5, "5"]}),
+    row(f"{_RR}.scalar_rnn_gradient", lambda: {"w": 0.5, "activation_derivatives": _f(T)},
+        arrays={"activation_derivatives": ANY}, keywords={"w": [np.nan, "0.5", None]}),
+    row(f"{_RR}.lstm_step_jacobians", _rr_lstm(False), arrays={"x": F},
+        flags=("forget_gate", "peepholes"), keywords={"output_activation": ["relu", 3]}),
+    row(f"{_RR}.lstm_state_jacobian", _rr_lstm(), arrays={"x": F},
+        flags=("forget_gate", "peepholes"),
+        keywords={"which": ["x", 3], "output_activation": ["relu", 3]}),
+]
+
+# refseq.papers.pv_rnn (PV-RNN; VRNN baseline)
+_PV = "refseq.papers.pv_rnn"
+_S, _Tp, _X = 3, 6, 1
+
+
+def _pv_params():
+    from refseq.papers.pv_rnn import init_pvrnn
+
+    return init_pvrnn([(4, 2)], _X, _S, _Tp, _rng())
+
+
+def _pv_eps(params=None):
+    from refseq.papers.pv_rnn import draw_eps
+
+    return draw_eps(params or _pv_params(), _S, _Tp, _rng())
+
+
+def _pv_forward():
+    params = _pv_params()
+    return {"params": params, "eps": _pv_eps(params), "seq_index": np.arange(_S)}
+
+
+def _pv_cache():
+    from refseq.papers.pv_rnn import pvrnn_forward
+
+    kw = _pv_forward()
+    return kw["params"], pvrnn_forward(**kw)[1]
+
+
+def _pv_loss(with_params=False):
+    def make():
+        params, cache = _pv_cache()
+        out = {"cache": cache, "targets": 0.5 * np.tanh(_f(_S, _Tp, _X)),
+               "mask": np.ones((_S, _Tp), bool)}
+        return {"params": params, **out} if with_params else out
+    return make
+
+
+def _vrnn_params():
+    from refseq.papers.pv_rnn import init_vrnn
+
+    return init_vrnn(4, 2, _X, _rng())
+
+
+def _vrnn_cache():
+    from refseq.papers.pv_rnn import vrnn_forward
+
+    params = _vrnn_params()
+    return params, vrnn_forward(params, _f(_S, _Tp, _X), _f(_S, _Tp, 2))[1]
+
+
+def _bad_eps(name="eps"):
+    return [(name, "eps-shape", lambda kw: {**kw, name: [e[:, :, :1] for e in kw[name]]}),
+            (name, "eps-count", lambda kw: {**kw, name: kw[name] * 2}),
+            (name, "eps-int", lambda kw: {**kw, name: [e.astype(np.int32) for e in kw[name]]})]
+
+
+_PRIMS = lambda: [_f(4, _X), _f(3, _X)]  # noqa: E731
+_TRANS = lambda: np.array([[0.5, 0.5], [0.9, 0.1]])  # noqa: E731
+_W = {"w": [-1.0, np.nan, "1"], "beta": [-1.0, np.nan], "normalize": ["mean", 3]}
+TABLE += [
+    row(f"{_PV}.init_pvrnn", lambda: {"sizes": [(4, 2)], "X": _X, "S": _S, "T": _Tp,
+                                       "rng": _rng()},
+        keywords={"sizes": [[], [(0, 2)], [(4, -1)], [4]], "X": [0, -1, 1.5], "S": [0],
+                  "T": [-1, "6"], "tau": [0.5, 0.0, np.nan], "bias_init": ["ones", 3],
+                  "A_init": ["nope"], "A_std": [-1.0, np.nan], "dtype": [np.int32, np.float16],
+                  "sm_units": [-1, 2.5], "rng": ["x"]}),
+    row(f"{_PV}.check_params", lambda: {"params": _pv_params()},
+        keywords={"params": [3, None]}),
+    row(f"{_PV}.named_parameters", lambda: {"params": _pv_params()}, flags=("with_A",),
+        keywords={"params": [3]}),
+    row(f"{_PV}.draw_eps", lambda: {"params": _pv_params(), "B": _S, "T": _Tp, "rng": _rng()},
+        keywords={"B": [-1, 1.5], "T": [-1, "6"], "rng": ["x"], "params": [3]}),
+    row(f"{_PV}.pvrnn_forward", _pv_forward, arrays={"seq_index": ids(_S)},
+        flags=("unit_first", "set_A_to_prior"),
+        keywords={"mode": ["both", 3], "n_posterior_steps": [-1, 1.5, _Tp + 1],
+                  "params": [3]},
+        cases=_bad_eps() + [("state0", "state0-shape", lambda kw: {
+            **kw, "state0": [(np.zeros((_S, 3)), np.zeros((_S, 3)))]})]),
+    row(f"{_PV}.init_A_from_prior", _pv_forward, arrays={"seq_index": ids(_S)},
+        cases=_bad_eps()),
+    row(f"{_PV}.output_fc", lambda: {"d1": _f(_S, _Tp, 4), "W_out": _f(_X, 4), "b_out": _f(_X)},
+        arrays={"d1": LEAD, "W_out": F, "b_out": F}),
+    row(f"{_PV}.output_softmax_groups",
+        lambda: {"d1": _f(_S, _Tp, 4), "W_out": _f(6, 4), "b_out": _f(6), "groups": 2},
+        arrays={"d1": LEAD, "W_out": F, "b_out": F}, keywords={"groups": [0, 4, -1, 1.5]}),
+    row(f"{_PV}.log_softmax_groups", lambda: {"a": _f(_S, 6), "units": 3},
+        arrays={"a": LEAD}, keywords={"units": [0, 4, -1, 1.5]}),
+    row(f"{_PV}.softmax_groups_textbook", lambda: {"a": _f(_S, 6), "units": 3},
+        arrays={"a": LEAD}, keywords={"units": [0, 4, -1, 1.5]}),
+    row(f"{_PV}.pvrnn_loss", _pv_loss(), arrays={"targets": F},
+        keywords={**_W, "rec_weight": [-1.0, np.nan], "cache": [3, None]}),
+    row(f"{_PV}.pvrnn_backward", _pv_loss(True), arrays={"targets": F},
+        keywords={**_W, "rec_weight": [-1.0, np.nan], "cache": [3]}),
+    row(f"{_PV}.kl_per_step", lambda: {"cache": _pv_cache()[1]}, keywords={"cache": [3, None]}),
+    row(f"{_PV}.mean_sigma", lambda: {"cache": _pv_cache()[1]},
+        keywords={"which": ["x", 3], "t_from": [-1, 1.5, _Tp + 1], "cache": [3]}),
+    row(f"{_PV}.train_pvrnn", lambda: {"params": _pv_params(), "epochs": 1, "log": None,
+                                        "data": 0.5 * np.tanh(_f(_S, _Tp, _X))},
+        arrays={"data": F},
+        keywords={"epochs": [-1, 1.5, "1"], "minibatch_size": [0, -1, 1.5],
+                  "lr": [-1.0, np.nan], "betas": [(0.9,), (1.0, 0.9)], "adam_eps": [-1.0],
+                  **_W, "rng": ["x"], "freeze_top_down_of": [(5,), ("a",)],
+                  "log_every": [-1, 1.5]},
+        cases=[("data", "data-outside-(-1,1)", lambda kw: {**kw, "data": kw["data"] + 5})]),
+    row(f"{_PV}.ErrorRegression", lambda: {"params": _pv_params(), "window": 3, "n_iter": 2},
+        flags=("growing_window", "resample_eps"),
+        keywords={"window": [0, -1, 1.5, _Tp + 1], "n_iter": [-1, 1.5], "n_init_iter": [-1],
+                  "lr": [-1.0, np.nan], "betas": [(0.9,)], "adam_eps": [-1.0],
+                  "w_er": [-1.0, np.nan], "new_slot_init": ["nope"], "er_normalize": ["mean"],
+                  "rng": ["x"], "params": [3]}),
+    row(f"{_PV}.softmax_encode", lambda: {"x": _f(_S, _Tp, 2), "num_units": 5, "sigma": 0.1,
+                                           "x_min": -3.0, "x_max": 3.0},
+        arrays={"x": ANY},
+        keywords={"num_units": [0, 1.5], "sigma": [0.0, -1.0, np.nan], "x_min": [np.nan, 3.0],
+                  "x_max": [-3.0, "3"]}),
+    row(f"{_PV}.softmax_decode", lambda: {"p": np.full((_S, 10), 0.2), "num_units": 5,
+                                           "x_min": -3.0, "x_max": 3.0},
+        arrays={"p": LEAD}, keywords={"num_units": [0, 3, 1.5], "x_min": [np.nan, 3.0],
+                                      "x_max": [-3.0]}),
+    row(f"{_PV}.pfsm_sequences", lambda: {"primitives": _PRIMS(), "transition": _TRANS(),
+                                           "n_seq": 2, "n_segments": 3, "rng": _rng()},
+        arrays={"transition": F}, flags=("return_symbols",),
+        keywords={"n_seq": [0, -1, 1.5], "n_segments": [0, "3"], "rng": ["x"],
+                  "primitives": [[], [np.zeros((3, 2)), np.zeros((3, 1))]]},
+        cases=[("transition", "not-stochastic", lambda kw: {**kw, "transition": kw[
+            "transition"] * 2}),
+               ("initial", "initial-shape", lambda kw: {**kw, "initial": np.ones(3) / 3})]),
+    row(f"{_PV}.pfsm_accepts", lambda: {"symbols": np.array([[0, 1, 0], [1, 0, 0]]),
+                                         "transition": _TRANS()},
+        arrays={"symbols": ids(2), "transition": F}),
+    row(f"{_PV}.estimate_transition_matrix", lambda: {"symbols": np.array([[0, 1, 0],
+                                                                            [1, 0, 0]])},
+        arrays={"symbols": ids(None)}, keywords={"K": [0, 1, -1, 1.5]}),
+    row(f"{_PV}.init_vrnn", lambda: {"D": 4, "Z": 2, "X": _X, "rng": _rng()},
+        keywords={"D": [0, -1, 1.5], "Z": [0], "X": ["1"], "tau": [0.5, np.nan],
+                  "dtype": [np.int32], "rng": ["x"]}),
+    row(f"{_PV}.vrnn_forward", lambda: {"params": _vrnn_params(), "x": _f(_S, _Tp, _X),
+                                         "eps": _f(_S, _Tp, 2)},
+        arrays={"x": F, "eps": F}, keywords={"params": [3]}),
+    row(f"{_PV}.vrnn_generate", lambda: {"params": _vrnn_params(), "eps": _f(_S, _Tp, 2)},
+        arrays={"eps": F}, keywords={"params": [3]}),
+    row(f"{_PV}.vrnn_loss", lambda: {"cache": _vrnn_cache()[1]},
+        keywords={"w": [-1.0, np.nan], "normalize": ["mean"], "cache": [3]}),
+    row(f"{_PV}.vrnn_backward", lambda: dict(zip(("params", "cache"), _vrnn_cache())),
+        keywords={"w": [-1.0, np.nan], "normalize": ["mean"], "cache": [3]}),
+]
+
+# refseq.papers.recoding (surprisal / entropy recoding of an LSTM LM)
+_RC = "refseq.papers.recoding"
+_Vr, _Hr = 7, 4
+
+
+def _rc_model():
+    from refseq.papers.recoding import LSTMLanguageModel
+
+    return LSTMLanguageModel(_Vr, _Hr, _Hr, rng=0)
+
+
+def _rc_step():
+    m = _rc_model()
+    logits, state, cache = m.step(np.array([0, 3]))
+    return m, logits, state, cache
+
+
+def _rc_tokens():
+    return np.arange(B * (T + 1)).reshape(B, T + 1) % _Vr
+
+
+def _decoders(K=2):
+    r = _rng()
+    return [(r.standard_normal((_Vr, _Hr)), r.standard_normal(_Vr)) for _ in range(K)]
+
+
+def _bad_decoders(name="decoders"):
+    return [(name, "decoders-shape", lambda kw: {**kw, name: [(W[:, :-1], b) for W, b in
+                                                             kw[name]]}),
+            (name, "decoders-empty", lambda kw: {**kw, name: []}),
+            (name, "decoders-int", lambda kw: {**kw, name: [(W.astype(np.int32), b) for W, b in
+                                                           kw[name]]})]
+
+
+def _rc_backward():
+    m = _rc_model()
+    caches, state = [], None
+    for t in range(3):
+        logits, state, cache = m.step(np.array([t, t + 1]), state)
+        caches.append(cache)
+    return {"model": m, "caches": caches, "dlogits": _f(B, 3, _Vr)}
+
+
+def _rc_recoder():
+    from refseq.papers.recoding import RecodingLM
+
+    return RecodingLM(_rc_model(), "surprisal", step=0.1)
+
+
+_LOGITS = lambda: {"logits": _f(B, _Vr), "target": np.array([1, 6])}  # noqa: E731
+TABLE += [
+    row(f"{_RC}.LSTMLanguageModel", lambda: {"vocab_size": _Vr, "embedding_size": _Hr,
+                                              "hidden_size": _Hr, "rng": 0},
+        keywords={"vocab_size": [0, -1, 7.5], "embedding_size": [0, "4"], "hidden_size": [-1],
+                  "num_layers": [0, 1.5], "dropout": [-0.1, 1.0, np.nan],
+                  "dtype": [np.int32, np.float16], "init_scale": [-0.1, np.nan],
+                  "rng": ["x", -1]}),
+    row(f"{_RC}.lm_backward", _rc_backward, arrays={"dlogits": F},
+        keywords={"model": [3]},
+        cases=[("caches", "caches-count", lambda kw: {**kw, "caches": kw["caches"][:1]})]),
+    row(f"{_RC}.surprisal", _LOGITS, arrays={"logits": F, "target": ids(_Vr)}),
+    row(f"{_RC}.token_perplexity_code_variant", _LOGITS,
+        arrays={"logits": F, "target": ids(_Vr)}),
+    row(f"{_RC}.mixture_entropy", lambda: {"member_logits": _f(2, B, _Vr)},
+        arrays={"member_logits": FREE}),
+    row(f"{_RC}.mc_dropout_entropy",
+        lambda: {"h_top": _f(B, _Hr), "W_dec": _f(_Vr, _Hr), "b_dec": _f(_Vr),
+                 "num_samples": 3, "p_drop": 0.2, "rng": 0},
+        arrays={"h_top": F, "W_dec": F, "b_dec": F},
+        keywords={"num_samples": [0, -1, 1.5], "p_drop": [-0.1, 1.0, np.nan], "rng": ["x"]},
+        cases=[("masks", "masks-shape", lambda kw: {**kw, "masks": np.ones((3, B, 2), bool)}),
+               ("masks", "masks-float", lambda kw: {**kw, "masks": np.ones((3, B, _Hr))})]),
+    row(f"{_RC}.ensemble_entropy", lambda: {"h_top": _f(B, _Hr), "decoders": _decoders()},
+        arrays={"h_top": F}, cases=_bad_decoders()),
+    row(f"{_RC}.ensemble_log_probs", lambda: {"h_top": _f(B, _Hr), "decoders": _decoders()},
+        arrays={"h_top": F}, keywords={"average": ["mean", 3]}, cases=_bad_decoders()),
+    row(f"{_RC}.ensemble_log_probs_backward",
+        lambda: {"h_top": _f(B, _Hr), "decoders": _decoders(), "d_out": _f(B, _Vr)},
+        arrays={"h_top": F, "d_out": F}, keywords={"average": ["mean", 3]},
+        cases=_bad_decoders()),
+    row(f"{_RC}.init_anchored_decoders",
+        lambda: {"K": 2, "H": _Hr, "V": _Vr, "prior_var": 1.0, "rng": 0},
+        keywords={"K": [0, -1, 1.5], "H": [0], "V": ["7"], "prior_var": [0.0, -1.0, np.nan],
+                  "dtype": [np.int32], "rng": ["x"]}),
+    row(f"{_RC}.anchor_loss",
+        lambda: {"decoders": _decoders(), "anchors": _decoders(), "data_noise": 0.1,
+                 "prior_var": 1.0, "N": 100},
+        keywords={"data_noise": [-1.0, np.nan], "prior_var": [0.0, -1.0], "N": [0, -1, 1.5]},
+        cases=_bad_decoders() + [("anchors", "anchors-count", lambda kw: {
+            **kw, "anchors": kw["anchors"][:1]})]),
+    row(f"{_RC}.state_gradients",
+        lambda: (lambda m, lg, st, c: {"model": m, "cache_t": c, "d_h_top": _f(B, _Hr)})(
+            *_rc_step()),
+        arrays={"d_h_top": F}, keywords={"model": [3], "cache_t": [3]}),
+    row(f"{_RC}.top_hidden_from",
+        lambda: (lambda m, lg, st, c: {"model": m, "cache_t": c, "layer": 0,
+                                       "h": _f(B, _Hr)})(*_rc_step()),
+        arrays={"h": F}, keywords={"layer": [-1, 1, 0.5]},
+        cases=[("c", "h-and-c", lambda kw: {**kw, "c": _f(B, _Hr)})]),
+    row(f"{_RC}.softplus", lambda: {"x": _f(B, _Hr)}, arrays={"x": ANY}),
+    row(f"{_RC}.FixedStep", lambda: {"alpha": 0.1}, keywords={"alpha": [-0.1, np.nan, "0.1",
+                                                                         None]}),
+    row(f"{_RC}.LearnedStep", lambda: {"rng": 0},
+        keywords={"theta_init": [np.nan, "0.5"], "rng": ["x"]}),
+    row(f"{_RC}.MLPStep", lambda: {"hidden_size": _Hr, "layers": (3, 2), "rng": 0},
+        keywords={"hidden_size": [0, -1, 1.5], "layers": [(3,), (0, 2), "32"],
+                  "dtype": [np.int32], "rng": ["x"]}),
+    row(f"{_RC}.recode",
+        lambda: {"state": [(_f(B, _Hr), _f(B, _Hr))], "grads": [(_f(B, _Hr), _f(B, _Hr))],
+                 "alphas": [(0.1, 0.1)]},
+        keywords={"nan_policy": ["drop", 3]},
+        cases=[("grads", "grads-shape", lambda kw: {**kw, "grads": [(_f(B, 3), _f(B, 3))]}),
+               ("grads", "grads-count", lambda kw: {**kw, "grads": kw["grads"] * 2}),
+               ("alphas", "alphas-shape", lambda kw: {**kw, "alphas": [(np.ones((3, 1)),
+                                                                       0.1)]}),
+               ("state", "state-int", lambda kw: {**kw, "state": [(np.ones((B, _Hr), int),
+                                                                  np.ones((B, _Hr), int))]})]),
+    row(f"{_RC}.RecodingLM", lambda: {"model": _rc_model()},
+        keywords={"signal": ["loss", 3], "step": [-0.1, np.nan, "0.1"], "redecode": ["yes", 1],
+                  "num_samples": [0, 1.5], "p_mc": [-0.1, 1.0], "nan_policy": ["drop"],
+                  "average": ["mean"], "model": [3]}),
+    row(f"{_RC}.recoding_loss_and_grad",
+        lambda: {"model_or_recoder": _rc_recoder(), "batch": _rc_tokens(), "rng": 0},
+        arrays={"batch": ids(_Vr)}, flags=("train", "gold_for_surprisal"),
+        keywords={"model_or_recoder": [3], "rng": ["x"]},
+        cases=[("batch", "batch-T1", lambda kw: {**kw, "batch": kw["batch"][:, :1]})]),
+    row(f"{_RC}.train_lm",
+        lambda: {"model_or_recoder": _rc_model(), "stream": np.arange(64) % _Vr, "epochs": 1,
+                 "optimizer": resolve("refseq.train.SGD")(0.1), "bptt_len": 3,
+                 "batch_size": 4, "rng": 0},
+        arrays={"stream": ids(_Vr)},
+        keywords={"epochs": [-1, 1.5, "1"], "bptt_len": [0, -1], "batch_size": [0, 100],
+                  "clip": [-1.0, 0.0, np.nan], "optimizer": [None, 3], "rng": ["x"],
+                  "model_or_recoder": [3]}),
+    row(f"{_RC}.batchify", lambda: {"stream": np.arange(20) % _Vr, "batch_size": 4},
+        arrays={"stream": ids(None)}, keywords={"batch_size": [0, -1, 1.5, 11]}),
+    row(f"{_RC}.perplexity", lambda: {"model_or_recoder": _rc_model(), "tokens": _rc_tokens()},
+        arrays={"tokens": ids(_Vr)}, flags=("gold_for_surprisal",),
+        keywords={"model_or_recoder": [3]}),
+    row(f"{_RC}.recoding_diagnostics",
+        lambda: {"recoder": _rc_recoder(), "tokens": _rc_tokens()},
+        arrays={"tokens": ids(_Vr)}, keywords={"recoder": [3, None]}),
+]
+
+# refseq.papers.rnn_review: Jordan network and the RNN language model
+_J = dict(x=lambda: _f(B, T, _I), W_hx=lambda: _f(_H, _I), W_hc=lambda: _f(_H, 5),
+          b_h=lambda: _f(_H), W_yh=lambda: _f(5, _H), b_y=lambda: _f(5))
+
+
+def _jordan():
+    return {k: v() for k, v in _J.items()}
+
+
+def _jordan_backward():
+    from refseq.papers.rnn_review import jordan_forward
+
+    out = jordan_forward(**_jordan())
+    h, logits, cache = out[0], out[1], out[-1]
+    return {"dh": _f(*h.shape), "dlogits": _f(*logits.shape), "cache": cache}
+
+
+def _rnnlm():
+    return {"E": _f(5, _I), "layers": [_elman_layer()], "W_yh": _f(5, _H), "b_y": _f(5)}
+
+
+TABLE += [
+    row(f"{_RR}.jordan_forward", _jordan,
+        arrays={"x": F, "W_hx": F, "W_hc": F, "b_h": F, "W_yh": F, "b_y": F},
+        keywords={"alpha": [-0.1, 1.5, np.nan], "feedback": ["logits?", 3],
+                  "activation": ["softsign"]},
+        cases=[("y0", "y0-shape", lambda kw: {**kw, "y0": _f(B, 4)}),
+               ("targets", "targets-out-of-range", lambda kw: {
+                   **kw, "feedback": "targets", "targets": np.full((B, T), 9)})]),
+    row(f"{_RR}.jordan_backward", _jordan_backward, arrays={"dh": F, "dlogits": F}),
+    row(f"{_RR}.RNNLanguageModel", _rnnlm, arrays={"E": F, "W_yh": F, "b_y": F},
+        keywords={"bos_id": [-1, 5, 1.5], "layers": [[], None]}),
+]
+
+# refseq.papers.rnn_sparsity (magnitude pruning; random-graph structured RNNs)
+_SP = "refseq.papers.rnn_sparsity"
+_EDGES = lambda: np.array([[0, 1], [1, 2], [2, 3], [0, 3], [1, 3]])  # noqa: E731
+_DAG = lambda: np.array([[0, 1], [0, 2], [1, 3], [2, 3]])  # noqa: E731
+_LAYERS = lambda: [[0], [1, 2], [3]]  # noqa: E731
+
+
+def _sp_rnn():
+    from refseq.papers.rnn_sparsity import PruneRNN
+
+    return PruneRNN(3, [4], "RNN_TANH", _rng())
+
+
+def _sp_model():
+    from refseq.papers.rnn_sparsity import ReberClassifier
+
+    return ReberClassifier(8, 3, _sp_rnn(), _rng())
+
+
+def _sp_data(n=8):
+    from refseq.tasks.reber import encode, reber_dataset
+
+    strings, labels = reber_dataset(n, _rng())
+    tokens, lengths = encode(strings, "reber7")
+    return tokens, lengths, labels
+
+
+def _bad_data(name):
+    return [(name, f"{name}-lengths-mismatch", lambda kw: {**kw, name: (
+                kw[name][0], kw[name][1][:-1], kw[name][2])}),
+            (name, f"{name}-tokens-oob", lambda kw: {**kw, name: (
+                kw[name][0] + 20, kw[name][1], kw[name][2])}),
+            (name, f"{name}-labels-3", lambda kw: {**kw, name: (
+                kw[name][0], kw[name][1], kw[name][2] + 2)}),
+            (name, f"{name}-not-triple", lambda kw: {**kw, name: kw[name][0]})]
+
+
+_MODE = {"mode": ["LSTM2", 3]}
+_NEG_N = {"n": [-1, 2.5, "4"]}
+TABLE += [
+    row(f"{_SP}.MaskedRecurrentLayer", lambda: {"input_size": 3, "hidden_size": 4,
+                                                 "mode": "GRU", "rng": _rng()},
+        keywords={"input_size": [0, -1, 1.5], "hidden_size": [0, "4"], **_MODE,
+                  "rng": ["x", -1], "dtype": [np.int32, np.float16]}),
+    row(f"{_SP}.PruneRNN", lambda: {"input_size": 3, "hidden_layers": [4], "rng": _rng()},
+        keywords={"input_size": [0, -1], "hidden_layers": [[], [0], [4.5], 4], **_MODE,
+                  "rng": ["x"], "dtype": [np.int32]}),
+    row(f"{_SP}.ArbitraryStructureRNN",
+        lambda: {"input_size": 1, "layers": _LAYERS(), "directed_edges": _DAG(), "rng": _rng()},
+        arrays={"directed_edges": ids(4)},
+        keywords={"input_size": [0, -1], **_MODE, "mask_layout": ["nope", 3], "rng": ["x"],
+                  "layers": [[], [[0], [0]]]},
+        cases=[("directed_edges", "backward_edge", lambda kw: {
+            **kw, "directed_edges": np.array([[3, 0]])})]),
+    row(f"{_SP}.ReberClassifier", lambda: {"vocab_size": 8, "embed_dim": 3, "rnn": _sp_rnn(),
+                                            "rng": _rng()},
+        keywords={"vocab_size": [0, -1, 1.5], "embed_dim": [0, 4], "rnn": [None, 3],
+                  "readout": ["first", 3], "rng": ["x"], "dtype": [np.int32]}),
+    row(f"{_SP}.percentile_threshold", lambda: {"weights": _f(4, 3), "percent": 50.0},
+        arrays={"weights": ANY}, keywords={"percent": [-1.0, 101.0, np.nan, "50"]},
+        cases=[("weights", "weights-empty", lambda kw: {**kw, "weights": np.zeros(0)})]),
+    row(f"{_SP}.magnitude_masks", lambda: {"model": _sp_model(), "percent": 50.0},
+        flags=("i2h", "h2h"),
+        keywords={"percent": [-1.0, 101.0, np.nan], "scope": ["local?", 3], "model": [3]}),
+    row(f"{_SP}.apply_masks", lambda: {"model": _sp_model(), "masks": resolve(
+        f"{_SP}.magnitude_masks")(_sp_model(), 50.0)},
+        keywords={"model": [3]},
+        cases=[("masks", "masks-unknown-name", lambda kw: {**kw, "masks": {"nope": np.ones(
+            2, bool)}}),
+               ("masks", "masks-shape", lambda kw: {**kw, "masks": {k: v[..., :1] for k, v in
+                                                                   kw["masks"].items()}}),
+               ("masks", "masks-float", lambda kw: {**kw, "masks": {
+                   k: v.astype(np.float64) + 0.5 for k, v in kw["masks"].items()}})]),
+    row(f"{_SP}.sparsity", lambda: {"model": _sp_model()}, flags=("i2h", "h2h"),
+        keywords={"model": [3]}),
+    row(f"{_SP}.barabasi_albert", lambda: {"n": 10, "m": 2, "rng": _rng()},
+        flags=("use_networkx",), keywords={**_NEG_N, "m": [0, 10, -1, 1.5], "rng": ["x"]}),
+    row(f"{_SP}.watts_strogatz", lambda: {"n": 10, "k": 4, "p": 0.5, "rng": _rng()},
+        keywords={**_NEG_N, "k": [-2, 11, 2.5], "p": [-0.1, 1.5, np.nan], "rng": ["x"]}),
+    row(f"{_SP}.connected_watts_strogatz",
+        lambda: {"n": 10, "k": 4, "p": 0.5, "tries": 5, "rng": _rng()}, flags=("use_networkx",),
+        keywords={**_NEG_N, "k": [-2, 11], "p": [-0.1, 1.5], "tries": [0, -1, 1.5],
+                  "rng": ["x"]}),
+    row(f"{_SP}.thesis_graph", lambda: {"generator": "ba", "rng": _rng()},
+        flags=("use_networkx",), keywords={"generator": ["er", 3], "rng": ["x"]}),
+    row(f"{_SP}.adjacency", lambda: {"n": 4, "edges": _EDGES()}, flags=("directed",),
+        arrays={"edges": ids(4)}, keywords=_NEG_N),
+    row(f"{_SP}.is_connected", lambda: {"n": 4, "edges": _EDGES()}, arrays={"edges": ids(4)},
+        keywords=_NEG_N),
+    row(f"{_SP}.orient_dag", lambda: {"n": 4, "undirected_edges": _EDGES()},
+        arrays={"undirected_edges": ids(4)}, keywords=_NEG_N),
+    row(f"{_SP}.layer_index", lambda: {"n": 4, "directed_edges": _DAG()},
+        arrays={"directed_edges": ids(4)}, keywords=_NEG_N,
+        cases=[("directed_edges", "cycle", lambda kw: {**kw, "directed_edges": np.array(
+            [[0, 1], [1, 0]])})]),
+    row(f"{_SP}.layer_connectivity", lambda: {"layers": _LAYERS(), "directed_edges": _DAG()},
+        arrays={"directed_edges": ids(4)},
+        keywords={"layers": [[[0], [0]], "0123", [[0.5]]]}),
+    row(f"{_SP}.expand_gate_mask", lambda: {"E": np.ones((2, 3), np.int8), "gates": 4},
+        keywords={"gates": [0, -1, 1.5], "layout": ["nope", 3]},
+        cases=[("E", "E-ndim", lambda kw: {**kw, "E": np.ones(3, np.int8)}),
+               ("E", "E-float", lambda kw: {**kw, "E": np.full((2, 3), 0.5)})]),
+    row(f"{_SP}.graph_properties", lambda: {"n": 4, "undirected_edges": _EDGES()},
+        arrays={"undirected_edges": ids(4)}, keywords=_NEG_N),
+    row(f"{_SP}.structure_properties", lambda: {"layers": _LAYERS(), "directed_edges": _DAG()},
+        arrays={"directed_edges": ids(4)}, keywords={"layers": [[], "0123", [[0.5]]]}),
+    row(f"{_SP}.brandes", lambda: {"n": 4, "edges": _EDGES()}, arrays={"edges": ids(4)},
+        keywords=_NEG_N),
+    row(f"{_SP}.train_classifier", lambda: {"model": _sp_model(), "train": _sp_data(),
+                                             "epochs": 1, "rng": _rng()},
+        keywords={"epochs": [-1, 1.5, "1"], "lr": [-1.0, np.nan], "batch_size": [0, -1],
+                  "clip": [-1.0, 0.0, np.nan], "rng": ["x"], "model": [3]},
+        cases=_bad_data("train")),
+    row(f"{_SP}.evaluate", lambda: {"model": _sp_model(), "data": _sp_data()},
+        keywords={"batch_size": [0, -1, 1.5], "model": [3]}, cases=_bad_data("data")),
+    row(f"{_SP}.prune_and_retrain",
+        lambda: {"model": _sp_model(), "base_params": {k: v.copy() for k, v in
+                                                       _sp_model().params().items()},
+                 "train": _sp_data(), "test": _sp_data(), "percents": [50],
+                 "groups": ("both",), "retrain_epochs": 1},
+        keywords={"percents": [[-10], [150], ["50"]], "groups": [("all",), "both"],
+                  "retrain_epochs": [-1, 1.5], "lr": [-1.0, np.nan], "batch_size": [0],
+                  "clip": [-1.0], "scope": ["nope"], "seed": [-1, "x"]},
+        cases=_bad_data("train") + [("base_params", "base_params-missing", lambda kw: {
+            **kw, "base_params": {}})]),
+    row(f"{_SP}.epochs_to_regain",
+        lambda: {"table": [{"epoch": 0, "test_acc": 0.5}, {"epoch": 1, "test_acc": 0.9}],
+                 "base_acc": 0.95, "tol": 0.1},
+        keywords={"base_acc": [-0.1, 1.5, np.nan], "tol": [-0.1, np.nan, "0.1"],
+                  "table": [3, [{"epoch": 1}]]}),
+    row(f"{_SP}.random_structure_experiment",
+        lambda: {"generator": "ba", "mode": "RNN_TANH", "n_graphs": 1, "train": _sp_data(),
+                 "test": _sp_data(), "vocab_size": 8, "epochs": 1, "batch_size": 8},
+        keywords={"generator": ["er"], **_MODE, "n_graphs": [-1, 1.5], "vocab_size": [0, 3],
+                  "epochs": [-1], "batch_size": [0], "lr": [-1.0], "clip": [-1.0],
+                  "mask_layout": ["nope"], "seed": [-1]},
+        cases=_bad_data("train")),
+    row(f"{_SP}.minmax_scale", lambda: {"X": _f(6, 3)}, arrays={"X": STATS}),
+    row(f"{_SP}.pearson", lambda: {"x": _f(6), "y": _f(6) + 1}, arrays={"x": STATS, "y": STATS},
+        cases=[("x", "x-constant", lambda kw: {**kw, "x": np.ones(6)}),
+               ("x", "x-length-1", lambda kw: {"x": kw["x"][:1], "y": kw["y"][:1]})]),
+    row(f"{_SP}.train_test_split", lambda: {"n": 10, "test_size": 0.2},
+        keywords={"n": [-1, 2.5], "test_size": [0.0, 1.0, -0.1, np.nan, "0.2"],
+                  "seed": [-1, "x"]}),
+    row(f"{_SP}.bayesian_ridge", lambda: {"X": _f(8, 3), "y": _f(8)},
+        arrays={"X": STATS, "y": STATS},
+        keywords={"max_iter": [0, -1, 1.5], "tol": [-1.0, np.nan], "alpha_1": [-1.0],
+                  "alpha_2": [np.nan], "lambda_1": [-1.0], "lambda_2": ["1e-6"]}),
+    row(f"{_SP}.r2_score", lambda: {"y_true": _f(6), "y_pred": _f(6)},
+        arrays={"y_true": STATS, "y_pred": STATS},
+        cases=[("y_true", "y_true-constant", lambda kw: {**kw, "y_true": np.ones(6)})]),
+    row(f"{_SP}.fit_predict_r2", lambda: {"X": _f(20, 3), "y": _f(20)},
+        arrays={"X": STATS, "y": STATS},
+        keywords={"regressor": ["lasso", 3], "test_size": [0.0, 1.0, np.nan],
+                  "seed": [-1, "x"]}),
+]
+
+# --- exclusions, with the reason (each name explicit: a new callable must be placed) ----------
+
+_RECORD = ("record type (a dataclass or NamedTuple of arrays): built by the library's own init_* "
+           "and forward functions and validated where it is consumed (every consumer's row feeds "
+           "it a wrong record)")
+EXCLUDED = {
+    _RECORD: [
+        "refseq.scan.SoftmaxState", "refseq.scan.AssociativeOp", "refseq.nn.MLPParams",
+        "refseq.train.TrainLog",
+        "refseq.recurrence.CellSpec",
+        "refseq.models.tiny_transformer.BlockParams", "refseq.models.tiny_transformer.Gradients",
+        "refseq.models.tiny_transformer.LayersCache",
+        "refseq.models.tiny_transformer.ModelCache", "refseq.models.tiny_transformer.TinyParams",
+        "refseq.rnn.bidirectional.BidirectionalCache", "refseq.rnn.elman.ElmanCache",
+        "refseq.rnn.lstm.LSTMParams", "refseq.rnn.lstm.LSTMCache", "refseq.rnn.stack.StackCache",
+        "refseq.papers.aaren.AarenParams", "refseq.papers.aaren.AarenBlockParams",
+        "refseq.papers.pv_rnn.PVRNNLayer", "refseq.papers.pv_rnn.PVRNNParams",
+        "refseq.papers.pv_rnn.PVRNNCache", "refseq.papers.pv_rnn.VRNNParams",
+        "refseq.papers.recoding.LayerCache", "refseq.papers.recoding.StepCache",
+        "refseq.papers.rnn_review.JordanCache", "refseq.papers.rnn_review.RNNLMState",
+    ],
+    "a typing.Protocol (structural type for isinstance checks), not a computation": [
+        "refseq.decoding.StepLM",
+    ],
+    "Numba device/intrinsic scalar functions: compiled into kernels, called only with scalars "
+    "by validated kernels; not callable on arrays from Python": [
+        "refseq.cuda.recurrence.scalar.exp", "refseq.cuda.recurrence.scalar.tanh",
+        "refseq.cuda.recurrence.scalar.sigmoid", "refseq.jit.recurrence.scalar.exp",
+        "refseq.jit.recurrence.scalar.tanh", "refseq.jit.recurrence.scalar.sigmoid",
+        "refseq.jit.tile.tile_gemm",
+    ],
+    "kernel factories/launchers below the public functions: they take a dtype or device arrays "
+    "that the public linear_scan/flashrnn_* rows (which call them) have already validated": [
+        "refseq.cuda.recurrence.backward.build", "refseq.cuda.recurrence.forward.build",
+        "refseq.cuda.recurrence.projection.build", "refseq.cuda.scan.launch_linear_scan",
+        "refseq.cuda.recurrence.mirror.reduce_blocked", "refseq.jit.tile.lanes",
+    ],
+    "environment probes without array arguments (tests/cuda, tests/jit cover them)": [
+        "refseq.cuda.simulating", "refseq.cuda.availability", "refseq.cuda.require_numba_cuda",
+        "refseq.cuda.to_host", "refseq.jit.blas_threads.available",
+        "refseq.jit.blas_threads.single_threaded_blas",
+    ],
+    "paper metadata behind refseq papers / refseq demo (tests/test_cli.py)": [
+        "refseq.papers.Paper", "refseq.papers.slugs", "refseq.papers.paper",
+        "refseq.papers.demos", "refseq.papers.format_papers",
+    ],
+}
+
+# Public callables whose rows are not written yet (test_no_public_callable_is_pending fails
+# while this is non-empty).
+PENDING = ()
+
+
+
+# ================================================================================================
+# The tests
+# ================================================================================================
+
+
+def _param_names(r):
+    """Every parameter name of the row's function (the accepted names of a shape mismatch)."""
+    try:
+        return tuple(inspect.signature(resolve(r.fn)).parameters)
+    except (TypeError, ValueError):
+        return ()
+
+
+def _names(message: str, arg) -> bool:
+    """Whether ``message`` names ``arg`` (or one of the names in a tuple) as a word."""
+    names = arg if isinstance(arg, tuple) else (arg,)
+    return any(re.search(rf"(?<![A-Za-z0-9_]){re.escape(a)}(?![A-Za-z0-9_])", message)
+               for a in names)
+
+
+def _one_of(arg):
+    return f"one of {arg}" if isinstance(arg, tuple) else repr(arg)
+
+
+def _unique_ids():
+    """A name shared by two rows (``forward`` of two packages) gets its package as prefix."""
+    counts = {}
+    for r in TABLE:
+        counts[r.name] = counts.get(r.name, 0) + 1
+    for r in TABLE:
+        if counts[r.name] > 1 and r.id is None:
+            r.id = f"{r.fn.split('.')[-2]}.{r.name}"
+    names = [r.name for r in TABLE]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+
+
+_unique_ids()
+
+
+def _cuda_ok():
+    try:
+        from refseq.cuda import availability
+
+        return availability()[0]
+    except Exception:  # noqa: BLE001 - numba-cuda missing or broken: the cuda rows skip
+        return False
+
+
+def _cases():
+    """``(id, row, argument named, build bad kwargs)`` for every bad input of every row."""
+    out = []
+    for r in TABLE:
+        try:
+            valid = r.build()
+        except Exception as e:  # noqa: BLE001 - the control test reports it
+            out.append((f"{r.name}-build", r, None, e))
+            continue
+        finite = r.checks_finite()
+        for arg, spec in r.arrays.items():
+            if arg not in valid or valid[arg] is None:
+                raise AssertionError(f"{r.name}: array argument {arg} missing from the builder")
+            if not isinstance(spec, Ids) and finite:
+                spec = spec | {"nan", "inf"}
+            for kind, bad in _mutations(spec, valid[arg]):
+                # a shape mismatch is between arguments: naming either side is right
+                named = _param_names(r) if kind == "shape" else arg
+                out.append((f"{r.name}-{arg}-{kind}", r, named,
+                            lambda kw, arg=arg, bad=bad: {**kw, arg: bad}))
+        for flag in r.flags:
+            for label in FLAG_BAD:
+                out.append((f"{r.name}-{flag}-{label}", r, flag,
+                            lambda kw, flag=flag, v=_FLAG_VALUES[label]: {**kw, flag: v}))
+        for kw_name, values in r.keywords.items():
+            for v in values:
+                out.append((f"{r.name}-{kw_name}-{v!r}"[:90], r, kw_name,
+                            lambda kw, k=kw_name, v=v: {**kw, k: v}))
+        for arg, label, make in r.cases:
+            out.append((f"{r.name}-{label}", r, arg, make))
+    return out
+
+
+CASES = _cases()
+
+
+class Hang(BaseException):
+    """A call that ran past HANG_S seconds (a BaseException: no ``except Exception`` eats it)."""
+
+
+HANG_S = 10.0
+
+
+def _run(r, kwargs):
+    if r.tier == "cuda" and not _cuda_ok():
+        pytest.skip("no CUDA GPU or simulator (set NUMBA_ENABLE_CUDASIM=1)")
+    fn = resolve(r.fn)
+    if not hasattr(signal, "setitimer"):  # pragma: no cover - Windows: no guard
+        return fn(**kwargs)
+
+    def alarm(signum, frame):
+        raise Hang(f"{r.name} still running after {HANG_S:g} s (an unbounded loop?)")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, HANG_S)
+    try:
+        return fn(**kwargs)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("r", TABLE, ids=[r.name for r in TABLE])
+def test_control(r):
+    """The row's valid arguments run (so each bad-input failure below is the bad input's)."""
+    _run(r, r.build())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case):
+    name, r, arg, make = case
+    if arg is None:
+        pytest.fail(f"{r.name}: the builder failed: {make!r}")
+    valid = r.build()
+    bad = make(valid)
+    try:
+        out = _run(r, bad)
+    except (TypeError, ValueError) as e:
+        msg = str(e)
+        if not _names(msg, arg):
+            pytest.fail(f"{name}: {type(e).__name__} does not name {_one_of(arg)}: {msg[:300]}",
+                        pytrace=False)
+    except pytest.skip.Exception:
+        raise
+    except Hang as e:
+        pytest.fail(f"{name}: hangs: {e}", pytrace=False)
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"{name}: raised {type(e).__name__} (want TypeError/ValueError naming "
+                    f"{_one_of(arg)}): {str(e)[:300]}", pytrace=False)
+    else:
+        pytest.fail(f"{name}: no error; returned {type(out).__name__} (a silent result)",
+                    pytrace=False)
+
+
+def test_every_public_callable_is_covered():
+    """Each public callable is a row of TABLE or in EXCLUDED (with its reason); no row or
+    exclusion names something that is not public any more."""
+    surface = public_surface()
+    by_id = {id(v): k for k, v in surface.items()}
+    tabled = {id(resolve(r.fn)) for r in TABLE}
+    excluded = {}
+    for dotted in [n for names in EXCLUDED.values() for n in names] + list(PENDING):
+        excluded[id(resolve(dotted))] = dotted
+    missing = sorted(by_id[i] for i in by_id if i not in tabled and i not in excluded)
+    assert not missing, (
+        f"{len(missing)} public callables are neither in TABLE nor in EXCLUDED:\n  "
+        + "\n  ".join(missing))
+    # (a row may also cover a function outside the surface; an exclusion may not)
+    stale = sorted(d for i, d in excluded.items() if i not in by_id)
+    assert not stale, "exclusions that are not public callables: " + ", ".join(stale)
+    both = sorted(excluded[i] for i in tabled & set(excluded))
+    assert not both, "both a row and an exclusion: " + ", ".join(both)
+
+
+def test_no_public_callable_is_pending():
+    """PENDING lists public callables whose rows are not written yet: each is a gap."""
+    assert not PENDING, (f"{len(PENDING)} public callables have no row yet:\n  "
+                         + "\n  ".join(sorted(PENDING)))

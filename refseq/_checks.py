@@ -208,3 +208,12 @@ def check_instance(obj, types, name: str, what: str | None = None):
             what = " or ".join(t.__name__ for t in ts)
         raise TypeError(f"{name} must be a {what}, got {type(obj).__name__}")
     return obj
+
+
+def check_methods(obj, name: str, methods, what: str):
+    """Return ``obj`` if each of ``methods`` is a callable attribute of it, else raise
+    ``TypeError`` naming the argument and the expected kind ``what`` (e.g. ``"a layer (forward
+    and backward methods, e.g. ElmanLayer)"``): duck-typed protocols, not an AttributeError."""
+    if not all(callable(getattr(obj, m, None)) for m in methods):
+        raise TypeError(f"{name} must be {what}, got {obj!r:.60} ({type(obj).__name__})")
+    return obj

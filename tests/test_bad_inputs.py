@@ -13,7 +13,8 @@ argument; nothing is silently wrong. This module holds that standard for the who
 - Each row of :data:`TABLE` is ``row(fn, build, arrays=..., flags=..., keywords=..., cases=...)``:
   ``build()`` returns valid keyword arguments (small shapes); the valid call is the control and
   must succeed (``test_control``). Each array argument gets the bad inputs of its kind (see
-  :data:`F`, :data:`FREE`, :data:`LEAD`, :data:`ANY`, :data:`STATS`, :func:`ids`, :data:`MASK`:
+  :data:`F`, :data:`FREE`, :data:`LEAD`, :data:`ANY`, :data:`STATS`, :data:`FEATURES`,
+  :func:`ids`, :data:`MASK`:
   wrong ndim, a mismatched shape, int32/bool/float16/complex dtypes; for integer arrays float
   dtype and values out of range), each flag ``'False'``, ``1`` and ``None``, each keyword its
   listed out-of-range or wrong-kind values, and ``cases`` adds row-specific ones (a wrong record,
@@ -118,6 +119,8 @@ ANY = frozenset(FLOAT_DTYPES)
 FREE = F - {"shape"}
 # statistics helpers (features, targets): integer and float16 data are legitimate input
 STATS = frozenset({"ndim", "shape", "complex"})
+# a feature matrix (n, F): F is free, so a changed last axis is no error
+FEATURES = STATS - {"shape"}
 # a boolean mask tied to the other arguments' shape
 MASK = frozenset({"ndim", "shape", "float", "two"})
 
@@ -504,10 +507,10 @@ TABLE += [
         arrays={"weight_ih": FREE, "weight_hh": F, "bias_ih": F, "bias_hh": F}),
     row("refseq.recurrence.elman_from_torch", _torch_lstm(1),
         arrays={"weight_ih": FREE, "weight_hh": F, "bias_ih": F, "bias_hh": F}),
-    row("refseq.recurrence.lstm_to_torch", _torch_grads(4), arrays={"dW": F, "dR": F, "db": F}),
+    row("refseq.recurrence.lstm_to_torch", _torch_grads(4), arrays={"dW": FREE, "dR": F, "db": F}),
     row("refseq.recurrence.gru_to_torch", _torch_grads(3, Gt=4),
-        arrays={"dW": F, "dR": F, "db": F}),
-    row("refseq.recurrence.elman_to_torch", _torch_grads(1), arrays={"dW": F, "dR": F, "db": F}),
+        arrays={"dW": FREE, "dR": F, "db": F}),
+    row("refseq.recurrence.elman_to_torch", _torch_grads(1), arrays={"dW": FREE, "dR": F, "db": F}),
 ]
 TABLE += tiers({"numpy": "refseq.recurrence.flashrnn_backward",
                 "jit": "refseq.jit.recurrence.flashrnn_backward",
@@ -758,7 +761,7 @@ TABLE += [
     row("refseq.rnn.elman.elman_backward", _elman_backward, arrays={"dh": F, "dh_last": F}),
     row("refseq.rnn.elman.ElmanLayer", lambda: {k: v for k, v in _elman().items()
                                                  if k in ("W_hx", "W_hh", "b_h")},
-        arrays={"W_hx": F, "W_hh": F, "b_h": F}, keywords={"activation": ["softsign", 3]}),
+        arrays={"W_hx": FREE, "W_hh": F, "b_h": F}, keywords={"activation": ["softsign", 3]}),
     row("refseq.rnn.lstm.lstm_forward", _lstm, arrays={"x": F, "lengths": _LENGTHS},
         flags=("forget_gate", "peepholes"),
         keywords={"output_activation": ["relu", 3], "params": [{"W_gx": np.zeros((4, 3))}, 3]},
@@ -817,7 +820,7 @@ TABLE += [
         arrays={"logits": F, "targets": ids(5), "mask": MASK},
         keywords={"reduction": ["avg", 3]}),
     row("refseq.rnn.output.last_step", lambda: {"h": _f(B, T, _H), "lengths": np.array([T, 2])},
-        arrays={"h": F, "lengths": ids(T + 1, low=1)}),
+        arrays={"h": FREE, "lengths": ids(T + 1, low=1)}),
     row("refseq.rnn.output.last_step_backward",
         lambda: {"dy": _f(B, _H), "h_shape": (B, T, _H), "lengths": np.array([T, 2])},
         arrays={"dy": F, "lengths": ids(T + 1, low=1)},
@@ -1493,9 +1496,9 @@ TABLE += [
         cases=[("data", "data-outside-(-1,1)", lambda kw: {**kw, "data": kw["data"] + 5})]),
     row(f"{_PV}.ErrorRegression", lambda: {"params": _pv_params(), "window": 3, "n_iter": 2},
         flags=("growing_window", "resample_eps"),
-        keywords={"window": [0, -1, 1.5, _Tp + 1], "n_iter": [-1, 1.5], "n_init_iter": [-1],
+        keywords={"window": [0, -1, 1.5], "n_iter": [-1, 1.5], "n_init_iter": [-1],
                   "lr": [-1.0, np.nan], "betas": [(0.9,)], "adam_eps": [-1.0],
-                  "w_er": [-1.0, np.nan], "new_slot_init": ["nope"], "er_normalize": ["mean"],
+                  "w_er": [-1.0, np.nan], "new_slot_init": ["nope"], "er_normalize": ["nope"],
                   "rng": ["x"], "params": [3]}),
     row(f"{_PV}.softmax_encode", lambda: {"x": _f(_S, _Tp, 2), "num_units": 5, "sigma": 0.1,
                                            "x_min": -3.0, "x_max": 3.0},
@@ -1849,7 +1852,7 @@ TABLE += [
                   "epochs": [-1], "batch_size": [0], "lr": [-1.0], "clip": [-1.0],
                   "mask_layout": ["nope"], "seed": [-1]},
         cases=_bad_data("train")),
-    row(f"{_SP}.minmax_scale", lambda: {"X": _f(6, 3)}, arrays={"X": STATS}),
+    row(f"{_SP}.minmax_scale", lambda: {"X": _f(6, 3)}, arrays={"X": FEATURES}),
     row(f"{_SP}.pearson", lambda: {"x": _f(6), "y": _f(6) + 1}, arrays={"x": STATS, "y": STATS},
         cases=[("x", "x-constant", lambda kw: {**kw, "x": np.ones(6)}),
                ("x", "x-length-1", lambda kw: {"x": kw["x"][:1], "y": kw["y"][:1]})]),
@@ -1857,14 +1860,14 @@ TABLE += [
         keywords={"n": [-1, 2.5], "test_size": [0.0, 1.0, -0.1, np.nan, "0.2"],
                   "seed": [-1, "x"]}),
     row(f"{_SP}.bayesian_ridge", lambda: {"X": _f(8, 3), "y": _f(8)},
-        arrays={"X": STATS, "y": STATS},
+        arrays={"X": FEATURES, "y": STATS},
         keywords={"max_iter": [0, -1, 1.5], "tol": [-1.0, np.nan], "alpha_1": [-1.0],
                   "alpha_2": [np.nan], "lambda_1": [-1.0], "lambda_2": ["1e-6"]}),
     row(f"{_SP}.r2_score", lambda: {"y_true": _f(6), "y_pred": _f(6)},
         arrays={"y_true": STATS, "y_pred": STATS},
         cases=[("y_true", "y_true-constant", lambda kw: {**kw, "y_true": np.ones(6)})]),
     row(f"{_SP}.fit_predict_r2", lambda: {"X": _f(20, 3), "y": _f(20)},
-        arrays={"X": STATS, "y": STATS},
+        arrays={"X": FEATURES, "y": STATS},
         keywords={"regressor": ["lasso", 3], "test_size": [0.0, 1.0, np.nan],
                   "seed": [-1, "x"]}),
 ]
@@ -2039,6 +2042,8 @@ def test_control(r):
     _run(r, r.build())
 
 
+# feeding inf to a kernel before its after-the-pass check is the point of some cases
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case):
     name, r, arg, make = case

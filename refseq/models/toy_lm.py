@@ -22,6 +22,7 @@ import numpy as np
 
 from refseq import _checks
 from refseq.decoding.interfaces import StepLM, as_prompts, log_softmax
+from refseq.nn.embedding import int_array
 
 MAX_ENUMERATE = 1_000_000
 
@@ -133,6 +134,15 @@ def random_markov_lm(V: int, alpha: float, seed: int, eos_id: int | None = None,
     return TabularLM(order, table, pad_id=pad_id, eos_id=eos_id)
 
 
+def _step_lm(model, name: str) -> int:
+    """Check that ``model`` follows the ``StepLM`` protocol; return its vocabulary size."""
+    if not all(callable(getattr(model, a, None)) for a in ("start", "step", "reorder")):
+        raise TypeError(f"{name} must be a StepLM (start, step and reorder methods, e.g. a "
+                        f"TabularLM), got {type(model).__name__}")
+    return _checks.check_number(getattr(model, "vocab_size", None), f"{name}.vocab_size",
+                                integer=True, low=1)
+
+
 def enumerate_sequences(model: StepLM, prompt, max_len: int, eos_id: int | None = None):
     """Every continuation of ``prompt`` with its exact log-probability, using only the ``StepLM``
     protocol (``start``, then ``reorder`` + ``step`` on the live prefixes).
@@ -142,16 +152,23 @@ def enumerate_sequences(model: StepLM, prompt, max_len: int, eos_id: int | None 
     probabilities sum to 1. ``eos_id`` defaults to ``model.eos_id`` when the model has one. Raises
     ``ValueError`` when more than 1e6 sequences would be enumerated (tiny V only).
     """
+    V = _step_lm(model, "model")
     if eos_id is None:
         eos_id = getattr(model, "eos_id", None)
-    V = model.vocab_size
     max_len = _checks.check_number(max_len, "max_len", integer=True, low=0)
-    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, allow_none=True)
+    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1,
+                                  allow_none=True)
+    prompt = np.asarray(prompt)
+    if prompt.size == 0:  # [] or (): the empty prompt
+        prompt = prompt.astype(np.int64).reshape(0)
+    prompt = int_array(prompt, "prompt", high=V, form="(P,)")
+    if prompt.ndim != 1:
+        raise ValueError(f"prompt must be a 1-d integer array (P,), got shape {prompt.shape}")
     if V**max_len > MAX_ENUMERATE:
         raise ValueError(f"V**max_len = {V}**{max_len} exceeds {MAX_ENUMERATE}; use a tinier model")
     if max_len == 0:
         return [((), 0.0)]
-    logits, state = model.start([np.asarray(prompt, np.int64)])
+    logits, state = model.start([prompt.astype(np.int64)])
     live = [((), 0.0)]  # prefixes whose rows are in `state`, in row order
     out = []
     for depth in range(1, max_len + 1):
@@ -186,10 +203,13 @@ def sample_sequences(lm: StepLM, n: int, T: int, seed: int, *, prompts=None,
     """
     n = _checks.check_number(n, "n", integer=True, low=0)
     T = _checks.check_number(T, "T", integer=True, low=0)
+    V = _step_lm(lm, "lm")
     if eos_id is None:
         eos_id = getattr(lm, "eos_id", None)
-    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, allow_none=True)
-    pad_id = eos_id if pad_id is None else _checks.check_number(pad_id, "pad_id", integer=True)
+    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1,
+                                  allow_none=True)
+    pad_id = eos_id if pad_id is None else _checks.check_number(pad_id, "pad_id", integer=True,
+                                                                low=0, high=V - 1)
     rng = _checks.check_rng(seed, "seed")
     prompts = [np.zeros(0, np.int64)] * n if prompts is None else as_prompts(prompts)
     if len(prompts) != n:

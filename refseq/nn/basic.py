@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from refseq.nn.activations import gelu_forward
 from refseq.nn.linear import linear_forward
-from refseq.nn.mlp import MLPParams, mlp_forward
+from refseq.nn.mlp import MLPParams, _mlp_forward
 from refseq.nn.norms import layer_norm_forward
 
 
@@ -63,4 +63,5 @@ def ffn(x, W_1, b_1, W_2, b_2):
     -------
     y : (..., D), ``x``'s dtype. Each position is transformed independently (no mixing in time).
     """
-    return mlp_forward(x, MLPParams(W_1, b_1, W_2, b_2), "gelu")[0]
+    names = {"W_in": "W_1", "b_in": "b_1", "W_out": "W_2", "b_out": "b_2"}
+    return _mlp_forward(x, MLPParams(W_1, b_1, W_2, b_2), "gelu", names.get)[0]

@@ -44,16 +44,22 @@ def linear_forward(x, W, b=None):
     TypeError if an array is not float32/float64; ValueError naming ``W`` or ``b`` on a shape
     mismatch.
     """
-    x = _checks.float_array(x, "x", ndim_min=1)
-    W = _checks.float_array(W, "W", dtype=x.dtype)
+    return _linear_forward(x, W, b)
+
+
+def _linear_forward(x, W, b, names=("x", "W", "b")):
+    """:func:`linear_forward` with the arguments' names for messages (callers that take the
+    weights under other names: ``W_1``, ``params.W_in``, ...)."""
+    x_name, W_name, b_name = names
+    x = _checks.float_array(x, x_name, ndim_min=1)
+    W = _checks.float_array(W, W_name, dtype=x.dtype)
     if W.ndim != 2 or W.shape[0] != x.shape[-1]:
-        raise ValueError(
-            f"W must have shape (D_in, D_out) with D_in = {x.shape[-1]}, got {W.shape}"
-        )
+        raise ValueError(f"{W_name} must have shape (D_in, D_out) with D_in = {x.shape[-1]} "
+                         f"(the last axis of {x_name}), got {W.shape}")
     y = x @ W  # (..., D_out)
     if b is not None:
-        b = _checks.float_array(b, "b", dtype=x.dtype)
-        _checks.check_shape(b, W.shape[1:], "b", "(D_out,)")
+        b = _checks.float_array(b, b_name, dtype=x.dtype)
+        _checks.check_shape(b, W.shape[1:], b_name, "(D_out,)")
         y = y + b
     return y, LinearCache(x, W, b is not None)
 
@@ -75,9 +81,14 @@ def linear_backward(dy, cache: LinearCache):
     -------
     dx : (..., D_in); dW : (D_in, D_out); db : (D_out,) or None when the forward had no bias.
     """
+    return _linear_backward(dy, cache)
+
+
+def _linear_backward(dy, cache: LinearCache, dy_name: str = "dy"):
+    """:func:`linear_backward` with the cotangent's name for messages."""
     x, W, has_bias = cache
-    dy = _checks.float_array(dy, "dy", dtype=x.dtype)
-    _checks.check_shape(dy, x.shape[:-1] + W.shape[1:], "dy", "(..., D_out)")
+    dy = _checks.float_array(dy, dy_name, dtype=x.dtype)
+    _checks.check_shape(dy, x.shape[:-1] + W.shape[1:], dy_name, "(..., D_out)")
     dx = dy @ W.T  # (..., D_in)
     x2 = x.reshape(-1, W.shape[0])  # (N, D_in) with N = prod(...)
     dy2 = dy.reshape(-1, W.shape[1])  # (N, D_out)

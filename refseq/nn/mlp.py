@@ -20,7 +20,7 @@ import numpy as np
 from refseq import _checks
 from refseq._checks import check_flag
 from refseq.nn.activations import gelu_backward, gelu_forward, silu_backward, silu_forward
-from refseq.nn.linear import linear_backward, linear_forward
+from refseq.nn.linear import _linear_forward, linear_backward
 
 ACTIVATIONS = ("gelu", "gelu_tanh", "swiglu")
 
@@ -93,21 +93,33 @@ def mlp_forward(x, params: MLPParams, activation: str = "gelu"):
     -------
     y : (..., D), ``x``'s dtype; cache : MLPCache for :func:`mlp_backward`.
     """
+    return _mlp_forward(x, params, activation)
+
+
+def _mlp_forward(x, params: MLPParams, activation: str, name=lambda field: f"params.{field}"):
+    """:func:`mlp_forward`; ``name(field)`` spells a parameter in messages (``ffn``: ``W_1``)."""
     _check_activation(activation)
     if not isinstance(params, MLPParams):
         raise TypeError(f"params must be an MLPParams, got {type(params).__name__}")
-    h_in, lin_in = linear_forward(x, params.W_in, params.b_in)  # (..., F)
+
+    def names(w, b, inp="x"):
+        return inp, name(w), name(b)
+
+    h_in, lin_in = _linear_forward(x, params.W_in, params.b_in, names("W_in", "b_in"))  # (..., F)
     if activation == "swiglu":
         if params.W_gate is None:
             raise ValueError("params.W_gate is required for activation='swiglu'")
-        a, lin_gate = linear_forward(x, params.W_gate, params.b_gate)  # (..., F)
+        a, lin_gate = _linear_forward(x, params.W_gate, params.b_gate,
+                                      names("W_gate", "b_gate"))  # (..., F)
         gate, act = silu_forward(a)  # (..., F)
         h = gate * h_in  # (..., F)
-        y, lin_out = linear_forward(h, params.W_out, params.b_out)  # (..., D)
+        y, lin_out = _linear_forward(h, params.W_out, params.b_out,
+                                     names("W_out", "b_out", "the hidden layer"))  # (..., D)
         return y, MLPCache(activation, lin_in, act, lin_out, lin_gate, h_in, gate)
     approximate = "tanh" if activation == "gelu_tanh" else "none"
     h, act = gelu_forward(h_in, approximate)  # (..., F)
-    y, lin_out = linear_forward(h, params.W_out, params.b_out)  # (..., D)
+    y, lin_out = _linear_forward(h, params.W_out, params.b_out,
+                                 names("W_out", "b_out", "the hidden layer"))  # (..., D)
     return y, MLPCache(activation, lin_in, act, lin_out, None, None, None)
 
 

@@ -57,6 +57,14 @@ def _eps(eps) -> float:
     return _checks.check_number(eps, "eps", low=0)
 
 
+def _norm_input(x) -> np.ndarray:
+    x = _checks.float_array(x, "x", ndim_min=1)
+    if x.shape[-1] == 0:
+        raise ValueError(f"x must have at least one feature on its last axis (D >= 1) to "
+                         f"normalise, got shape {x.shape}")
+    return x
+
+
 def layer_norm_forward(x, gamma, beta, eps: float = 1e-5):
     """Layer normalisation (Ba, Kiros & Hinton 2016, arXiv 1607.06450).
 
@@ -76,7 +84,7 @@ def layer_norm_forward(x, gamma, beta, eps: float = 1e-5):
     -------
     y : (..., D), ``x``'s dtype; cache : NormCache ``(x_hat, r, gamma)``.
     """
-    x = _checks.float_array(x, "x", ndim_min=1)
+    x = _norm_input(x)
     D = x.shape[-1]
     gamma = _gain(gamma, "gamma", D, x.dtype)
     beta = _gain(beta, "beta", D, x.dtype)
@@ -136,7 +144,7 @@ def rms_norm_forward(x, gamma, eps: float = 1e-6):
     -------
     y : (..., D), ``x``'s dtype; cache : NormCache ``(x_hat, r, gamma)``.
     """
-    x = _checks.float_array(x, "x", ndim_min=1)
+    x = _norm_input(x)
     gamma = _gain(gamma, "gamma", x.shape[-1], x.dtype)
     eps = _eps(eps)
     e = _row_exponent(x)  # (..., 1)

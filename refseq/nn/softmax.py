@@ -34,6 +34,15 @@ def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
 
 
+def _check_x(x, axis) -> tuple[np.ndarray, int]:
+    x = _checks.float_array(x, "x", ndim_min=1)
+    axis = _checks.check_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x must have at least one class along axis {axis} (a softmax over no "
+                         f"classes is undefined), got shape {x.shape}")
+    return x, axis
+
+
 def _dy(dy, y: np.ndarray) -> np.ndarray:
     dy = _checks.float_array(dy, "dy", dtype=y.dtype)
     _checks.check_shape(dy, y.shape, "dy", "x.shape")
@@ -42,8 +51,7 @@ def _dy(dy, y: np.ndarray) -> np.ndarray:
 
 def softmax_forward(x, axis: int = -1):
     """``y = exp(x - lse(x))`` along ``axis``. Returns ``(y, cache)``, ``y`` in ``x``'s dtype."""
-    x = _checks.float_array(x, "x", ndim_min=1)
-    axis = _checks.check_axis(axis, x.ndim)
+    x, axis = _check_x(x, axis)
     y = np.exp(_log_softmax(x, axis))
     return y, SoftmaxCache(y, axis)
 
@@ -60,8 +68,7 @@ def softmax_backward(dy, cache: SoftmaxCache):
 
 def log_softmax_forward(x, axis: int = -1):
     """``y = x - lse(x)`` along ``axis``. Returns ``(y, cache)``, ``y`` in ``x``'s dtype."""
-    x = _checks.float_array(x, "x", ndim_min=1)
-    axis = _checks.check_axis(axis, x.ndim)
+    x, axis = _check_x(x, axis)
     y = _log_softmax(x, axis)
     return y, SoftmaxCache(y, axis)
 

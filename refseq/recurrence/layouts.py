@@ -39,6 +39,8 @@ def from_block_diagonal(Rdense, N, *, strict=True):
     cross-head terms, which a head-wise model does not have.
     """
     Rdense = _checks.float_array(Rdense, "Rdense")
+    N = _checks.check_number(N, "N", integer=True, low=1)
+    strict = _checks.check_flag(strict, "strict")
     if Rdense.ndim != 3 or Rdense.shape[1] != Rdense.shape[2] or Rdense.shape[1] % N:
         raise ValueError(f"Rdense must have shape (G, N*D, N*D) with N = {N}, got {Rdense.shape}")
     G, ND, _ = Rdense.shape
@@ -57,6 +59,10 @@ def permute_layout(x, src: str, dst: str):
     ``GHD``/``HGD``/``HDG``; states ``SBTHD``/``STBHD``/``TSBHD``.
     """
     x = np.asarray(x)
+    for value, name in ((src, "src"), (dst, "dst")):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str of layout letters (e.g. 'GHDP'), got "
+                            f"{value!r} ({type(value).__name__})")
     if len(set(src)) != len(src) or sorted(src) != sorted(dst) or len(src) != x.ndim:
         raise ValueError(
             f"src and dst must be permutations of the same {x.ndim} distinct letters (one per "
@@ -122,9 +128,22 @@ def elman_from_torch(weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     return W, R, b_ih + b_hh
 
 
+def _torch_grads(dW, dR, db, G, G_b):
+    """Check ``dW (G,1,H,I), dR (G,1,H,H), db (G_b,1,H)`` (one head) and return them as arrays."""
+    dW, dR, db = _numpy(dW, "dW"), _numpy(dR, "dR"), _numpy(db, "db")
+    if dR.ndim != 4 or dR.shape[:2] != (G, 1) or dR.shape[2] != dR.shape[3]:
+        raise ValueError(f"dR must have shape ({G}, 1, H, H), got {dR.shape}")
+    H = dR.shape[2]
+    if dW.ndim != 4 or dW.shape[:3] != (G, 1, H):
+        raise ValueError(f"dW must have shape ({G}, 1, H, I) = ({G}, 1, {H}, I), got {dW.shape}")
+    _checks.check_shape(db, (G_b, 1, H), "db", f"({G_b}, 1, H)")
+    return dW, dR, db
+
+
 def lstm_to_torch(dW, dR, db):
     """Gradients ``dW (4,1,H,I), dR (4,1,H,H), db (4,1,H)`` -> torch's
     ``(weight_ih, weight_hh, bias_ih, bias_hh)`` gradients (both biases get ``db``)."""
+    dW, dR, db = _torch_grads(dW, dR, db, 4, 4)
     H = dR.shape[2]
     flat = db.reshape(4 * H)
     return dW.reshape(4 * H, -1), dR.reshape(4 * H, H), flat, flat.copy()
@@ -132,6 +151,7 @@ def lstm_to_torch(dW, dR, db):
 
 def gru_to_torch(dW, dR, db):
     """Gradients of :func:`gru_from_torch`'s outputs -> torch's four parameter gradients."""
+    dW, dR, db = _torch_grads(dW, dR, db, 3, 4)
     H = dR.shape[2]
     d_ih = np.concatenate([db[1, 0], db[2, 0], db[3, 0]])  # (r, z, n)
     d_hh = np.concatenate([db[1, 0], db[2, 0], db[0, 0]])
@@ -140,6 +160,7 @@ def gru_to_torch(dW, dR, db):
 
 def elman_to_torch(dW, dR, db):
     """Gradients of :func:`elman_from_torch`'s outputs -> torch's four parameter gradients."""
+    dW, dR, db = _torch_grads(dW, dR, db, 1, 1)
     H = dR.shape[2]
     return dW.reshape(H, -1), dR.reshape(H, H), db.reshape(H), db.reshape(H).copy()
 
@@ -151,10 +172,11 @@ def elman_to_torch(dW, dR, db):
 def round_to_bfloat16(x):
     """Round to the nearest bfloat16 value (ties to even), returned in ``x``'s dtype.
 
-    bfloat16 is float32 with the low 16 mantissa bits dropped (8-bit significand). float64 input
-    is first rounded to float32. Overflow rounds to +-inf; NaN stays NaN.
+    ``x`` is a float32 or float64 array (``TypeError`` otherwise). bfloat16 is float32 with the
+    low 16 mantissa bits dropped (8-bit significand). float64 input is first rounded to float32.
+    Overflow rounds to +-inf; NaN stays NaN.
     """
-    x = np.asarray(x)
+    x = _checks.float_array(x, "x")
     u = x.astype(np.float32).view(np.uint32)
     nan = np.isnan(x)
     u = (u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)

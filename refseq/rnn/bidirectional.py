@@ -28,6 +28,7 @@ from refseq import _checks
 from refseq.rnn.masking import check_lengths, reverse_within_length
 
 MERGES = ("concat", "sum", "separate")
+LAYER = "a layer (forward and backward methods, e.g. ElmanLayer or LSTMLayer)"
 
 
 class BidirectionalCache(NamedTuple):
@@ -39,6 +40,7 @@ class BidirectionalCache(NamedTuple):
     real: np.ndarray | None  # (B, T, 1) bool
     merge: str
     H_f: int
+    shape: tuple  # (B, T, H_f, H_b)
 
 
 def bidirectional(forward_fn, backward_fn, x, lengths=None, merge="concat"):
@@ -59,6 +61,8 @@ def bidirectional(forward_fn, backward_fn, x, lengths=None, merge="concat"):
     cache : BidirectionalCache for :func:`bidirectional_backward`.
     """
     _checks.check_choice(merge, "merge", MERGES)
+    for name, layer in (("forward_fn", forward_fn), ("backward_fn", backward_fn)):
+        _checks.check_methods(layer, name, ("forward", "backward"), LAYER)
     x = _checks.float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, I), got {x.shape}")
@@ -78,7 +82,7 @@ def bidirectional(forward_fn, backward_fn, x, lengths=None, merge="concat"):
            "sum": lambda: h_f + h_b,
            "separate": lambda: (h_f, h_b)}[merge]()
     return out, BidirectionalCache(forward_fn, backward_fn, cf, cb, L, real, merge,
-                                   h_f.shape[-1])
+                                   h_f.shape[-1], h_f.shape + h_b.shape[-1:])
 
 
 def bidirectional_backward(dout, cache: BidirectionalCache):
@@ -88,13 +92,19 @@ def bidirectional_backward(dout, cache: BidirectionalCache):
     ``backward_fn.backward`` and the resulting input gradient reversed back (the reversal is a
     permutation that is its own inverse).
     """
-    fwd, bwd, cf, cb, L, real, merge, H_f = cache
-    if merge == "concat":
-        dh_f, dh_b = dout[..., :H_f], dout[..., H_f:]
-    elif merge == "sum":
-        dh_f = dh_b = dout
+    fwd, bwd, cf, cb, L, real, merge, H_f, (B, T, _, H_b) = cache
+    if merge == "separate":
+        if not isinstance(dout, (tuple, list)) or len(dout) != 2:
+            raise TypeError(f'dout must be a pair (dh_fwd, dh_bwd) for merge="separate", got '
+                            f"{type(dout).__name__}")
+        dh_f, dh_b = (_checks.float_array(d, f"dout[{i}]") for i, d in enumerate(dout))
+        _checks.check_shape(dh_f, (B, T, H_f), "dout[0]", "(B, T, H_f)")
+        _checks.check_shape(dh_b, (B, T, H_b), "dout[1]", "(B, T, H_b)")
     else:
-        dh_f, dh_b = dout
+        dout = _checks.float_array(dout, "dout")
+        width = H_f + H_b if merge == "concat" else H_f
+        _checks.check_shape(dout, (B, T, width), "dout", "like the output of bidirectional")
+        dh_f, dh_b = (dout[..., :H_f], dout[..., H_f:]) if merge == "concat" else (dout, dout)
     if real is not None:
         dh_f, dh_b = np.where(real, dh_f, 0), np.where(real, dh_b, 0)
     dx_f, grads_f, _ = fwd.backward(dh_f, None, cf)
@@ -104,20 +114,37 @@ def bidirectional_backward(dout, cache: BidirectionalCache):
 
 def brnn_output(h_fwd, h_bwd, W_yh, W_yz, b_y):
     """The review's output form ``logits (B, T, K) = W^{yh} h(t) + W^{yz} z(t) + b_y``."""
-    h_fwd = _checks.float_array(h_fwd, "h_fwd")
-    h_bwd = _checks.float_array(h_bwd, "h_bwd", dtype=h_fwd.dtype)
-    W_yh = _checks.float_array(W_yh, "W_yh", dtype=h_fwd.dtype)
-    W_yz = _checks.float_array(W_yz, "W_yz", dtype=h_fwd.dtype)
+    h_fwd, h_bwd, W_yh, W_yz = _check_output(h_fwd, h_bwd, W_yh, W_yz)
     b_y = _checks.float_array(b_y, "b_y", dtype=h_fwd.dtype)
-    K = b_y.shape[0]
-    _checks.check_shape(W_yh, (K, h_fwd.shape[-1]), "W_yh", "(K, H_f)")
-    _checks.check_shape(W_yz, (K, h_bwd.shape[-1]), "W_yz", "(K, H_b)")
+    _checks.check_shape(b_y, W_yh.shape[:1], "b_y", "(K,)")
     return h_fwd @ W_yh.T + h_bwd @ W_yz.T + b_y  # (B, T, K)
+
+
+def _check_output(h_fwd, h_bwd, W_yh, W_yz):
+    """``h_fwd (B, T, H_f)``, ``h_bwd (B, T, H_b)``, ``W_yh (K, H_f)``, ``W_yz (K, H_b)``."""
+    h_fwd = _checks.float_array(h_fwd, "h_fwd")
+    if h_fwd.ndim != 3:
+        raise ValueError(f"h_fwd must have shape (B, T, H_f), got {h_fwd.shape}")
+    h_bwd = _checks.float_array(h_bwd, "h_bwd", dtype=h_fwd.dtype)
+    if h_bwd.ndim != 3 or h_bwd.shape[:2] != h_fwd.shape[:2]:
+        raise ValueError(f"h_bwd must have shape (B, T, H_b) with (B, T) = {h_fwd.shape[:2]} "
+                         f"(from h_fwd), got {h_bwd.shape}")
+    W_yh = _checks.float_array(W_yh, "W_yh", dtype=h_fwd.dtype)
+    if W_yh.ndim != 2:
+        raise ValueError(f"W_yh must have shape (K, H_f), got {W_yh.shape}")
+    K = W_yh.shape[0]
+    _checks.check_shape(W_yh, (K, h_fwd.shape[-1]), "W_yh", "(K, H_f), H_f from h_fwd")
+    W_yz = _checks.float_array(W_yz, "W_yz", dtype=h_fwd.dtype)
+    _checks.check_shape(W_yz, (K, h_bwd.shape[-1]), "W_yz", "(K, H_b), H_b from h_bwd")
+    return h_fwd, h_bwd, W_yh, W_yz
 
 
 def brnn_output_backward(dlogits, h_fwd, h_bwd, W_yh, W_yz):
     """VJP of :func:`brnn_output`: ``(dh_fwd, dh_bwd, dW_yh, dW_yz, db_y)``."""
-    K = dlogits.shape[-1]
+    h_fwd, h_bwd, W_yh, W_yz = _check_output(h_fwd, h_bwd, W_yh, W_yz)
+    dlogits = _checks.float_array(dlogits, "dlogits", dtype=h_fwd.dtype)
+    K = W_yh.shape[0]
+    _checks.check_shape(dlogits, h_fwd.shape[:2] + (K,), "dlogits", "(B, T, K)")
     d2 = dlogits.reshape(-1, K)  # (B*T, K)
     return (dlogits @ W_yh, dlogits @ W_yz, d2.T @ h_fwd.reshape(len(d2), -1),
             d2.T @ h_bwd.reshape(len(d2), -1), d2.sum(axis=0))

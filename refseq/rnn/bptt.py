@@ -22,7 +22,13 @@ from collections import deque
 import numpy as np
 
 from refseq import _checks
-from refseq.rnn.output import sequence_cross_entropy, softmax_output, softmax_output_backward
+from refseq.nn.embedding import int_array
+from refseq.rnn.output import (
+    REDUCTIONS,
+    sequence_cross_entropy,
+    softmax_output,
+    softmax_output_backward,
+)
 from refseq.train.clipping import clip_grad_norm, clip_grad_value
 
 __all__ = ["RNNModel", "bptt_grads", "clip_grad_norm", "clip_grad_value", "truncated_bptt"]
@@ -35,8 +41,30 @@ class RNNModel:
     """
 
     def __init__(self, layer, W_yh, b_y):
+        _checks.check_methods(layer, "layer", ("forward", "backward"),
+                              "a layer (forward and backward methods, e.g. ElmanLayer)")
+        if not isinstance(getattr(layer, "params", None), dict):
+            raise TypeError(f"layer must have a params dict, got {type(layer).__name__}")
+        W_yh = _checks.float_array(W_yh, "W_yh")  # the same arrays (optimisers update them)
+        H = getattr(layer, "hidden_size", None)
+        if W_yh.ndim != 2 or (H is not None and W_yh.shape[1] != H):
+            raise ValueError("W_yh must have shape (K, H)"
+                             + (f" with H = {H} (the layer's hidden size)" if H else "")
+                             + f", got {W_yh.shape}")
+        b_y = _checks.float_array(b_y, "b_y")
+        _checks.check_shape(b_y, W_yh.shape[:1], "b_y", "(K,) with K = W_yh.shape[0]")
         self.layer = layer
         self.params = {**layer.params, "W_yh": W_yh, "b_y": b_y}
+
+    @property
+    def input_size(self) -> int | None:
+        """``I`` of the layer (None if the layer does not say)."""
+        return getattr(self.layer, "input_size", None)
+
+    @property
+    def output_size(self) -> int:
+        """``K``, the number of classes."""
+        return self.params["W_yh"].shape[0]
 
     def forward(self, x, state0=None, lengths=None):
         h, state, c = self.layer.forward(x, state0, lengths)  # (B, T, H)
@@ -58,6 +86,8 @@ def bptt_grads(model, x, targets, mask=None, state0=None, reduction="sum"):
     mask : (B, T) bool, optional; state0 : the model's initial state, optional;
     reduction : as :func:`~refseq.rnn.output.sequence_cross_entropy`.
     """
+    _check_model(model)
+    _checks.check_choice(reduction, "reduction", REDUCTIONS)
     logits, _, cache = model.forward(x, state0)
     loss, dlogits = sequence_cross_entropy(logits, targets, mask, reduction)
     grads, _ = model.backward(dlogits, None, cache)
@@ -85,15 +115,45 @@ def truncated_bptt(model, stream_x, stream_y, k1, k2, state0=None, mask=None, re
     loss term is backpropagated exactly once); it backpropagates through ``max(k2, T mod k1)``
     steps like the others.
     """
+    _check_model(model)
     k1 = _checks.check_number(k1, "k1", integer=True, low=1)
     k2 = _checks.check_number(k2, "k2", integer=True, low=k1)
-    stream_x = _checks.float_array(stream_x, "stream_x")
-    if stream_x.ndim != 3:
-        raise ValueError(f"stream_x must have shape (B, T, I), got {stream_x.shape}")
-    B, T, _ = stream_x.shape
-    stream_y = np.asarray(stream_y)
-    _checks.check_shape(stream_y, (B, T), "stream_y", "(B, T)")
+    _checks.check_choice(reduction, "reduction", REDUCTIONS)
+    stream_x, stream_y, mask = _check_stream(model, stream_x, stream_y, mask, "stream_x",
+                                             "stream_y")
+    return _tbptt(model, stream_x, stream_y, k1, k2, state0, mask, reduction)
+
+
+def _check_model(model):
+    _checks.check_methods(model, "model", ("forward", "backward"),
+                          "a model (forward and backward methods, e.g. RNNModel)")
+
+
+def _check_stream(model, x, y, mask, x_name, y_name):
+    """Check ``x (B, T, I)``, integer targets ``y (B, T)`` in ``[0, K)`` at real positions and
+    ``mask``; ``I`` and ``K`` where the model knows them (``input_size``, ``output_size``)."""
+    x = _checks.float_array(x, x_name)
+    I, K = getattr(model, "input_size", None), getattr(model, "output_size", None)
+    if x.ndim != 3 or (I is not None and x.shape[-1] != I):
+        raise ValueError(f"{x_name} must have shape (B, T, I)"
+                         + (f" with I = {I} (the model's input size)" if I else "")
+                         + f", got {x.shape}")
+    B, T, _ = x.shape
+    y = int_array(y, y_name, form="(B, T)")
+    _checks.check_shape(y, (B, T), y_name, "(B, T)")
     mask = _checks.bool_mask(mask, (B, T), "mask", "(B, T)")
+    real = np.ones((B, T), bool) if mask is None else mask
+    bad = real & ((y < 0) | (y >= (K if K is not None else np.iinfo(np.int64).max)))
+    if bad.any():
+        raise ValueError(f"{y_name} must lie in [0, K) at real positions"
+                         + (f" (K = {K})" if K is not None else "")
+                         + f", found {int(y[bad].flat[0])}")
+    return x, y, mask
+
+
+def _tbptt(model, stream_x, stream_y, k1, k2, state0, mask, reduction):
+    """The generator of :func:`truncated_bptt` (arguments already checked)."""
+    B, T, _ = stream_x.shape
     history = deque([(0, state0)], maxlen=k2 + 1)  # (step, state after that many steps)
     state = state0
     for t in range(1, T + 1):

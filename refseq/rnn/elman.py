@@ -67,7 +67,8 @@ def _check_params(x, W_hx, W_hh, b_h, h0):
     B, T, I = x.shape
     W_hx = _checks.float_array(W_hx, "W_hx", dtype=x.dtype)
     if W_hx.ndim != 2 or W_hx.shape[1] != I:
-        raise ValueError(f"W_hx must have shape (H, I) with I = {I}, got {W_hx.shape}")
+        raise ValueError(f"x and W_hx disagree: W_hx must have shape (H, I) with I = "
+                         f"x.shape[-1] = {I}, got W_hx {W_hx.shape} and x {x.shape}")
     H = W_hx.shape[0]
     W_hh = _checks.float_array(W_hh, "W_hh", dtype=x.dtype)
     _checks.check_shape(W_hh, (H, H), "W_hh", "(H, H)")
@@ -229,8 +230,25 @@ class ElmanLayer:
     """
 
     def __init__(self, W_hx, W_hh, b_h, activation="tanh"):
+        self.activation = _checks.check_choice(activation, "activation", sorted(ACTIVATIONS))
+        W_hx = _checks.float_array(W_hx, "W_hx")  # the same arrays (optimisers update them)
+        if W_hx.ndim != 2:
+            raise ValueError(f"W_hx must have shape (H, I), got {W_hx.shape}")
+        H = W_hx.shape[0]
+        W_hh, b_h = _checks.float_array(W_hh, "W_hh"), _checks.float_array(b_h, "b_h")
+        _checks.check_shape(W_hh, (H, H), "W_hh", "(H, H) with H = W_hx.shape[0]")
+        _checks.check_shape(b_h, (H,), "b_h", "(H,) with H = W_hx.shape[0]")
         self.params = {"W_hx": W_hx, "W_hh": W_hh, "b_h": b_h}
-        self.activation = activation
+
+    @property
+    def input_size(self) -> int:
+        """``I``, the width of the input ``x (B, T, I)``."""
+        return self.params["W_hx"].shape[1]
+
+    @property
+    def hidden_size(self) -> int:
+        """``H``, the width of the output ``h (B, T, H)``."""
+        return self.params["W_hh"].shape[0]
 
     @classmethod
     def init(cls, rng, I, H, dtype=np.float64, scale=1.0, activation="tanh"):

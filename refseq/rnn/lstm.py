@@ -23,6 +23,7 @@ loop, and the tests check it against the engine. Padded steps (``lengths``) keep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -35,6 +36,7 @@ GATES = ("g", "i", "f", "o")
 WEIGHTS = tuple(f"W_{k}x" for k in GATES) + tuple(f"W_{k}h" for k in GATES)
 BIASES = tuple(f"b_{k}" for k in GATES)
 PEEPHOLES = ("p_i", "p_f", "p_o")
+OUTPUT_ACTIVATIONS = ("tanh", "identity")
 
 
 class LSTMParams(NamedTuple):
@@ -81,15 +83,31 @@ def _sigmoid(a):
     return 0.5 * (1 + np.tanh(0.5 * a))
 
 
+def _params_dict(params) -> dict:
+    """``params`` (LSTMParams or a Mapping) as a dict without ``None`` entries."""
+    if hasattr(params, "_asdict"):
+        params = params._asdict()
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be an LSTMParams or a mapping with its names, got "
+                        f"{type(params).__name__}")
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def _check_params(params, dtype, I, peepholes):
-    get = params._asdict() if hasattr(params, "_asdict") else dict(params)
+    """Validate and cast ``params``; ``I = None`` takes the input width from ``W_gx``."""
+    get = _params_dict(params)
     names = WEIGHTS + BIASES + (PEEPHOLES if peepholes else ())
-    missing = [k for k in names if get.get(k) is None]
+    missing = [k for k in names if k not in get]
     if missing:
         raise ValueError(f"params is missing {missing}" +
                          (" (peepholes=True needs p_i, p_f, p_o)" if peepholes else ""))
+    extra = sorted(set(get) - set(WEIGHTS + BIASES + PEEPHOLES))  # p_* unused without peepholes
+    if extra:
+        raise ValueError(f"params has unexpected names {extra} (see LSTMParams)")
     H = np.shape(get["b_g"])[0] if np.ndim(get["b_g"]) == 1 else -1
-    forms = {**{k: ((H, I), "(H, I)") for k in WEIGHTS[:4]},
+    if I is None:
+        I = np.shape(get["W_gx"])[-1] if np.ndim(get["W_gx"]) == 2 else -1
+    forms = {**{k: ((H, I), "(H, I) with I = x.shape[-1]") for k in WEIGHTS[:4]},
              **{k: ((H, H), "(H, H)") for k in WEIGHTS[4:]},
              **{k: ((H,), "(H,)") for k in BIASES + PEEPHOLES}}
     out = {}
@@ -127,7 +145,7 @@ def lstm_forward(x, params, state0=None, *, forget_gate=True, peepholes=False,
     """
     forget_gate = check_flag(forget_gate, "forget_gate")
     peepholes = check_flag(peepholes, "peepholes")
-    _checks.check_choice(output_activation, "output_activation", ("tanh", "identity"))
+    _checks.check_choice(output_activation, "output_activation", OUTPUT_ACTIVATIONS)
     x = _checks.float_array(x, "x")
     if x.ndim != 3:
         raise ValueError(f"x must have shape (B, T, I), got {x.shape}")
@@ -245,10 +263,21 @@ class LSTMLayer:
     def __init__(self, params, *, forget_gate=True, peepholes=False, output_activation="tanh"):
         forget_gate = check_flag(forget_gate, "forget_gate")
         peepholes = check_flag(peepholes, "peepholes")
-        p = params._asdict() if hasattr(params, "_asdict") else dict(params)
-        self.params = {k: v for k, v in p.items() if v is not None}
+        _checks.check_choice(output_activation, "output_activation", OUTPUT_ACTIVATIONS)
+        _check_params(params, None, None, peepholes)
+        self.params = _params_dict(params)  # the same arrays (optimisers update them)
         self.switches = dict(forget_gate=forget_gate, peepholes=peepholes,
                              output_activation=output_activation)
+
+    @property
+    def input_size(self) -> int:
+        """``I``, the width of the input ``x (B, T, I)``."""
+        return self.params["W_gx"].shape[1]
+
+    @property
+    def hidden_size(self) -> int:
+        """``H``, the width of the output ``h (B, T, H)``."""
+        return self.params["W_gh"].shape[0]
 
     def forward(self, x, state0=None, lengths=None):
         return lstm_forward(x, self.params, state0, lengths=lengths, **self.switches)

@@ -20,6 +20,8 @@ def check_lengths(lengths, B: int, T: int, name: str = "lengths") -> np.ndarray 
     Raises ``TypeError`` for a non-integer array and ``ValueError`` naming ``name`` for a wrong
     shape, a negative length or a length above ``T``.
     """
+    B = _checks.check_number(B, "B", integer=True, low=0)
+    T = _checks.check_number(T, "T", integer=True, low=0)
     if lengths is None:
         return None
     L = np.asarray(lengths)

@@ -20,12 +20,18 @@ from refseq.rnn.masking import check_lengths, mask_from
 REDUCTIONS = ("sum", "mean_tokens", "mean_sequences")
 
 
-def softmax_output(h, W_yh, b_y):
-    """``logits (B, T, K) = h W_yhᵀ + b_y`` for ``h (B, T, H)``, ``W_yh (K, H)``, ``b_y (K,)``."""
+def _check_h_W(h, W_yh):
     h = _checks.float_array(h, "h", ndim_min=1)
     W_yh = _checks.float_array(W_yh, "W_yh", dtype=h.dtype)
     if W_yh.ndim != 2 or W_yh.shape[1] != h.shape[-1]:
-        raise ValueError(f"W_yh must have shape (K, H) with H = {h.shape[-1]}, got {W_yh.shape}")
+        raise ValueError(f"W_yh must have shape (K, H) with H = h.shape[-1] = {h.shape[-1]}, "
+                         f"got {W_yh.shape} (h has shape {h.shape})")
+    return h, W_yh
+
+
+def softmax_output(h, W_yh, b_y):
+    """``logits (B, T, K) = h W_yhᵀ + b_y`` for ``h (B, T, H)``, ``W_yh (K, H)``, ``b_y (K,)``."""
+    h, W_yh = _check_h_W(h, W_yh)
     b_y = _checks.float_array(b_y, "b_y", dtype=h.dtype)
     _checks.check_shape(b_y, W_yh.shape[:1], "b_y", "(K,)")
     return h @ W_yh.T + b_y  # (B, T, K)
@@ -33,9 +39,12 @@ def softmax_output(h, W_yh, b_y):
 
 def softmax_output_backward(dlogits, h, W_yh):
     """VJP of :func:`softmax_output`: ``(dh, dW_yh, db_y)``."""
-    dh = dlogits @ W_yh  # (B, T, H)
+    h, W_yh = _check_h_W(h, W_yh)
     K, H = W_yh.shape
-    dW_yh = dlogits.reshape(-1, K).T @ np.asarray(h).reshape(-1, H)  # (K, H)
+    dlogits = _checks.float_array(dlogits, "dlogits", dtype=h.dtype)
+    _checks.check_shape(dlogits, h.shape[:-1] + (K,), "dlogits", "h.shape[:-1] + (K,)")
+    dh = dlogits @ W_yh  # (B, T, H)
+    dW_yh = dlogits.reshape(-1, K).T @ h.reshape(-1, H)  # (K, H)
     return dh, dW_yh, dlogits.reshape(-1, K).sum(axis=0)
 
 
@@ -90,19 +99,31 @@ def last_step(h, lengths=None):
 
     Raises ``ValueError`` for a zero length (there is no last step) or a length outside [1, T].
     """
-    h = np.asarray(h)
-    B, T = h.shape[:2]
+    h = _checks.float_array(h, "h")
+    if h.ndim != 3:
+        raise ValueError(f"h must have shape (B, T, H), got {h.shape}")
+    B, T, _ = h.shape
+    L = _last_lengths(lengths, B, T)
+    return h[np.arange(B), L - 1]  # (B, H)
+
+
+def _last_lengths(lengths, B, T):
     L = check_lengths(lengths, B, T) if lengths is not None else np.full(B, T)
     if (L == 0).any():
         raise ValueError("lengths must be >= 1 for last_step (a length-0 sequence has no last "
                          "step)")
-    return h[np.arange(B), L - 1]  # (B, H)
+    return L
 
 
 def last_step_backward(dy, h_shape, lengths=None):
     """VJP of :func:`last_step`: ``dh (B, T, H)`` zero except at each sequence's last step."""
-    B, T = h_shape[:2]
-    L = np.full(B, T) if lengths is None else np.asarray(lengths)
-    dh = np.zeros(h_shape, np.asarray(dy).dtype)
+    if not isinstance(h_shape, tuple) or len(h_shape) != 3:
+        raise TypeError(f"h_shape must be the tuple (B, T, H) of h's shape, got {h_shape!r}")
+    B, T, H = (_checks.check_number(n, f"h_shape[{i}]", integer=True, low=0)
+               for i, n in enumerate(h_shape))
+    dy = _checks.float_array(dy, "dy")
+    _checks.check_shape(dy, (B, H), "dy", "(B, H) from h_shape")
+    L = _last_lengths(lengths, B, T)
+    dh = np.zeros((B, T, H), dy.dtype)
     dh[np.arange(B), L - 1] = dy
     return dh

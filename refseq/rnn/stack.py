@@ -24,6 +24,7 @@ from refseq.nn.dropout import dropout_backward, dropout_forward
 class StackCache(NamedTuple):
     layers: list
     caches: list  # per layer: (layer cache, dropout cache or None)
+    y_shape: tuple  # (B, T, H_L)
 
 
 def stack(layers: list, x, states0=None, dropout_nonrecurrent=0.0, rng=None, lengths=None):
@@ -43,8 +44,13 @@ def stack(layers: list, x, states0=None, dropout_nonrecurrent=0.0, rng=None, len
     y : (B, T, H_L) — the (dropped-out) output of the top layer;
     states_last : list of each layer's last state; cache : StackCache.
     """
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}")
     if not layers:
         raise ValueError("layers must hold at least one layer")
+    for l, layer in enumerate(layers):
+        _checks.check_methods(layer, f"layers[{l}]", ("forward", "backward"),
+                              "a layer (forward and backward methods, e.g. ElmanLayer)")
     dropout_nonrecurrent = _checks.check_number(dropout_nonrecurrent, "dropout_nonrecurrent",
                                                 low=0, high=1, high_open=True)
     if states0 is None:
@@ -52,7 +58,7 @@ def stack(layers: list, x, states0=None, dropout_nonrecurrent=0.0, rng=None, len
     if len(states0) != len(layers):
         raise ValueError(f"states0 must hold one state per layer ({len(layers)}), "
                          f"got {len(states0)}")
-    rng = _checks.check_rng(rng) if dropout_nonrecurrent > 0 else None
+    rng = _checks.check_rng(rng)
     h, states_last, caches = x, [], []
     for layer, s0 in zip(layers, states0):
         h, s_last, c = layer.forward(h, s0, lengths)  # (B, T, H_l)
@@ -61,7 +67,7 @@ def stack(layers: list, x, states0=None, dropout_nonrecurrent=0.0, rng=None, len
             h, dc = dropout_forward(h, dropout_nonrecurrent, rng)  # up the stack only
         states_last.append(s_last)
         caches.append((c, dc))
-    return h, states_last, StackCache(list(layers), caches)
+    return h, states_last, StackCache(list(layers), caches, h.shape)
 
 
 def stack_backward(dy, d_states_last, cache: StackCache):
@@ -69,9 +75,14 @@ def stack_backward(dy, d_states_last, cache: StackCache):
 
     ``d_states_last`` is a list with one cotangent (or None) per layer, or None.
     """
-    layers, caches = cache
+    layers, caches, y_shape = cache
+    dy = _checks.float_array(dy, "dy")
+    _checks.check_shape(dy, y_shape, "dy", "(B, T, H_L) like the stack's output y")
     if d_states_last is None:
         d_states_last = [None] * len(layers)
+    if not isinstance(d_states_last, (list, tuple)) or len(d_states_last) != len(layers):
+        raise ValueError(f"d_states_last must be a list with one cotangent (or None) per layer "
+                         f"({len(layers)}), got {d_states_last!r:.60}")
     grads, d_states0 = [None] * len(layers), [None] * len(layers)
     d = dy
     for l in range(len(layers) - 1, -1, -1):

@@ -18,6 +18,7 @@ def check_linear_scan_args(a, b, h0, check_finite=True, *, b_name="b"):
     ``a`` keeps its own (broadcastable) shape; ``h0`` is None or has shape ``(B, *S)``.
     ``b_name`` is the user's name for ``b`` in messages (``"h"`` for ``linear_scan_backward``).
     """
+    check_finite = _checks.check_flag(check_finite, "check_finite")
     b = _checks.float_array(b, b_name, ndim_min=2)
     a = _checks.float_array(a, "a", dtype=b.dtype)
     try:
@@ -41,6 +42,7 @@ def check_linear_scan_args(a, b, h0, check_finite=True, *, b_name="b"):
 
 def check_softmax_scan_args(s, v, mask, state, check_finite=True):
     """Validate ``softmax_scan`` arguments; return ``(s, v, mask, state)`` in ``v``'s dtype."""
+    check_finite = _checks.check_flag(check_finite, "check_finite")
     v = _checks.float_array(v, "v")
     if v.ndim != 4:
         raise ValueError(f"v must have shape (B, T, H, D), got {v.shape}")
@@ -63,6 +65,8 @@ def check_softmax_state(state, shape, dtype, check_finite=True) -> SoftmaxState:
     state must be the identity, ``u = 0`` and ``w = 0``: ``softmax_combine`` would otherwise drop
     that mass silently (``e^{-inf - m} = 0``).
     """
+    check_finite = _checks.check_flag(check_finite, "check_finite")
+    dtype = _checks.check_float_dtype(dtype, "dtype")
     B, H, D = shape
     if not isinstance(state, tuple) or len(state) != 3:
         raise TypeError("state must be a tuple (m (B, H), u (B, H), w (B, H, D)), e.g. a "

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from refseq._checks import check_number
-from refseq.train.params import global_norm
+from refseq.train.params import check_grads, global_norm
 
 TORCH_EPS = 1e-6
 
@@ -52,4 +52,5 @@ def clip_grad_value(grads: Mapping, clip_value: float) -> dict[str, np.ndarray]:
     """Clamp every gradient entry to ``[-clip_value, clip_value]`` (new arrays)."""
     clip_value = check_number(clip_value, "clip_value", low=0, low_open=True,
                               allow_inf=True)
+    check_grads(grads)
     return {k: np.clip(g, -clip_value, clip_value) for k, g in grads.items()}

@@ -42,7 +42,7 @@ import numpy as np
 
 from refseq._checks import check_choice, check_float_dtype, check_number
 from refseq.train.clipping import clip_grad_norm, clip_grad_value, scale_to_norm
-from refseq.train.params import global_norm
+from refseq.train.params import check_grads, global_norm
 
 SCHEDULES = ("annealed", "constant")
 ORDERS = ("after_clip", "before_clip")
@@ -77,7 +77,7 @@ def _as_generator(rng) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
-        return np.random.default_rng(int(rng))
+        return np.random.default_rng(check_number(rng, "rng", integer=True, low=0))
     raise TypeError(f"rng must be an int seed or a np.random.Generator, got {type(rng).__name__}")
 
 
@@ -109,6 +109,8 @@ def add_gradient_noise(grads: Mapping, t: int, eta: float, gamma: float = 0.55,
     dict name -> ndarray with the dtypes and shapes of ``grads`` (see the module docstring for the
     stream and the eta == 0 rule).
     """
+    if not isinstance(grads, Mapping):
+        raise TypeError(f"grads must be a dict name -> float array, got {type(grads).__name__}")
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a np.random.Generator (create it once with "
                         "np.random.default_rng(seed) and pass the same one every step)")
@@ -182,7 +184,13 @@ def apply_clip_and_noise(grads: Mapping, *, clip_norm: float | None = None,
     Returns ``(grads, raw_norm)``: the processed gradients (a new dict; inputs untouched) and the
     global 2-norm of the *raw* gradients, for logging and non-finite checks.
     """
-    grads = dict(grads)
+    clip_norm = check_number(clip_norm, "clip_norm", low=0, low_open=True, allow_inf=True,
+                             allow_none=True)
+    clip_value = check_number(clip_value, "clip_value", low=0, low_open=True, allow_inf=True,
+                              allow_none=True)
+    if noise is not None and not isinstance(noise, GradientNoise):
+        raise TypeError(f"noise must be a GradientNoise or None, got {type(noise).__name__}")
+    grads = dict(check_grads(grads))
     raw_norm = global_norm(grads)
 
     def clip(g, total=None):

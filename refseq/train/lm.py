@@ -17,6 +17,7 @@ from refseq.models.tiny_transformer.params import (
     named_parameters,
     params_from_named,
 )
+from refseq.nn.embedding import int_array
 from refseq.nn.softmax import cross_entropy_backward, cross_entropy_forward
 
 
@@ -28,7 +29,7 @@ def param_dict(params) -> dict:
 def lm_loss_and_grad(named: dict, batch, config):
     """Mean next-token cross-entropy of ``batch`` (B, T + 1) and its gradients (a flat dict)."""
     params = params_from_named(config, named)
-    tokens = np.asarray(batch)
+    tokens = int_array(batch, "batch", high=config.vocab_size, form="(B, T + 1)")
     if tokens.ndim != 2 or tokens.shape[1] < 2:
         raise ValueError(f"batch must have shape (B, T + 1) with T >= 1, got {tokens.shape}")
     logits, _, _, cache = forward(params, tokens=tokens[:, :-1], return_hidden=False,

@@ -16,7 +16,7 @@ import numpy as np
 
 from refseq._checks import check_number
 from refseq.train.gradient_noise import GradientNoise, apply_clip_and_noise
-from refseq.train.params import as_param_dict
+from refseq.train.params import as_param_dict, check_grads
 
 
 @dataclass
@@ -37,8 +37,18 @@ def count_tokens(batch) -> int:
     tuple/list batch (the targets: ``(x, y)`` counts ``y.size``)."""
     if isinstance(batch, np.ndarray):
         return int(batch.size)
-    if isinstance(batch, (tuple, list)) and batch:
-        return int(np.size(batch[-1]))
+    if not isinstance(batch, (tuple, list)):
+        raise TypeError(f"batch must be an ndarray or a tuple/list of arrays (inputs, targets), "
+                        f"got {type(batch).__name__}")
+    if not batch:
+        raise ValueError("batch must be a non-empty tuple/list of arrays, got an empty one")
+    return int(np.size(batch[-1]))
+
+
+def _count_or_zero(batch) -> int:
+    """``count_tokens`` where it applies, 0 for another kind of batch (train's default)."""
+    if isinstance(batch, np.ndarray) or (isinstance(batch, (tuple, list)) and batch):
+        return count_tokens(batch)
     return 0
 
 
@@ -46,6 +56,12 @@ def format_progress(step: int, steps: int, loss: float, lr: float, grad_norm: fl
                     tokens_per_s: float) -> str:
     """``step   100/2000  loss 0.693147  lr 1.00e-01  |g| 1.23e-04  tok/s 12345``; ``step``
     counts updates applied so far."""
+    step = check_number(step, "step", integer=True, low=0)
+    steps = check_number(steps, "steps", integer=True, low=0)
+    loss, lr, grad_norm, tokens_per_s = (
+        check_number(v, n, allow_inf=True) for v, n in ((loss, "loss"), (lr, "lr"),
+                                                        (grad_norm, "grad_norm"),
+                                                        (tokens_per_s, "tokens_per_s")))
     width = len(str(steps))
     return (f"step {step:>{width}d}/{steps}  loss {loss:.6f}  lr {lr:.2e}  |g| {grad_norm:.2e}  "
             f"tok/s {tokens_per_s:.0f}")
@@ -78,7 +94,8 @@ def train(params, loss_and_grad: Callable, batches: Iterable | Callable, optimiz
     log_every : int
         A progress line (:func:`format_progress`) after every ``log_every`` updates and after the
         last one; ``log=None`` silences it. ``tok/s`` is ``tokens(batch)`` summed since the last
-        line over the wall time since the last line.
+        line over the wall time since the last line (with the default ``count_tokens``, a batch
+        that is not an array or a tuple/list of arrays counts 0).
 
     Returns
     -------
@@ -93,8 +110,11 @@ def train(params, loss_and_grad: Callable, batches: Iterable | Callable, optimiz
     steps = check_number(steps, "steps", integer=True, low=0)
     log_every = check_number(log_every, "log_every", integer=True, low=1)
     clip = check_number(clip, "clip", low=0, low_open=True, allow_inf=True, allow_none=True)
-    params = params if isinstance(params, dict) else as_param_dict(params)
+    _check_callables(loss_and_grad, batches, optimizer, schedule, log, tokens)
+    flat = as_param_dict(params)  # checks the leaves are ndarrays (updated in place)
+    params = check_grads(params if isinstance(params, dict) else flat, "params")
     get_batch = batches if callable(batches) else _from_iterable(iter(batches), steps)
+    tokens = _count_or_zero if tokens is count_tokens else tokens
     losses, norms, lrs = np.empty(steps), np.empty(steps), np.empty(steps)
     out = TrainLog(losses, norms, lrs)
     start = last_time = time.perf_counter()
@@ -129,6 +149,22 @@ def train(params, loss_and_grad: Callable, batches: Iterable | Callable, optimiz
             last_time, tokens_since = now, 0
     out.seconds = time.perf_counter() - start
     return out
+
+
+def _check_callables(loss_and_grad, batches, optimizer, schedule, log, tokens):
+    if not (hasattr(optimizer, "lr") and callable(getattr(optimizer, "step", None))):
+        raise TypeError(f"optimizer must be an optimiser with lr and step() (e.g. SGD), got "
+                        f"{type(optimizer).__name__}")
+    if not (callable(batches) or (hasattr(batches, "__iter__")
+                                  and not isinstance(batches, (str, bytes)))):
+        raise TypeError(f"batches must be an iterable of batches or a callable t -> batch, got "
+                        f"{type(batches).__name__}")
+    for name, fn, optional in (("loss_and_grad", loss_and_grad, False),
+                               ("schedule", schedule, True), ("log", log, True),
+                               ("tokens", tokens, False)):
+        if not (callable(fn) or (optional and fn is None)):
+            raise TypeError(f"{name} must be a callable" + (" or None" if optional else "")
+                            + f", got {fn!r} ({type(fn).__name__})")
 
 
 def _from_iterable(it, steps):

@@ -271,9 +271,11 @@ def test_mirrors_edge_lengths(T):
         softmax.check((o, state))
 def test_mirrors_reject_bad_tiling():
     a = b = np.ones((1, 3, 2))
-    for bad in ({"threads": 0}, {"threads": 1025}, {"per_thread": 0}, {"threads": 2.0}):
+    for bad in ({"threads": 0}, {"threads": 1025}, {"per_thread": 0}):
         with pytest.raises(ValueError, match="threads|per_thread"):
             blocked.linear_scan_blocked(a, b, **bad)
+    with pytest.raises(TypeError, match="threads"):  # not an integer: a TypeError
+        blocked.linear_scan_blocked(a, b, threads=2.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -128,3 +128,23 @@ def test_bad_input():
         reber_dataset(4, rng, min_len=10, max_len=6)
     with pytest.raises(ValueError, match="shortest"):
         reber_dataset(4, rng, max_len=4)
+
+
+def test_length_probability_is_exact():
+    """Each string of length l is one walk of l - 2 fair choices: probability 2^-(l-2)."""
+    from refseq.tasks.reber import _length_probability
+
+    strings = enumerate_reber(14)
+    for lo, hi in [(None, 5), (5, 9), (7, 14), (12, 14)]:
+        want = sum(2.0 ** -(len(s) - 2) for s in strings if len(s) >= (lo or 0) and len(s) <= hi)
+        assert _length_probability(lo, hi) == pytest.approx(want, rel=1e-12)
+    assert _length_probability(None, None) == pytest.approx(1.0)
+
+
+def test_rare_length_range_is_refused_up_front():
+    """Rejection sampling of a length almost no walk reaches would never end: refused at once."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="min_len"):
+        reber_dataset(4, rng, min_len=100)
+    strings, _ = reber_dataset(4, rng, min_len=20)  # rare (about 1 %) but feasible
+    assert all(len(s) >= 20 for s in strings)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq._checks import check_flag
+from refseq._checks import check_flag, check_number
 from refseq.cuda import require_numba_cuda, to_host
 from refseq.cuda.recurrence.mirror import BATCH_TILE, _tiles
 from refseq.cuda.recurrence.projection import (  # the twins of refseq.recurrence.projection
@@ -71,7 +71,18 @@ def __getattr__(name):
 
 
 def r_fits_shared(G_r, D, batch_tile, itemsize, budget=SHARED_BYTES):
-    """Whether ``R[:, n]`` fits in shared memory next to the (batch tile, D) work tile."""
+    """Whether ``R[:, n]`` fits in shared memory next to the (batch tile, D) work tile.
+
+    ``G_r``, ``D`` >= 0 and ``batch_tile`` >= 1 are integers; ``itemsize`` is 4 (float32) or 8
+    (float64); ``budget`` is the shared-memory budget in bytes (an integer >= 0).
+    """
+    G_r = check_number(G_r, "G_r", integer=True, low=0)
+    D = check_number(D, "D", integer=True, low=0)
+    batch_tile = check_number(batch_tile, "batch_tile", integer=True, low=1)
+    itemsize = check_number(itemsize, "itemsize", integer=True)
+    if itemsize not in (4, 8):
+        raise ValueError(f"itemsize must be 4 (float32) or 8 (float64) bytes, got {itemsize}")
+    budget = check_number(budget, "budget", integer=True, low=0)
     work = batch_tile * max(G_r, 1) * D  # backward: δg~ of the recurrent gates (>= forward's h)
     return (G_r * D * D + work) * itemsize <= budget
 
@@ -95,9 +106,7 @@ def _kernels(dtype):
 
 def _check_launch(threads, batch_tile):
     _tiles(1, batch_tile)  # validates batch_tile
-    if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or \
-            not 1 <= threads <= 1024:
-        raise ValueError(f"threads must be an integer in [1, 1024], got {threads!r}")
+    check_number(threads, "threads", integer=True, low=1, high=1024)  # at most a CUDA block
 
 
 def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=None,

@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq._checks import check_flag
+from refseq._checks import check_flag, check_number
 from refseq.recurrence.checks import check_backward_args, check_clipval, check_recurrence_args
 
 BATCH_TILE = 16  #: batch rows per block (the default tile of the cuda kernels)
 
 
 def _tiles(B, batch_tile):
-    if not isinstance(batch_tile, (int, np.integer)) or isinstance(batch_tile, bool) \
-            or batch_tile < 1:
-        raise ValueError(f"batch_tile must be a positive integer, got {batch_tile!r}")
+    batch_tile = check_number(batch_tile, "batch_tile", integer=True, low=1)
     return [(b0, min(b0 + batch_tile, B)) for b0 in range(0, B, batch_tile)]
 
 

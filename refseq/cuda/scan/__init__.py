@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq._checks import check_flag
+from refseq._checks import check_flag, check_number
 from refseq.cuda import to_host
 from refseq.cuda.scan.kernels import ROW_THREADS, bind_cuda, launch
 from refseq.cuda.scan.mirror import PER_THREAD, THREADS, _check_tiling
@@ -81,6 +81,9 @@ def choose_method(T: int, rows: int, threads: int = THREADS, per_thread: int = P
     a GPU busy with one thread each, while each thread would walk all of T — else
     ``"sequential"``, which reads each input once and writes each output once.
     """
+    T = check_number(T, "T", integer=True, low=0)
+    rows = check_number(rows, "rows", integer=True, low=0)
+    _check_tiling(threads, per_thread)
     long = T >= AUTO_MIN_TILES * threads * per_thread
     return "parallel" if long and rows <= AUTO_MAX_ROWS else "sequential"
 

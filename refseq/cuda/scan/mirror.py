@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq._checks import check_flag
+from refseq._checks import check_flag, check_number
 from refseq.scan.assoc import AFFINE, SOFTMAX_TRIPLE, SoftmaxState, softmax_identity, softmax_leaf
 from refseq.scan.checks import check_linear_scan_args, check_softmax_scan_args
 
@@ -33,12 +33,10 @@ PER_THREAD = 8  #: consecutive time steps folded by one thread before the block-
 
 
 def _check_tiling(threads, per_thread):
-    """Raise ``ValueError`` unless ``threads`` in [1, 1024] and ``per_thread`` >= 1 (integers)."""
-    for value, name in ((threads, "threads"), (per_thread, "per_thread")):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if threads > 1024:
-        raise ValueError(f"threads must be at most 1024 (a CUDA block), got {threads}")
+    """Raise unless ``threads`` is an integer in [1, 1024] (a CUDA block) and ``per_thread`` an
+    integer >= 1: ``TypeError`` for a non-integer, ``ValueError`` for one out of range."""
+    check_number(threads, "threads", integer=True, low=1, high=1024)
+    check_number(per_thread, "per_thread", integer=True, low=1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,11 +14,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from refseq._checks import check_choice, check_flag, check_number
 from refseq.jit import blas_threads
 from refseq.jit.tile import TILE_VECTORS, lanes
 
+MODES = ("units", "heads", "gemm")  #: the plans, in the default order of preference
 
-def plan(B, N, D, G_r, threads=None, modes=("units", "heads", "gemm"), pinnable=None):
+
+def plan(B, N, D, G_r, threads=None, modes=MODES, pinnable=None):
     """``(mode, tiles)``: the first of ``modes`` that applies, and its job table.
 
     ``pinnable`` (default :func:`refseq.jit.blas_threads.available`) says whether BLAS can be
@@ -39,8 +42,15 @@ def plan(B, N, D, G_r, threads=None, modes=("units", "heads", "gemm"), pinnable=
     """
     from refseq.jit import recurrence as package  # the thresholds, as set now
 
+    B, N, D, G_r = (check_number(v, name, integer=True, low=0)
+                    for v, name in ((B, "B"), (N, "N"), (D, "D"), (G_r, "G_r")))
+    if not isinstance(modes, (tuple, list)):
+        raise TypeError(f"modes must be a tuple of plan names from {MODES}, got {modes!r}")
+    for mode in modes:
+        check_choice(mode, "modes", MODES)
+    threads = check_number(threads, "threads", integer=True, low=1, allow_none=True)
     threads = numba.get_num_threads() if threads is None else threads
-    pinnable = blas_threads.available() if pinnable is None else pinnable
+    pinnable = blas_threads.available() if pinnable is None else check_flag(pinnable, "pinnable")
     if threads > 1 and "units" in modes and N < threads:
         if G_r * D * D * N * B >= package.UNITS_MIN_MACS:
             n_chunks = min(D, -(-threads // N))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq._checks import check_flag
+from refseq._checks import check_flag, check_number
 from refseq.jit.scan.linear import as_blocks, channel_block, linear_chunked, linear_kernel
 from refseq.jit.scan.softmax import softmax_chunked_kernel, softmax_kernel
 from refseq.scan.assoc import SoftmaxState
@@ -59,6 +59,8 @@ def chunk_length(T: int, channels: int) -> int:
     """Segment length of the chunked kernels for ``T`` steps of ``channels`` per job, or 0 for
     the sequential kernel. Chunked when ``channels <= CHUNK_MAX_CHANNELS`` and
     ``T >= CHUNK_MIN_T``; then ``min(SEGMENTS, T // SEGMENT_MIN)`` segments (at least 2)."""
+    T = check_number(T, "T", integer=True, low=0)
+    channels = check_number(channels, "channels", integer=True, low=0)
     if channels > CHUNK_MAX_CHANNELS or T < max(CHUNK_MIN_T, 2):
         return 0
     n_seg = max(2, min(SEGMENTS, T // max(SEGMENT_MIN, 1)))

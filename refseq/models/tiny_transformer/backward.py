@@ -16,14 +16,14 @@ from refseq.models.tiny_transformer.forward import LayersCache, ModelCache, _bat
 from refseq.models.tiny_transformer.params import (
     BlockParams,
     TinyParams,
+    _from_named,
     _walk,
     _zero_grads,
     check_params,
-    params_from_named,
 )
 from refseq.nn.attention import mha_backward
 from refseq.nn.embedding import embedding_backward
-from refseq.nn.linear import linear_backward
+from refseq.nn.linear import _linear_backward
 from refseq.nn.mlp import mlp_backward
 from refseq.nn.norms import layer_norm_backward
 from refseq.nn.positions import position_embedding_backward
@@ -73,10 +73,10 @@ def _layers_backward(lc: LayersCache, dh, d_hidden, d_new_kv, grads):
 def lm_head_backward(params: TinyParams, cache, dlogits, grads=None):
     """VJP of :func:`lm_head`: returns ``(dh, grads)`` with ``grads`` a ``{name: array}`` dict
     (accumulated into ``grads`` when given)."""
-    cfg = params.config
+    cfg = check_params(params)
     grads = _zero_grads(cfg) if grads is None else grads
     c_ln, c_lin = cache
-    dn, dW, _ = linear_backward(dlogits, c_lin)
+    dn, dW, _ = _linear_backward(dlogits, c_lin, "dlogits")
     if cfg.tied_head:
         grads["wte"] += dW.T
     else:
@@ -100,7 +100,7 @@ def forward_layers_backward(params: TinyParams, cache: LayersCache, dh_out, d_hi
     dh = _batched(dh_out, cache.batched, "dh_out", cache.shape)
     grads = _zero_grads(cfg)
     dh, d_past = _layers_backward(cache, dh, d_hidden, d_new_kv, grads)
-    return (_unbatch(dh, cache.batched), params_from_named(cfg, grads),
+    return (_unbatch(dh, cache.batched), _from_named(cfg, grads),
             _unbatch(d_past, cache.batched))
 
 
@@ -131,5 +131,5 @@ def backward(params: TinyParams, cache: ModelCache, dlogits, d_hidden=None,
     if cache.emb is not None:
         (dE,) = embedding_backward(_unbatch(dx, cache.batched), cache.emb)
         grads["wte"] += dE
-    return Gradients(params_from_named(cfg, grads), _unbatch(dx, cache.batched),
+    return Gradients(_from_named(cfg, grads), _unbatch(dx, cache.batched),
                      _unbatch(d_past, cache.batched))

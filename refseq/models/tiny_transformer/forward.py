@@ -70,6 +70,20 @@ def _batched(x, batched, name, shape):
     return x if batched else x[None]
 
 
+def _tokens(tokens, cfg):
+    tok = int_array(tokens, "tokens", high=cfg.vocab_size, form="(T,) or (B, T)")
+    if tok.ndim not in (1, 2) or tok.shape[-1] < 1:
+        raise ValueError(f"tokens must have shape (T,) or (B, T) with T >= 1, got {tok.shape}")
+    return tok
+
+
+def _hidden(h, cfg):
+    h = _checks.float_array(h, "h", dtype=cfg.np_dtype)
+    if h.ndim < 1 or h.shape[-1] != cfg.d_model:
+        raise ValueError(f"h must have shape (..., D) with D = {cfg.d_model}, got {h.shape}")
+    return h
+
+
 # ---------------------------------------------------------------- pieces of the forward
 def _block_forward(bp, h, cfg, pos, mask, past_l):
     a, c_ln1 = layer_norm_forward(h, bp.ln1_gamma, bp.ln1_beta, cfg.ln_eps)  # (B, T, D)
@@ -115,12 +129,13 @@ def _unbatch(x, batched):
 def token_embeddings(params: TinyParams, tokens) -> np.ndarray:
     """``E[tokens]``: (T, D) or (B, T, D) (for callers that mix tokens and free embeddings)."""
     cfg = check_params(params)
-    return embedding_forward(int_array(tokens, "tokens", high=cfg.vocab_size), params.wte)[0]
+    return embedding_forward(_tokens(tokens, cfg), params.wte)[0]
 
 
 def final_norm(params: TinyParams, h) -> np.ndarray:
     """``LN_f(h)``: the unembedding's input (the hidden state Medusa/EAGLE/Chimera read)."""
-    cfg = params.config
+    cfg = check_params(params)
+    h = _hidden(h, cfg)
     return layer_norm_forward(h, params.lnf_gamma, params.lnf_beta, cfg.ln_eps)[0]
 
 
@@ -128,9 +143,7 @@ def lm_head(params: TinyParams, h, return_cache: bool = False):
     """Final LayerNorm then unembedding: ``h (..., D) -> logits (..., V)``."""
     return_cache = check_flag(return_cache, "return_cache")
     cfg = check_params(params)
-    h = _checks.float_array(h, "h", dtype=cfg.np_dtype)
-    if h.ndim < 1 or h.shape[-1] != cfg.d_model:
-        raise ValueError(f"h must have shape (..., D) with D = {cfg.d_model}, got {h.shape}")
+    h = _hidden(h, cfg)
     n, c_ln = layer_norm_forward(h, params.lnf_gamma, params.lnf_beta, cfg.ln_eps)  # (..., D)
     W = params.wte.T if cfg.tied_head else params.W_head  # (D, V)
     logits, c_lin = linear_forward(n, W, None)  # (..., V)
@@ -233,9 +246,10 @@ def forward(params: TinyParams, tokens=None, embeds=None, positions=None, allow_
     if (tokens is None) == (embeds is None):
         raise ValueError("pass exactly one of tokens or embeds")
     if tokens is not None:
-        tok = int_array(tokens, "tokens", high=cfg.vocab_size, form="(T,) or (B, T)")
-        if tok.ndim not in (1, 2) or tok.shape[-1] < 1:
-            raise ValueError(f"tokens must have shape (T,) or (B, T) with T >= 1, got {tok.shape}")
+        tok = _tokens(tokens, cfg)
+        if positions is None and past_kv is None and tok.shape[-1] > cfg.max_positions:
+            raise ValueError(f"tokens must have at most max_positions = {cfg.max_positions} "
+                             f"time steps, got T = {tok.shape[-1]}")
         x, c_emb = embedding_forward(tok, params.wte)  # (..., T, D)
     else:
         x = _checks.float_array(embeds, "embeds", dtype=cfg.np_dtype)

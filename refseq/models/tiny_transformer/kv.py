@@ -15,9 +15,9 @@ from refseq._checks import check_flag
 from refseq.models.tiny_transformer.forward import _batched, _positions, _unbatch
 from refseq.models.tiny_transformer.params import (
     TinyParams,
+    _from_named,
     _zero_grads,
     check_params,
-    params_from_named,
 )
 from refseq.nn.linear import linear_backward, linear_forward
 from refseq.nn.norms import layer_norm_backward, layer_norm_forward
@@ -88,4 +88,4 @@ def kv_from_hidden_backward(params: TinyParams, cache, d_kv):
         dh[:, l], dg, dbeta = layer_norm_backward(da, c_ln)
         grads[f"blocks.{l}.ln1_gamma"] += dg
         grads[f"blocks.{l}.ln1_beta"] += dbeta
-    return _unbatch(dh, batched), params_from_named(cfg, grads)
+    return _unbatch(dh, batched), _from_named(cfg, grads)

@@ -8,6 +8,7 @@ described there and in docs/models/tiny_transformer.md), parameters as a ``{name
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
@@ -93,6 +94,7 @@ class TinyParams(NamedTuple):
 # ---------------------------------------------------------------- parameters as a named tree
 def param_shapes(config: TinyConfig) -> dict:
     """``{name: shape}`` of every parameter, in the order of :func:`named_parameters`."""
+    _check_config(config)
     V, D, F, P = config.vocab_size, config.d_model, config.d_hidden, config.max_positions
     s = {"wte": (V, D)}
     if not config.rope:
@@ -111,8 +113,31 @@ def param_shapes(config: TinyConfig) -> dict:
     return s
 
 
+def _check_config(config, name: str = "config") -> None:
+    if not isinstance(config, TinyConfig):
+        raise TypeError(f"{name} must be a TinyConfig, got {type(config).__name__}")
+
+
 def params_from_named(config: TinyConfig, named) -> TinyParams:
-    """Build :class:`TinyParams` from a ``{name: array}`` mapping (see :func:`param_shapes`)."""
+    """Build :class:`TinyParams` from a ``{name: array}`` mapping (see :func:`param_shapes`);
+    every name must be present with its shape and the config's dtype."""
+    shapes = param_shapes(config)
+    if not isinstance(named, Mapping):
+        raise TypeError(f"named must be a mapping {{name: array}}, got {type(named).__name__}")
+    missing = [n for n in shapes if n not in named]
+    if missing:
+        raise ValueError(f"named is missing parameters {missing} (see param_shapes)")
+    for n, shape in shapes.items():
+        a = named[n]
+        if not isinstance(a, np.ndarray) or a.dtype != config.np_dtype:
+            raise TypeError(f"named[{n!r}] must be a {config.dtype} array (config.dtype), got "
+                            f"{getattr(a, 'dtype', type(a).__name__)}")
+        _checks.check_shape(a, shape, f"named[{n!r}]", "(see param_shapes)")
+    return _from_named(config, named)
+
+
+def _from_named(config: TinyConfig, named) -> TinyParams:
+    """:func:`params_from_named` without the checks (gradients, ``map_parameters`` results)."""
     g = named.__getitem__
     blocks = tuple(
         BlockParams(
@@ -140,14 +165,23 @@ def _walk(tree, prefix=""):
 
 def named_parameters(params: TinyParams):
     """Iterate ``(name, array)`` over every parameter (the arrays themselves, not copies), e.g.
-    ``("blocks.0.attn.W_qkv", W)``; optimisers may update them in place."""
-    yield from _walk(params)
+    ``("blocks.0.attn.W_qkv", W)``; optimisers may update them in place. ``params`` is a
+    :class:`TinyParams` (or one of its parts, such as a :class:`BlockParams`)."""
+    if not hasattr(params, "_fields"):
+        raise TypeError(f"params must be a TinyParams (see init_params), got "
+                        f"{type(params).__name__}")
+    return _walk(params)
 
 
 def map_parameters(fn, params: TinyParams, *others) -> TinyParams:
     """New parameters ``fn(p, *o)`` leaf by leaf (``others``: trees of the same structure)."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable array -> array, got {type(fn).__name__}")
+    if not isinstance(params, TinyParams):
+        raise TypeError(f"params must be a TinyParams (see init_params), got "
+                        f"{type(params).__name__}")
     o = [dict(named_parameters(t)) for t in others]
-    return params_from_named(params.config, {
+    return _from_named(params.config, {
         n: fn(p, *(d[n] for d in o)) for n, p in named_parameters(params)})
 
 
@@ -167,7 +201,7 @@ def init_params(config: TinyConfig, seed=0) -> TinyParams:
         std = 1.0 if leaf in ("wte", "wpe") else 1.0 / np.sqrt(shape[0])
         return (std * rng.standard_normal(shape)).astype(dt)
 
-    return params_from_named(config, {n: draw(n, s) for n, s in param_shapes(config).items()})
+    return _from_named(config, {n: draw(n, s) for n, s in param_shapes(config).items()})
 
 
 def check_params(params) -> TinyConfig:
@@ -204,6 +238,8 @@ def load(path, config: TinyConfig | None = None) -> TinyParams:
     Raises ``ValueError`` naming the problem for an unreadable or corrupted file, a missing or
     unexpected array, a wrong shape or dtype, or a stored config different from ``config``.
     """
+    if config is not None:
+        _check_config(config)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -233,4 +269,4 @@ def load(path, config: TinyConfig | None = None) -> TinyParams:
         if arrays[n].dtype != stored.np_dtype or arrays[n].shape != s:
             raise ValueError(f"{path}: array {n!r} has {arrays[n].dtype} {arrays[n].shape}, "
                              f"expected {stored.dtype} {s}")
-    return params_from_named(stored, arrays)
+    return _from_named(stored, arrays)

@@ -36,7 +36,7 @@ def _spectral_norms(J):
 def _check_x(x, I):
     """``x`` is (T, I) or (B, T, I) with I = the input weights' width (when known)."""
     if x.ndim not in (2, 3) or (I is not None and x.shape[-1] != I):
-        raise ValueError(f"x must have shape (T, I) or (B, T, I)"
+        raise ValueError("x must have shape (T, I) or (B, T, I)"
                          + ("" if I is None else f" with I = {I} (the input weights' width)")
                          + f", got {x.shape}")
 

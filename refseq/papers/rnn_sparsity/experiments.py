@@ -17,10 +17,38 @@ import numpy as np
 
 from refseq import _checks
 from refseq.papers.rnn_sparsity.graph_properties import graph_properties, structure_properties
-from refseq.papers.rnn_sparsity.graphs import layer_index, orient_dag, thesis_graph
+from refseq.papers.rnn_sparsity.graphs import LAYOUTS, layer_index, orient_dag, thesis_graph
+from refseq.papers.rnn_sparsity.masked import MODES
 from refseq.papers.rnn_sparsity.models import ArbitraryStructureRNN, ReberClassifier
 from refseq.papers.rnn_sparsity.pruning import GROUPS, apply_masks, magnitude_masks
 from refseq.train import Adam, clip_grad_norm
+
+
+def _check_data(data, name: str, vocab: int, vocab_name: str):
+    """``data = (tokens (B, T), lengths (B,), labels (B,))`` with tokens in ``[0, vocab)``,
+    lengths in ``[1, T]`` and labels in ``{0, 1}``; messages name ``name``."""
+    if not isinstance(data, (tuple, list)) or len(data) != 3:
+        raise TypeError(f"{name} must be a triple (tokens, lengths, labels), got "
+                        f"{type(data).__name__}" + (f" of length {len(data)}"
+                                                     if isinstance(data, (tuple, list)) else ""))
+    tokens = _checks.int_array(data[0], f"{name}[0] (tokens)", low=0, ndim=2, form="(B, T)")
+    if tokens.size and tokens.max() >= vocab:
+        raise ValueError(f"{name}[0] (tokens) must lie in [0, {vocab}) ({vocab_name}), "
+                         f"found {tokens.max()}")
+    B, T = tokens.shape
+    lengths = _checks.int_array(data[1], f"{name}[1] (lengths)", low=1, high=T + 1, ndim=1,
+                                form="(B,)")
+    labels = _checks.int_array(data[2], f"{name}[2] (labels)", low=0, high=2, ndim=1,
+                               form="(B,)")
+    for part, arr in ((f"{name}[1] (lengths)", lengths), (f"{name}[2] (labels)", labels)):
+        _checks.check_shape(arr, (B,), part, "(B,) with B = len(tokens)")
+    if B == 0:
+        raise ValueError(f"{name} must hold at least one sequence")
+    return tokens, lengths, labels
+
+
+def _check_classifier(model, name: str = "model") -> ReberClassifier:
+    return _checks.check_instance(model, ReberClassifier, name)
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator | None):
@@ -37,7 +65,9 @@ def _take(data, idx):
 def evaluate(model: ReberClassifier, data, batch_size: int = 512) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``data = (tokens, lengths, labels)``."""
     batch_size = _checks.check_number(batch_size, "batch_size", integer=True, low=1)
-    tokens, lengths, labels = data
+    data = _check_data(data, "data", len(_check_classifier(model).embedding),
+                       "the model's vocabulary size")
+    labels = data[2]
     total_loss, correct = 0.0, 0
     for idx in _batches(len(labels), batch_size, None):
         tok, L, y = _take(data, idx)
@@ -76,6 +106,10 @@ def train_classifier(model, train, test=None, epochs: int = 1, lr: float = 1e-3,
     ``train_acc`` and, with ``test``, ``test_loss``, ``test_acc``."""
     epochs = _checks.check_number(epochs, "epochs", integer=True, low=0)
     rng = np.random.default_rng(0) if rng is None else _checks.check_rng(rng)
+    vocab = len(_check_classifier(model).embedding)
+    train = _check_data(train, "train", vocab, "the model's vocabulary size")
+    test = None if test is None else _check_data(test, "test", vocab,
+                                                 "the model's vocabulary size")
     opt = Adam(lr=lr)
     rows = []
     for e in range(1, epochs + 1):
@@ -94,6 +128,21 @@ def load_params(model, params: dict[str, np.ndarray]) -> None:
         own[k][...] = v
 
 
+def _check_base_params(model, base_params) -> dict[str, np.ndarray]:
+    """A copy of ``base_params``, which must hold every parameter of ``model`` in its shape."""
+    _checks.check_instance(base_params, dict, "base_params", "dict of arrays (model.params())")
+    own = model.params()
+    if base_params.keys() != own.keys():
+        raise ValueError(f"base_params must have the keys of model.params(); missing "
+                         f"{sorted(own.keys() - base_params.keys())}, unexpected "
+                         f"{sorted(base_params.keys() - own.keys())}")
+    out = {}
+    for k, v in base_params.items():
+        out[k] = _checks.float_array(v, f"base_params[{k!r}]").copy()
+        _checks.check_shape(out[k], own[k].shape, f"base_params[{k!r}]", f"of model {k}")
+    return out
+
+
 def prune_and_retrain(model, base_params, train, test, percents=range(10, 101, 10),
                       groups=("both", "i2h", "h2h"), retrain_epochs: int = 10, lr: float = 1e-3,
                       batch_size: int = 32, clip: float | None = 5.0, scope: str = "global",
@@ -103,12 +152,22 @@ def prune_and_retrain(model, base_params, train, test, percents=range(10, 101, 1
     left holding the last setting's parameters; the base parameters are never modified."""
     retrain_epochs = _checks.check_number(retrain_epochs, "retrain_epochs", integer=True, low=0)
     seed = _checks.check_number(seed, "seed", integer=True, low=0)
-    base_params = {k: np.array(v, copy=True) for k, v in base_params.items()}
+    vocab = len(_check_classifier(model).embedding)
+    train = _check_data(train, "train", vocab, "the model's vocabulary size")
+    test = _check_data(test, "test", vocab, "the model's vocabulary size")
+    if not hasattr(percents, "__iter__") or isinstance(percents, str):
+        raise TypeError(f"percents must be a sequence of numbers, got {type(percents).__name__}")
+    percents = [_checks.check_number(p, f"percents[{i}]", low=0, high=100)
+                for i, p in enumerate(percents)]
+    if not isinstance(groups, (tuple, list)):
+        raise TypeError(f"groups must be a tuple of group names {tuple(GROUPS)}, got "
+                        f"{type(groups).__name__}")
+    for i, group in enumerate(groups):
+        _checks.check_choice(group, f"groups[{i}]", tuple(GROUPS))
+    base_params = _check_base_params(model, base_params)
     base_masks = {k: m.copy() for k, m in model.masks().items()}
     rows = []
     for group in groups:
-        if group not in GROUPS:
-            raise ValueError(f"group must be one of {tuple(GROUPS)}, got {group!r}")
         i2h, h2h = GROUPS[group]
         for p in percents:
             load_params(model, base_params)
@@ -133,6 +192,14 @@ def prune_and_retrain(model, base_params, train, test, percents=range(10, 101, 1
 def epochs_to_regain(table, base_acc: float, tol: float) -> int | None:
     """First epoch ``e >= 1`` whose ``test_acc >= base_acc - tol`` in the rows of *one*
     (mode, group, percent) setting; None if never."""
+    base_acc = _checks.check_number(base_acc, "base_acc", low=0, high=1)
+    tol = _checks.check_number(tol, "tol", low=0)
+    if not isinstance(table, (list, tuple)) or not all(isinstance(r, dict) for r in table):
+        raise TypeError(f"table must be a list of row dicts, got {type(table).__name__}")
+    for i, r in enumerate(table):
+        if "epoch" not in r or "test_acc" not in r:
+            raise ValueError(f"table[{i}] must have the keys 'epoch' and 'test_acc', "
+                             f"got {sorted(r)}")
     keys = {(r.get("mode"), r.get("group"), r.get("percent")) for r in table}
     if len(keys) > 1:
         raise ValueError(f"table must hold one (mode, group, percent) setting, got {len(keys)}")
@@ -149,7 +216,15 @@ def random_structure_experiment(generator: str, mode: str, n_graphs: int, train,
     """One row per random graph: graph and structure properties (the 23 features),
     ``test_acc`` and ``test_loss`` after training an :class:`ArbitraryStructureRNN` classifier
     (embedding width ``|L_0|``). Thesis: ``n_graphs = 100``, ``epochs = 15``."""
-    rng = np.random.default_rng(seed)
+    _checks.check_choice(generator, "generator", ("ba", "ws"))
+    _checks.check_choice(mode, "mode", tuple(MODES))
+    _checks.check_choice(mask_layout, "mask_layout", LAYOUTS)
+    n_graphs = _checks.check_number(n_graphs, "n_graphs", integer=True, low=1)
+    vocab_size = _checks.check_number(vocab_size, "vocab_size", integer=True, low=1)
+    epochs = _checks.check_number(epochs, "epochs", integer=True, low=0)
+    train = _check_data(train, "train", vocab_size, "vocab_size")
+    test = _check_data(test, "test", vocab_size, "vocab_size")
+    rng = np.random.default_rng(_checks.check_number(seed, "seed", integer=True, low=0))
     rows = []
     for g in range(n_graphs):
         n, edges = thesis_graph(generator, rng)

@@ -3,6 +3,7 @@
 Darji, arXiv 2407.20601; thesis code ``Implementations/sparse.py`` (``PruneRNN``) and
 ``experiments/arbitrary_structure.py`` (``ArbitraryStructureRNN``). Every model offers
 
+* ``input_size`` (I) and ``output_size`` (H_out),
 * ``recurrent_layers() -> {name: MaskedRecurrentLayer}`` (what pruning acts on),
 * ``params() -> {"<layer>.<param>": ndarray}`` (the arrays themselves),
 * ``forward(x (B, T, I), lengths=None, *, return_cache=False) -> y (B, H_out)[, cache]`` with

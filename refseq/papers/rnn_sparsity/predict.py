@@ -27,29 +27,56 @@ from refseq import _checks
 REGRESSORS = ("bayesian_ridge", "random_forest", "adaboost")
 
 
+def _real(x, name: str, ndim: int, form: str) -> np.ndarray:
+    """``x`` as a float64 array of rank ``ndim``; any real dtype (bool, int, float) is accepted."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real array {form}, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array {form}, got shape {arr.shape}")
+    return arr.astype(np.float64)
+
+
+def _features_targets(X, y):
+    """``X (n, F)`` and ``y (n,)`` as float64, with n >= 1 rows."""
+    X, y = _real(X, "X", 2, "(n, F)"), _real(y, "y", 1, "(n,)")
+    _checks.check_shape(y, X.shape[:1], "y", "(n,) with n = len(X)")
+    if not X.size:
+        raise ValueError(f"X must hold at least one sample and one feature, got shape {X.shape}")
+    return X, y
+
+
 def minmax_scale(X) -> np.ndarray:
     """Scale each column to [0, 1]; constant columns become 0 (scikit-learn's ``MinMaxScaler``)."""
-    X = np.asarray(X, np.float64)
+    X = _real(X, "X", 2, "(n, F)")
+    if not X.shape[0]:
+        raise ValueError("X must hold at least one sample (row)")
     lo, span = X.min(axis=0), np.ptp(X, axis=0)
     return (X - lo) / np.where(span == 0, 1.0, span)
 
 
 def pearson(x, y) -> float:
-    """Pearson correlation ``cov(x, y) / (std x std y)``; NaN when either is constant."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+    """Pearson correlation ``cov(x, y) / (std x std y)``; ``ValueError`` when either is constant
+    (the correlation is undefined)."""
+    x, y = _real(x, "x", 1, "(n,)"), _real(y, "y", 1, "(n,)")
+    if x.shape != y.shape or x.size < 2:
         raise ValueError(f"x and y must be 1-D of the same length >= 2, got {x.shape}, {y.shape}")
     xc, yc = x - x.mean(), y - y.mean()
-    denom = np.sqrt((xc @ xc) * (yc @ yc))
-    return float(xc @ yc / denom) if denom > 0 else float("nan")
+    for name, c in (("x", xc), ("y", yc)):
+        if not (c @ c) > 0:
+            raise ValueError(f"{name} is constant: the Pearson correlation is undefined")
+    return float(xc @ yc / np.sqrt((xc @ xc) * (yc @ yc)))
 
 
 def train_test_split(n: int, test_size: float = 0.1, seed: int = 7):
     """Index arrays ``(train, test)`` exactly as scikit-learn's ``train_test_split``."""
     n = _checks.check_number(n, "n", integer=True, low=0)
-    test_size = _checks.check_number(test_size, "test_size", low=0, high=1)
+    test_size = _checks.check_number(test_size, "test_size", low=0, high=1, low_open=True,
+                                     high_open=True)
     seed = _checks.check_number(seed, "seed", integer=True, low=0)
     n_test = math.ceil(test_size * n)
+    if n and n_test == n:
+        raise ValueError(f"test_size = {test_size} leaves no training sample of n = {n}")
     perm = np.random.RandomState(seed).permutation(n)
     return perm[n_test:], perm[:n_test]
 
@@ -62,7 +89,7 @@ def bayesian_ridge(X, y, max_iter: int = 300, tol: float = 1e-3, alpha_1: float 
     for name, v in (("alpha_1", alpha_1), ("alpha_2", alpha_2), ("lambda_1", lambda_1),
                     ("lambda_2", lambda_2)):
         _checks.check_number(v, name, low=0)
-    X, y = np.asarray(X, np.float64), np.asarray(y, np.float64)
+    X, y = _features_targets(X, y)
     n, F = X.shape
     x_off, y_off = X.mean(axis=0), y.mean()
     Xc, yc = X - x_off, y - y_off
@@ -88,17 +115,23 @@ def bayesian_ridge(X, y, max_iter: int = 300, tol: float = 1e-3, alpha_1: float 
 
 
 def r2_score(y_true, y_pred) -> float:
-    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    """``1 - sum (y_true - y_pred)^2 / sum (y_true - mean y_true)^2``; ``ValueError`` when
+    ``y_true`` is constant (R² is undefined)."""
+    y_true, y_pred = _real(y_true, "y_true", 1, "(n,)"), _real(y_pred, "y_pred", 1, "(n,)")
+    _checks.check_shape(y_pred, y_true.shape, "y_pred", "(n,) with n = len(y_true)")
     ss_res = ((y_true - y_pred) ** 2).sum()
     ss_tot = ((y_true - y_true.mean()) ** 2).sum()
-    return float(1 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
+    if not ss_tot > 0:
+        raise ValueError("y_true is constant (or empty): R² is undefined")
+    return float(1 - ss_res / ss_tot)
 
 
 def fit_predict_r2(X, y, regressor: str = "bayesian_ridge", test_size: float = 0.1,
                    seed: int = 7) -> float:
     """Min-max scale X, split, fit ``regressor`` (library defaults), return R² on the test part."""
     _checks.check_choice(regressor, "regressor", REGRESSORS)
-    X, y = minmax_scale(X), np.asarray(y, np.float64)
+    X, y = _features_targets(X, y)
+    X = minmax_scale(X)
     tr, te = train_test_split(len(y), test_size, seed)
     if regressor == "bayesian_ridge":
         w, c, _, _ = bayesian_ridge(X[tr], y[tr])

@@ -12,6 +12,8 @@ Kernels (:mod:`refseq.jit.scan.linear`, :mod:`refseq.jit.scan.softmax`):
 
 * sequential — ``prange`` only over independent (batch, channel block) or (batch, head) jobs,
   time sequential inside each, channel loop innermost over contiguous memory;
+* grouped — the sequential softmax fold with all heads of a batch row in one job, for large
+  inputs (:func:`heads_per_job`);
 * chunked — time-parallel three-pass decomposition (segment aggregates, a carry across segments,
   a rescan), for few channels and long T (:func:`chunk_length` decides from the shape alone).
 
@@ -24,11 +26,16 @@ registry's tolerance. The softmax kernels compute one exponential per (token, he
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from refseq._checks import check_flag, check_number
 from refseq.jit.scan.linear import as_blocks, channel_block, linear_chunked, linear_kernel
-from refseq.jit.scan.softmax import softmax_chunked_kernel, softmax_kernel
+from refseq.jit.scan.softmax import (
+    softmax_chunked_kernel,
+    softmax_groups_kernel,
+    softmax_kernel,
+)
 from refseq.scan.assoc import SoftmaxState
 from refseq.scan.checks import (
     check_linear_scan_args,
@@ -38,8 +45,8 @@ from refseq.scan.checks import (
     recheck_softmax_scan,
 )
 
-__all__ = ["CHUNK_MAX_CHANNELS", "CHUNK_MIN_T", "SEGMENT_MIN", "SEGMENTS", "chunk_length",
-           "linear_scan", "softmax_scan"]
+__all__ = ["CHUNK_MAX_CHANNELS", "CHUNK_MIN_T", "GROUP_HEADS_MIN_BYTES", "SEGMENT_MIN",
+           "SEGMENTS", "chunk_length", "linear_scan", "softmax_scan"]
 
 # The chunked path's rule, a function of the shape only (so results never depend on the thread
 # count): few channels per job (one latency-bound chain each) and a long sequence.
@@ -51,6 +58,10 @@ SEGMENT_MIN = 512  #: ... of at least this many steps
 #: the sequential fold (each token's exponential, not memory, bounds it), so "auto" does not
 #: choose it; set True to run it (tests/jit/test_scan_chunked.py does).
 CHUNK_SOFTMAX = False
+#: ``v`` of at least this many bytes folds all heads of a batch row in one job (a job then
+#: streams whole token rows; below this size the data stays in cache and one head per job
+#: measured faster)
+GROUP_HEADS_MIN_BYTES = 8 << 20
 
 _as_blocks, _channel_block = as_blocks, channel_block  # the names tests/jit use
 
@@ -65,6 +76,17 @@ def chunk_length(T: int, channels: int) -> int:
         return 0
     n_seg = max(2, min(SEGMENTS, T // max(SEGMENT_MIN, 1)))
     return -(-T // n_seg)
+
+
+def heads_per_job(B: int, H: int, nbytes: int) -> int:
+    """Heads per job of the sequential softmax fold: all ``H`` (one job per batch row,
+    :func:`~refseq.jit.scan.softmax.softmax_groups_kernel`) when ``v`` has at least
+    ``GROUP_HEADS_MIN_BYTES`` and the batch alone gives every Numba thread a job, else 1
+    (:func:`~refseq.jit.scan.softmax.softmax_kernel`). Either way each head's fold is the same
+    arithmetic, so the choice never changes a bit of the result."""
+    if H > 1 and nbytes >= GROUP_HEADS_MIN_BYTES and B >= numba.get_num_threads():
+        return H
+    return 1
 
 
 def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, out=None):
@@ -126,6 +148,10 @@ def softmax_scan(s, v, mask=None, state=None, *, check_finite=True, out=None):
     if seg_len and B * H:
         flag = np.zeros(B * H * -(-T // seg_len), dt)  # one per (b, h, segment)
         softmax_chunked_kernel(s_c, v_c, valid, masked, m0, u0, w0, seg_len, o, *final, flag)
+    elif heads_per_job(B, H, v.nbytes) > 1:
+        hg = heads_per_job(B, H, v.nbytes)
+        flag = np.zeros(B * (H // hg), dt)  # one per (b, head group)
+        softmax_groups_kernel(s_c, v_c, valid, masked, hg, m0, u0, w0, o, *final, flag)
     else:
         flag = np.zeros(B * H, dt)
         softmax_kernel(s_c, v_c, valid, masked, m0, u0, w0, o, *final, flag)

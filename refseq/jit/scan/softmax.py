@@ -9,6 +9,9 @@ otherwise the new token's weight is ``e^0 = 1`` (:func:`fold`; same bits as the
 two-exponential form). ``o_t = w / u`` (0 while ``u = 0``).
 
 * :func:`softmax_kernel` — sequential in time, ``prange`` over (batch, head).
+* :func:`softmax_groups_kernel` — the same fold with jobs over (batch, group of heads), for
+  large inputs: a job then reads and writes whole contiguous token rows (measured 1.8-2.9x
+  faster than one head per job at 16-32 MiB, slower on small inputs that stay in cache).
 * :func:`softmax_chunked_kernel` — time-parallel for few (batch, head) jobs and long T, as the
   linear chunked kernel (:mod:`refseq.jit.scan.linear`): pass 1 folds every segment from the
   identity into its triple, pass 2 combines the triples left to right with
@@ -127,6 +130,59 @@ def softmax_kernel(s, v, valid, masked, m0, u0, w0, o, m_out, u_out, w_out,
         m_out[ib, ih] = m
         u_out[ib, ih] = u
         w_out[ib, ih, :] = w
+        flag[job] = z
+
+
+@numba.njit(cache=True, parallel=True)
+def softmax_groups_kernel(s, v, valid, masked, hg, m0, u0, w0, o, m_out, u_out, w_out,
+                          flag):  # pragma: no cover - compiled
+    """:func:`softmax_kernel` with ``hg`` heads per job: jobs are (batch, group of ``hg``
+    heads), each folding its heads token by token, so a job streams whole contiguous rows of
+    ``v`` and ``o`` instead of one head's slice of every row. Each head's arithmetic is the same
+    as in :func:`softmax_kernel` (same bits for any ``hg``); ``flag`` has one entry per job.
+    """
+    B, T, H, D = v.shape
+    zero = v.dtype.type(0.0)
+    one = v.dtype.type(1.0)
+    ng = H // hg
+    for job in prange(B * ng):
+        ib = job // ng
+        h0 = (job % ng) * hg
+        m = m0[ib, h0:h0 + hg].copy()  # (hg,) running max, sum, weighted sum per head
+        u = u0[ib, h0:h0 + hg].copy()
+        w = w0[ib, h0:h0 + hg].copy()  # (hg, D)
+        z = zero
+        for t in range(T):
+            s_t = s[ib, t, h0:h0 + hg]
+            ok = valid[ib, t]
+            for j in range(hg):
+                z = z + (s_t[j] - s_t[j])
+                w_j = w[j]
+                if ok:
+                    v_t = v[ib, t, h0 + j]
+                    if s_t[j] <= m[j]:
+                        beta = np.exp(s_t[j] - m[j])
+                        u[j] = u[j] + beta
+                        for d in range(D):
+                            w_j[d] = w_j[d] + v_t[d] * beta
+                    else:
+                        alpha = np.exp(m[j] - s_t[j]) if m[j] != -np.inf else zero
+                        m[j] = s_t[j]
+                        u[j] = u[j] * alpha + one
+                        for d in range(D):
+                            w_j[d] = w_j[d] * alpha + v_t[d]
+                o_t = o[ib, t, h0 + j]
+                if u[j] > zero:
+                    for d in range(D):
+                        o_t[d] = w_j[d] / u[j]
+                else:
+                    o_t[:] = zero
+        if masked:
+            for j in range(hg):
+                z = z + masked_flag(v, valid, ib, h0 + j, 0, T)
+        m_out[ib, h0:h0 + hg] = m
+        u_out[ib, h0:h0 + hg] = u
+        w_out[ib, h0:h0 + hg] = w
         flag[job] = z
 
 

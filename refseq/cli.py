@@ -1,4 +1,5 @@
-"""The ``refseq`` command line: ``audit`` (the main job), ``bench``, ``demo``, ``papers``.
+"""The ``refseq`` command line: ``audit`` (the main job), ``bench``, ``demo``, ``papers``,
+``check`` (the oracle for a user's implementation, :mod:`refseq.oracle`).
 
 Every option is validated while the command line is parsed, by the ``type=`` converters below
 (shared with the paper demos, which parse their own options): a bad value ends the run with an
@@ -177,6 +178,59 @@ def _papers(args) -> int:
     return 0
 
 
+def _contract_names():
+    from refseq.oracle import contracts
+
+    return contracts()
+
+
+def _callable_spec(text: str) -> str:
+    """``type=`` converter: ``module:callable`` (imported when the command runs)."""
+    module, _, attr = text.partition(":")
+    if not module or not attr:
+        raise argparse.ArgumentTypeError(f"must be module:callable, e.g. mypkg.kernels:my_scan, "
+                                         f"got {text!r}")
+    return text
+
+
+def _dim(text: str) -> tuple:
+    """``type=`` converter: ``NAME=VALUE``, an integer value or a name (``cell=lstm``)."""
+    name, eq, value = text.partition("=")
+    if not eq or not name or not value:
+        raise argparse.ArgumentTypeError(f"must be NAME=VALUE, e.g. T=5 or cell=lstm, got {text!r}")
+    return name, int(value) if value.lstrip("-").isdigit() else value
+
+
+def _check(args) -> int:
+    import os
+
+    from refseq.oracle import OracleFailure, check, load_callable
+
+    if os.getcwd() not in sys.path:  # import the user's module from here, as `python -m` does
+        sys.path.insert(0, os.getcwd())
+    try:
+        fn = load_callable(args.target)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        args.parser.error(f"argument TARGET: cannot load {args.target!r}: {e}")
+    options = dict(adapter=args.adapter, max_examples=args.max_examples, seed=args.seed,
+                   dtypes=tuple(args.dtype or ("float32", "float64")),
+                   dims=dict(args.dim) if args.dim else None)
+    if args.device is not None:
+        options["device"] = args.device
+    try:
+        report = check(fn, args.contract, raise_on_failure=False, **options)
+    except (ImportError, TypeError, ValueError) as e:
+        args.parser.error(str(e))
+    print(report.table())
+    try:
+        report.raise_if_failed()
+    except OracleFailure as e:
+        print(f"\nFAILED: {len(report.failures)} of {len(report.cases)} cases; the worst:\n{e}")
+        return 1
+    print(f"\npassed: {len(report.cases)} cases")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="refseq",
@@ -212,6 +266,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the demo's own options (refseq demo NAME --help)")
     d.set_defaults(func=_demo, parser=d)
     sub.add_parser("papers", help="the papers and their status").set_defaults(func=_papers)
+    c = sub.add_parser("check", help="check your implementation against a contract (the oracle)")
+    c.add_argument("target", metavar="TARGET", type=_callable_spec,
+                   help="your function, as module:callable (e.g. mypkg.kernels:my_scan)")
+    c.add_argument("--as", dest="contract", required=True, metavar="CONTRACT",
+                   type=_choice("contract", _contract_names),
+                   help="the contract to check it against (e.g. linear_scan)")
+    c.add_argument("--adapter", choices=["numpy", "torch", "jax"], default="numpy",
+                   help="what the function takes and returns (default numpy)")
+    c.add_argument("--device", default=None, help="torch device (cpu, cuda); torch adapter only")
+    c.add_argument("--max-examples", type=nonnegative_int, default=5,
+                   help="random cases per dtype, besides the property cases (default 5)")
+    c.add_argument("--seed", type=seed, default=0, help="seed of the first case (>= 0)")
+    c.add_argument("--dtype", action="append", choices=["float32", "float64"],
+                   help="restrict to a dtype (repeatable; default both)")
+    c.add_argument("--dim", action="append", type=_dim, metavar="NAME=VALUE",
+                   help="fix a dimension, e.g. --dim cell=lstm (repeatable)")
+    c.set_defaults(func=_check, parser=c)
     return p
 
 

@@ -14,15 +14,15 @@ receive an input projection ``Wx``, ``G_r`` gates receive ``R h_{t-1}``, ``G_t``
 bias (all gates). ``CellSpec.w_gates`` / ``r_gates`` give the position of the Wx / R gates in the
 bias order. Gate orders (the gate axis of ``Wx``, ``R``, ``b``):
 
-=============  ======  ========  ========  ============  ==========================
-cell           G_w     G_r       G_t       states        cached gates (per step)
-=============  ======  ========  ========  ============  ==========================
-``elman``      (a)     (a)       (a)       (h)           h
-``elman_relu`` (a)     (a)       (a)       (h)           h
-``lstm``       i f z o i f z o   i f z o   (h, c)        i f z o (activations)
-``gru``        r z n   g r z     g r z n   (h)           g~ r z n~ (g~, n~ raw)
-``slstm``      i f z o i f z o   i f z o   (h, c, n, m)  i~ f~ (raw) z o
-=============  ======  ========  ========  ============  ==========================
+==============  =======  =======  =======  ============  =======================
+cell            G_w      G_r      G_t      states        cached gates (per step)
+==============  =======  =======  =======  ============  =======================
+``elman``       (a)      (a)      (a)      (h)           h
+``elman_relu``  (a)      (a)      (a)      (h)           h
+``lstm``        i f z o  i f z o  i f z o  (h, c)        i f z o (activations)
+``gru``         r z n    g r z    g r z n  (h)           g~ r z n~ (g~, n~ raw)
+``slstm``       i f z o  i f z o  i f z o  (h, c, n, m)  i~ f~ (raw) z o
+==============  =======  =======  =======  ============  =======================
 
 The first state is always ``h``, the one fed back through ``R``.
 """

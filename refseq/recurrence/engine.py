@@ -135,8 +135,8 @@ def flashrnn_forward(Wx, R, b, states0=None, *, cell="lstm", forward_clipval=Non
     states_all : (S, B, T, N, D) — states after every step (excludes ``states0``).
     last_states : (S, B, N, D) — ``states_all[:, :, -1]``, or ``states0`` when T = 0; pass it as
         ``states0`` of the next chunk.
-    cache : dict, only if ``return_cache`` — ``{"states": (S, B, T+1, N, D), "gates":
-        (T, B, G_t, N, D)}``.
+    cache : dict, only if ``return_cache``
+        ``{"states": (S, B, T+1, N, D), "gates": (T, B, G_t, N, D)}``.
 
     All outputs have the widest input dtype (float32 or float64).
     """

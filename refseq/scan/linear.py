@@ -25,19 +25,19 @@ def linear_scan(a, b, h0=None, *, reverse=False, backend="numpy", check_finite=T
     ----------
     a : array broadcastable to ``b`` — decay; a scalar per (B, T, H) over a (N, P) state is the
         Mamba-2 case ``a.shape == (B, T, H, 1, 1)``. Cast to ``b``'s dtype.
-    b : (B, T, *S) float32 or float64 — input.
-    h0 : (B, *S), optional — initial state (zeros when omitted).
+    b : ``(B, T, *S)`` float32 or float64 — input.
+    h0 : ``(B, *S)``, optional — initial state (zeros when omitted).
     reverse : bool — run from t = T-1 down to 0.
     backend : "numpy" | "jit" | "cuda".
     check_finite : bool — reject NaN/inf inputs with ``ValueError`` (default). The reference
         checks every input before the loop; the compiled tiers check after their pass, from
         the final state (:func:`refseq.scan.checks.recheck_linear_scan`), with the same error.
-    out : (B, T, *S) C-contiguous array of ``b``'s dtype, optional — receives ``h`` (no fresh
+    out : ``(B, T, *S)`` C-contiguous array of ``b``'s dtype, optional — receives ``h`` (no fresh
         allocation and its page faults); returned.
 
     Returns
     -------
-    h : (B, T, *S), ``b``'s dtype. ``h[:, -1]`` (``h[:, 0]`` if reverse) is the final state to
+    h : ``(B, T, *S)``, ``b``'s dtype. ``h[:, -1]`` (``h[:, 0]`` if reverse) is the final state to
         pass as ``h0`` of the next chunk.
     """
     reverse = _checks.check_flag(reverse, "reverse")
@@ -85,8 +85,8 @@ def linear_scan_backward(a, h, grad_h, h0=None, *, reverse=False, backend="numpy
     step (forward ``reverse=True`` mirrors all of it). ``backend`` runs that reverse scan.
 
     Returns ``(grad_a, grad_b, grad_h0)``: ``grad_a`` has ``a``'s shape (summed over broadcast
-    axes), ``grad_b`` has ``h``'s shape, ``grad_h0`` has shape (B, *S) (the gradient for the zero
-    initial state when ``h0`` is None).
+    axes), ``grad_b`` has ``h``'s shape, ``grad_h0`` has shape ``(B, *S)`` (the gradient for the
+    zero initial state when ``h0`` is None).
 
     ``check_finite`` (default True) rejects NaN/inf in ``a``, ``h``, ``grad_h`` or ``h0`` with a
     ``ValueError`` naming the argument, before any tier runs (the same on every ``backend``).

@@ -109,12 +109,13 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, out=None, me
         materialised: the kernel reads ``a`` as (Ba, Ta, Ca) with Ba in {1, B}, Ta in {1, T} and a
         channel map (e.g. Mamba-2's ``a`` (B, T, H, 1, 1) over ``b`` (B, T, H, N, P) is read once
         per head).
-    b : (B, T, *S) float32 or float64 — inputs; numba device arrays are accepted for any array.
-    h0 : (B, *S), optional — initial state (zeros when omitted).
+    b : ``(B, T, *S)`` float32 or float64 — inputs; numba device arrays are accepted for any
+        array.
+    h0 : ``(B, *S)``, optional — initial state (zeros when omitted).
     reverse : bool — scan from t = T-1 down to 0.
     check_finite : bool — reject NaN/inf inputs with ``ValueError``, checked after the pass
         from the final state on the host (:func:`refseq.scan.checks.recheck_linear_scan`).
-    out : (B, T, *S) C-contiguous host array of ``b``'s dtype, optional — receives ``h``.
+    out : ``(B, T, *S)`` C-contiguous host array of ``b``'s dtype, optional — receives ``h``.
     method : "auto" | "sequential" | "parallel" — the decomposition (module docstring);
         "auto" follows :func:`choose_method` with ``rows = B * prod(S)``.
     threads, per_thread : int — block size (<= 1024) and steps per thread of "parallel"
@@ -122,7 +123,7 @@ def linear_scan(a, b, h0=None, *, reverse=False, check_finite=True, out=None, me
 
     Returns
     -------
-    h : (B, T, *S) NumPy array of ``b``'s dtype.
+    h : ``(B, T, *S)`` NumPy array of ``b``'s dtype.
 
     Raises
     ------

@@ -54,12 +54,12 @@ def scan_rows(op, leaves, initial):
     Parameters
     ----------
     op : AssociativeOp — ``AFFINE`` or ``SOFTMAX_TRIPLE``.
-    leaves : tuple of (T, *row) arrays — the elements, time first.
+    leaves : tuple of ``(T, *row)`` arrays — the elements, time first.
     initial : one element, shaped like ``leaves`` without the time axis — the carry-in.
 
     Returns
     -------
-    out : tuple of (T, *row) arrays, the inclusive prefixes; final : the last ``acc``.
+    out : tuple of ``(T, *row)`` arrays, the inclusive prefixes; final : the last ``acc``.
     """
     out = tuple(np.empty_like(x) for x in leaves)
     acc = initial
@@ -110,7 +110,7 @@ def scan_tiles(op, leaves, initial, threads=THREADS, per_thread=PER_THREAD):
 
     Returns
     -------
-    out : tuple of (T, *row) arrays, the inclusive prefixes; final : the total of everything.
+    out : tuple of ``(T, *row)`` arrays, the inclusive prefixes; final : the total of everything.
     """
     _check_tiling(threads, per_thread)
     T = leaves[0].shape[0]
@@ -183,11 +183,12 @@ def linear_scan_sequential(a, b, h0=None, reverse=False):
 
     Parameters
     ----------
-    a : array broadcastable to ``b``; b : (B, T, *S); h0 : (B, *S), optional; reverse : bool.
+    a : array broadcastable to ``b``; b : ``(B, T, *S)``; h0 : ``(B, *S)``, optional;
+    reverse : bool.
 
     Returns
     -------
-    h : (B, T, *S), ``b``'s dtype.
+    h : ``(B, T, *S)``, ``b``'s dtype.
     """
     return _linear(a, b, h0, reverse, lambda x, init: scan_rows(AFFINE, x, init))
 
@@ -205,12 +206,13 @@ def linear_scan_blocked(a, b, h0=None, reverse=False, *, threads=THREADS, per_th
 
     Parameters
     ----------
-    a : array broadcastable to ``b``; b : (B, T, *S); h0 : (B, *S), optional; reverse : bool.
+    a : array broadcastable to ``b``; b : ``(B, T, *S)``; h0 : ``(B, *S)``, optional;
+    reverse : bool.
     threads : int — threads per block (at most 1024); per_thread : int — steps per thread.
 
     Returns
     -------
-    h : (B, T, *S), ``b``'s dtype.
+    h : ``(B, T, *S)``, ``b``'s dtype.
     """
     _check_tiling(threads, per_thread)
     return _linear(a, b, h0, reverse,

@@ -10,8 +10,8 @@ Both validate with the reference's own checks (``check_recurrence_args`` /
 carried state, ``forward_clipval``, ``gradient_recurrent_cut`` / ``gradient_recurrent_clipval``
 and the sLSTM's ``clamp_gates_le_one``.
 
-Modules (the decomposition and its measurements: docs/hot-paths/recurrence-kernels.md)
------------------------------------------------------------------------------------
+Modules (the decomposition and its measurements: docs/hot-paths/recurrence-kernels.md):
+
 * :mod:`~refseq.jit.recurrence.scalar` — the jit activations ``exp``, ``tanh``, ``sigmoid``
   (float32 through a branch-free float64 Cephes ``exp``, rounded once);
 * :mod:`~refseq.jit.recurrence.cells` — each cell's pointwise forward and backward per hidden

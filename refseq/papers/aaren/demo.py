@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from refseq import plots
 from refseq.cli import positive_int, seed
 from refseq.nn.softmax_attention import kv_cache_init, kv_single_query_step
 from refseq.papers.aaren.rnn import (
@@ -44,7 +45,8 @@ def run(T=16384, Dk=32, Dv=32, seed=0, checkpoints=(1024, 4096, 16384), window=2
 
     Keys: ``T, Dk, Dv, window``; ``rows`` (one dict per checkpoint: ``t``, ``aaren_us``,
     ``kv_us``, ``ratio``); ``stream_max_diff`` and ``stream_ok`` (a) vs (b); ``scan`` (``T``,
-    ``method``, ``max_diff``, ``ok``, ``scan_s``, ``naive_s``, ``speedup``).
+    ``method``, ``max_diff``, ``ok``, ``scan_s``, ``naive_s``, ``speedup``); ``per_token_s``
+    (``{"aaren": (T,), "kv": (T,)}``, every token's wall time in seconds, for :func:`plot`).
     """
     if not checkpoints or any(not 1 <= c <= T for c in checkpoints):
         raise ValueError(f"checkpoints must lie in [1, T] = [1, {T}], got {checkpoints}")
@@ -92,6 +94,7 @@ def run(T=16384, Dk=32, Dv=32, seed=0, checkpoints=(1024, 4096, 16384), window=2
         "scan": {"T": n, "method": "blelloch", "max_diff": scan_max_diff,
                  "ok": scan_max_diff <= TOLERANCE, "scan_s": scan_s, "naive_s": naive_s,
                  "speedup": naive_s / scan_s},
+        "per_token_s": {"aaren": t_aaren, "kv": t_kv},
     }
 
 
@@ -121,6 +124,22 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
+def plot(result, path, points: int = 40):
+    """Write the per-token cost against t (log-log) to ``path``: the windowed medians of
+    :func:`format_table` at ``points`` log-spaced t, from t = min(16, T) to T."""
+    T, window = result["T"], result["window"]
+    ts = np.unique(np.geomspace(min(16, T), T, points).round().astype(int))
+    per_token = result["per_token_s"]
+    series = {
+        "Aaren cell, O(1) state": [_median_us(per_token["aaren"], t, window) for t in ts],
+        "softmax over a growing KV cache": [_median_us(per_token["kv"], t, window) for t in ts],
+    }
+    return plots.cost_vs_length(
+        path, ts, series, window=window,
+        title=f"Streaming cost per token (H = 1, Dk = {result['Dk']}, Dv = {result['Dv']}, "
+              f"T = {T})")
+
+
 def main(argv=None) -> int:
     """Command line: print the table; exit status 1 if an equality check fails."""
     parser = argparse.ArgumentParser(
@@ -135,7 +154,9 @@ def main(argv=None) -> int:
                              "(default: 1024 4096 16384, those <= T, and T)")
     parser.add_argument("--scan-T", type=positive_int, default=4096,
                         help="length of the scan check")
+    plots.add_plot_option(parser, "the per-token cost against t (log-log)")
     args = parser.parse_args(argv)
+    plots.check_plot_option(parser, args.plot)
     if args.checkpoints is None:
         args.checkpoints = sorted({c for c in (1024, 4096, 16384) if c < args.T} | {args.T})
     elif max(args.checkpoints) > args.T:
@@ -144,4 +165,6 @@ def main(argv=None) -> int:
     result = run(T=args.T, Dk=args.Dk, Dv=args.Dv, seed=args.seed,
                  checkpoints=tuple(args.checkpoints), scan_T=args.scan_T)
     print(format_table(result))
+    if args.plot is not None:
+        plot(result, args.plot)
     return 0 if result["stream_ok"] and result["scan"]["ok"] else 1

@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from refseq import plots
 from refseq.cli import nonnegative_float, positive_int, seed
 from refseq.papers.pv_rnn.er import train_pvrnn
 from refseq.papers.pv_rnn.params import init_pvrnn
@@ -64,6 +65,19 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
+def plot(result, path):
+    """Write the sweep to ``path``: KL and reconstruction error against w (log x), two panels."""
+    rows = result["rows"]
+    ws = [r["w"] for r in rows]
+    return plots.sweep(
+        path, ws,
+        [("KL per latent unit per step (nats)", [r["kl"] for r in rows]),
+         ("reconstruction error (1/2X)||x̂ − x||² per step", [r["rec"] for r in rows])],
+        xlabel="meta-prior w (= β), log scale",
+        title=f"PV-RNN meta-prior sweep (1 layer, D = {result['D']}, Z = {result['Z']}, "
+              f"τ = {result['tau']:g}; mean of the last 50 of {result['epochs']} epochs)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="refseq demo pv-rnn",
@@ -72,7 +86,11 @@ def main(argv=None) -> int:
                         help="meta-prior values w (>= 0), smallest first")
     parser.add_argument("--epochs", type=positive_int, default=2000)
     parser.add_argument("--seed", type=seed, default=0)
+    plots.add_plot_option(parser, "KL and reconstruction error against w")
     args = parser.parse_args(argv)
+    plots.check_plot_option(parser, args.plot)
     result = run(ws=tuple(args.ws), epochs=args.epochs, seed=args.seed)
     print(format_table(result))
+    if args.plot is not None:
+        plot(result, args.plot)
     return 0 if result["ok"] else 1

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from refseq import plots
 from refseq.cli import positive_int, seed
 from refseq.papers.rnn_review.analysis import (
     elman_jacobian_chain,
@@ -44,7 +45,8 @@ def run(H=32, I=8, T=50, seed=0, rhos=(0.5, 0.9, 1.0, 1.5, 3.0), forget_biases=(
 
     Keys: ``H, I, T, checkpoints, seconds``; ``elman`` (one dict per ρ: ``rho``, ``norms`` at the
     checkpoints, ``bound_ok``); ``lstm`` (one dict per ``b_f``: ``b_f``, ``norms``); ``checks``
-    (name -> bool) and ``ok``.
+    (name -> bool) and ``ok``. Each ``elman`` and ``lstm`` dict also holds ``curve``, the norm at
+    every t = 1..T (T,), for :func:`plot`.
     """
     if not checkpoints or any(not 1 <= c <= T for c in checkpoints):
         raise ValueError(f"checkpoints must lie in [1, T] = [1, {T}], got {checkpoints}")
@@ -58,7 +60,7 @@ def run(H=32, I=8, T=50, seed=0, rhos=(0.5, 0.9, 1.0, 1.5, 3.0), forget_biases=(
     for rho in rhos:
         norms = elman_jacobian_chain(x, W_hx, rho * Q, np.zeros(H))  # (T,)
         bound = jacobian_bound(rho * Q, "tanh", T)
-        elman.append({"rho": rho, "norms": norms[idx], "last": norms[-1],
+        elman.append({"rho": rho, "norms": norms[idx], "last": norms[-1], "curve": norms,
                       "bound_ok": bool(np.all(norms <= bound * (1 + 1e-12)))})
     w = {k: 0.1 * rng.standard_normal((H, I)) for k in ("W_gx", "W_ix", "W_fx", "W_ox")}
     w |= {k: 0.1 / np.sqrt(H) * rng.standard_normal((H, H))
@@ -67,7 +69,7 @@ def run(H=32, I=8, T=50, seed=0, rhos=(0.5, 0.9, 1.0, 1.5, 3.0), forget_biases=(
     for b_f in forget_biases:
         biases = {k: np.zeros(H) for k in BIASES} | {"b_f": np.full(H, float(b_f))}
         norms = lstm_state_jacobian(x, LSTMParams(**w, **biases), which="s")  # (T,)
-        lstm.append({"b_f": b_f, "norms": norms[idx], "last": norms[-1]})
+        lstm.append({"b_f": b_f, "norms": norms[idx], "last": norms[-1], "curve": norms})
     by_rho = {r["rho"]: r for r in elman}
     by_bf = {r["b_f"]: r for r in lstm}
     checks = {"elman norms <= (rho max|tanh'|)^t": all(r["bound_ok"] for r in elman)}
@@ -108,6 +110,31 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
+def plot(result, path):
+    """Write the norms at every t (log y) to ``path``: Elman for each ρ with its bound ρ^t,
+    and the LSTM for each forget bias next to the Elman ρ = 0.9 curve (if swept)."""
+    T = result["T"]
+    elman, bounds = [], []
+    for i, r in enumerate(result["elman"]):
+        color = f"C{i % 10}"
+        elman.append((f"ρ = {r['rho']:g}", r["curve"], {"color": color}))
+        bounds.append(("bound ρ^t (dotted, same colour)" if i == 0 else None,
+                       r["rho"] ** np.arange(1, T + 1), {"color": color, "ls": ":", "lw": 1}))
+    lstm = [(f"b_f = {r['b_f']:g}", r["curve"], {"color": f"C{i % 10}"})
+            for i, r in enumerate(result["lstm"])]
+    ref = next((r for r in result["elman"] if r["rho"] == 0.9), None)
+    if ref is not None:
+        lstm.append(("Elman ρ = 0.9, for comparison", ref["curve"],
+                     {"color": "gray", "ls": "--", "lw": 1}))
+    return plots.norms_over_time(
+        path,
+        [("Elman tanh RNN, W_hh = ρ Q (Q orthogonal)\n||∂h(t)/∂h(0)||₂", elman, bounds),
+         ("LSTM (forget gate, forget-gate bias b_f)\n||∂s(t)/∂s(0)||₂", lstm, [])],
+        title=f"Vanishing vs preserved gradients (H = {result['H']}, I = {result['I']}, "
+              f"T = {T}; exact Jacobian products)",
+        ylabel="Jacobian spectral norm (dimensionless, log scale)")
+
+
 def main(argv=None) -> int:
     """Command line: print the tables; exit status 1 if a pass criterion fails."""
     parser = argparse.ArgumentParser(
@@ -117,9 +144,13 @@ def main(argv=None) -> int:
     parser.add_argument("--I", type=positive_int, default=8)
     parser.add_argument("--T", type=positive_int, default=50)
     parser.add_argument("--seed", type=seed, default=0)
+    plots.add_plot_option(parser, "the gradient norms at every t")
     args = parser.parse_args(argv)
+    plots.check_plot_option(parser, args.plot)
     checkpoints = tuple(c for c in (10, 25, 50) if c < args.T) + (args.T,)
     result = run(H=args.H, I=args.I, T=args.T, seed=args.seed,
                  checkpoints=tuple(sorted(set(checkpoints))))
     print(format_table(result))
+    if args.plot is not None:
+        plot(result, args.plot)
     return 0 if result["ok"] else 1

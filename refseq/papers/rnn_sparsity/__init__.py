@@ -25,7 +25,7 @@ b_ih, b_hh                     ``bias_ih``, ``bias_hh``                         
 M (pruning mask)               ``mask_ih``, ``mask_hh``                         as the weight
 W_bar = W ⊙ M                  effective weight passed to the engine            as the weight
 p (percent pruned)             ``percent``                                      scalar in [0, 100]
-thr = percentile(|w|, p)       :func:`percentile_threshold`                     scalar
+thr = percentile(abs(w), p)    :func:`percentile_threshold`                     scalar
 both / i2h / h2h               ``i2h``, ``h2h`` flags; ``GROUPS``               -
 graph G = (V, E)               edges ``(E, 2) int64``, ``u < v``                (E, 2)
 layer(v) (longest-path depth)  :func:`layer_index` -> ``layer_of``, ``layers``  (n,)

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from refseq import plots
 from refseq.cli import nonnegative_int, positive_int, seed
 from refseq.papers.rnn_sparsity import (
     PruneRNN,
@@ -91,6 +92,25 @@ def format_table(result) -> str:
     return "\n".join(lines)
 
 
+def plot(result, path):
+    """Write test accuracy against the share of weights removed to ``path`` (measured sparsity,
+    in %), before and after retraining, with the base accuracy and chance as references."""
+    removed = [100 * r["sparsity"] for r in result["rows"]]
+    series = {"pruned, no retraining": [r["acc_pruned"] for r in result["rows"]]}
+    n = result["retrain_epochs"]
+    if n:
+        series[f"pruned + {n} retraining epoch{'s' * (n != 1)} (mask fixed)"] = [
+            r["acc_retrained"] for r in result["rows"]]
+    return plots.accuracy_vs_pruning(
+        path, removed, series,
+        references=[(f"base model, unpruned ({result['base']['test_acc']:.3f})",
+                     result["base"]["test_acc"]), ("chance (0.5)", 0.5)],
+        xlabel=f"weights removed (% of the {result['prunable']:,} in weight_ih + weight_hh)",
+        title=f"Magnitude pruning of a Reber-grammar classifier\n{result['mode']} H = "
+              f"{result['hidden']}, embedding {result['embed']}, {result['n_test']} test strings, "
+              f"seed {result['seed']}")
+
+
 def main(argv=None) -> int:
     """Command line: print the table; exit status 1 if the base model did not learn (< 0.9)."""
     parser = argparse.ArgumentParser(
@@ -105,9 +125,13 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", default="RNN_TANH",
                         choices=["RNN_TANH", "RNN_RELU", "GRU", "LSTM"])
     parser.add_argument("--seed", type=seed, default=0)
+    plots.add_plot_option(parser, "test accuracy against the pruning level")
     args = parser.parse_args(argv)
+    plots.check_plot_option(parser, args.plot)
     result = run(n_train=args.n_train, n_test=args.n_test, embed=args.embed, hidden=args.hidden,
                  epochs=args.epochs, retrain_epochs=args.retrain_epochs, mode=args.mode,
                  seed=args.seed)
     print(format_table(result))
+    if args.plot is not None:
+        plot(result, args.plot)
     return 0 if result["base"]["test_acc"] >= 0.9 else 1

@@ -103,6 +103,7 @@ def assert_directional(loss: Callable, arrays: Mapping[str, np.ndarray],
     Examples
     --------
     >>> import numpy as np
+    >>> from refseq.testing import assert_directional, cotangent_loss
     >>> rng = np.random.default_rng(0)
     >>> W, x = rng.standard_normal((3, 4)), rng.standard_normal(4)
     >>> loss = cotangent_loss(lambda: np.tanh(W @ x), rng=rng)
@@ -194,6 +195,7 @@ def jacobian(fn: Callable, x: np.ndarray, *, step: float = STEP, with_scale: boo
     Examples
     --------
     >>> import numpy as np
+    >>> from refseq.testing import jacobian
     >>> x = np.array([0.5, -1.0])
     >>> J = jacobian(lambda: np.array([x[0] * x[1], np.sin(x[1])]), x)
     >>> bool(np.allclose(J, [[-1.0, 0.5], [0.0, np.cos(-1.0)]], rtol=1e-9, atol=1e-12))

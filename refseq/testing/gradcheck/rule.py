@@ -98,6 +98,7 @@ def cotangent_loss(fn: Callable, cotangent=None, *, rng=None) -> CotangentLoss:
     Examples
     --------
     >>> import numpy as np
+    >>> from refseq.testing import assert_entrywise, cotangent_loss
     >>> W = np.arange(6.0).reshape(2, 3); x = np.ones(3)
     >>> loss = cotangent_loss(lambda: W @ x, rng=np.random.default_rng(0))
     >>> grads = {"W": np.outer(loss.cotangent, x)}

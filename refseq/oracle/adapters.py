@@ -85,7 +85,8 @@ class TorchAdapter(Adapter):
 
     def to_framework(self, x):
         if isinstance(x, np.ndarray):
-            return self.torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+            # reshape: np.ascontiguousarray turns a 0-d array (a scalar loss) into shape (1,)
+            return self.torch.from_numpy(np.ascontiguousarray(x).reshape(x.shape)).to(self.device)
         return x
 
     def to_numpy(self, y):

@@ -176,6 +176,15 @@ def register_all(register):
          "log-softmax over the last axis"),
         ("gelu", "gelu(x) -> y", activations.gelu_forward, activations.gelu_backward,
          _x_inputs, 1, {"x": "(B, T, D)"}, "exact GELU, x Phi(x)"),
+        ("silu", "silu(x) -> y", activations.silu_forward, activations.silu_backward,
+         _x_inputs, 1, {"x": "(B, T, D)"}, "SiLU / swish, x sigmoid(x)"),
+        ("tanh", "tanh(x) -> y", activations.tanh_forward, activations.tanh_backward,
+         _x_inputs, 1, {"x": "(B, T, D)"}, "tanh(x)"),
+        ("sigmoid", "sigmoid(x) -> y", activations.sigmoid_forward,
+         activations.sigmoid_backward, _x_inputs, 1, {"x": "(B, T, D)"},
+         "1 / (1 + exp(-x))"),
+        ("relu", "relu(x) -> y", activations.relu_forward, activations.relu_backward,
+         _x_inputs, 1, {"x": "(B, T, D)"}, "max(x, 0) (gradient 0 at x = 0)"),
     ]
     for name, sig, fwd, bwd, make, n, layouts, what in layers:
         dims = dict(btd, K=(1, 7)) if name == "linear" else btd
@@ -191,3 +200,6 @@ def register_all(register):
             backward_contract=f"{name}_backward")
         register(forward)
         register(backward_contract(forward))
+    from refseq.oracle.nn_more import register_more
+
+    register_more(register)

@@ -61,6 +61,9 @@ SKIPPED_MODULES = {
     "refseq.registry": "the hot-path table and its lookups: data, not a computation",
     "refseq.tiers": "backend lookup; its check_backend is exercised through every backend= row",
     "refseq.__main__": "runs the command line on import",
+    "refseq.plots": "the demos' --plot figures: their data are the demos' own results, and the "
+                    "--plot option's checks (path, extension, matplotlib) are in "
+                    "tests/test_plots.py",
 }
 
 
@@ -1874,6 +1877,37 @@ TABLE += [
 
 # --- exclusions, with the reason (each name explicit: a new callable must be placed) ----------
 
+# --- refseq.oracle: the checker of users' implementations ---------------------------------------
+
+
+def _oracle_check():
+    from refseq.scan import linear_scan
+    return {"fn": linear_scan, "contract": "linear_scan", "dtypes": ("float64",),
+            "max_examples": 0}
+
+
+_ORACLE_KW = {"contract": ["nope", 3], "fn": [3], "adapter": ["nope", 3],
+              "dtypes": [("int32",), ()], "max_examples": [-1, 1.5], "seed": [-1, "x"],
+              "dims": [{"Q": 3}, 3]}
+TABLE += [
+    row("refseq.oracle.check", _oracle_check, flags=("raise_on_failure",),
+        keywords={**_ORACLE_KW, "backward": [3]}),
+    row("refseq.oracle.run_suite", _oracle_check, keywords=_ORACLE_KW),
+    row("refseq.oracle.replay",
+        lambda: {"contract": "linear_scan", "seed": 0, "dims": {"B": 1, "T": 3, "D": 2},
+                 "dtype": "float32"},
+        keywords={"contract": ["nope", 3], "seed": [-1, "x"], "dims": [3],
+                  "dtype": ["int8", "nope"]}),
+    row("refseq.oracle.get_contract", lambda: {"contract": "linear_scan"},
+        keywords={"contract": ["nope", 3]}),
+    row("refseq.oracle.get_adapter", lambda: {"adapter": "numpy"},
+        keywords={"adapter": ["nope", 3]}),
+    row("refseq.oracle.load_callable", lambda: {"spec": "refseq.scan:linear_scan"},
+        keywords={"spec": [3, "nocolon"]}),
+    row("refseq.oracle.make_test", lambda: {"fn": np.cumsum, "contract": "linear_scan"},
+        keywords={"fn": [3], "contract": ["nope"]}),
+]
+
 _RECORD = ("record type (a dataclass or NamedTuple of arrays): built by the library's own init_* "
            "and forward functions and validated where it is consumed (every consumer's row feeds "
            "it a wrong record)")
@@ -1913,6 +1947,17 @@ EXCLUDED = {
         "refseq.cuda.simulating", "refseq.cuda.availability", "refseq.cuda.require_numba_cuda",
         "refseq.cuda.to_host", "refseq.jit.blas_threads.available",
         "refseq.jit.blas_threads.single_threaded_blas",
+    ],
+    "the oracle's records and adapter classes (built by check/get_adapter, whose rows feed them "
+    "bad names), its catalog listings without arguments and the catalog's registration hooks "
+    "(run once at import; tests/oracle covers them)": [
+        "refseq.oracle.Adapter", "refseq.oracle.CaseResult", "refseq.oracle.Contract",
+        "refseq.oracle.OracleFailure", "refseq.oracle.Report",
+        "refseq.oracle.adapters.JaxAdapter", "refseq.oracle.adapters.NumpyAdapter",
+        "refseq.oracle.adapters.TorchAdapter", "refseq.oracle.contract_table",
+        "refseq.oracle.contracts", "refseq.oracle.properties",
+        "refseq.oracle.nn_contracts.backward_contract", "refseq.oracle.nn_contracts.register_all",
+        "refseq.oracle.nn_more.register_more",
     ],
     "paper metadata behind refseq papers / refseq demo (tests/test_cli.py)": [
         "refseq.papers.Paper", "refseq.papers.slugs", "refseq.papers.paper",

@@ -50,8 +50,10 @@ def load_callable(spec: str):
     """Import ``"package.module:attribute"`` (dots after the colon walk attributes)."""
     import importlib
 
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"expected 'module:callable', got {spec!r}")
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a string 'module:callable', got {type(spec).__name__}")
+    if ":" not in spec:
+        raise ValueError(f"spec must have the form 'module:callable', got {spec!r}")
     module_name, _, attr = spec.partition(":")
     obj = importlib.import_module(module_name)
     for part in attr.split("."):
@@ -63,8 +65,13 @@ def load_callable(spec: str):
 
 def make_test(fn, contract, **options):
     """A pytest test function that runs :func:`check` (``test_x = make_test(fn, "linear_scan")``
-    in a test module is collected as one test; ``options`` go to :func:`check`)."""
-    name = contract if isinstance(contract, str) else contract.name
+    in a test module is collected as one test; ``options`` go to :func:`check`). ``fn`` and
+    ``contract`` are checked now, so a typo fails at import, not at test time."""
+    from refseq.oracle.catalog import get_contract
+
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    name = get_contract(contract).name
 
     def test():
         from refseq.oracle.suite import check

@@ -14,6 +14,7 @@ import inspect
 
 import numpy as np
 
+from refseq import _checks
 from refseq.oracle.adapters import get_adapter
 from refseq.oracle.catalog import get_contract
 from refseq.oracle.report import CaseResult, Report
@@ -26,17 +27,17 @@ DEFAULT_MAX_EXAMPLES = 5
 """Random cases per dtype (the fixed property cases come on top)."""
 
 
-def _check_dtypes(dtypes):
+def _check_dtypes(dtypes, name="dtypes"):
     if isinstance(dtypes, str):
         dtypes = (dtypes,)
     try:
         out = tuple(np.dtype(d).name for d in dtypes)
     except TypeError:
-        raise TypeError(f"dtypes must be a sequence of 'float32'/'float64', "
+        raise TypeError(f"{name} must be a sequence of 'float32'/'float64', "
                         f"got {dtypes!r}") from None
     bad = [d for d in out if d not in ("float32", "float64")]
     if bad or not out:
-        raise ValueError(f"dtypes must be a non-empty subset of ('float32', 'float64'), got "
+        raise ValueError(f"{name} must be a non-empty subset of ('float32', 'float64'), got "
                          f"{dtypes!r}")
     return out
 
@@ -79,7 +80,10 @@ def replay(contract, *, seed, dims, dtype="float64", property="random"):
     the single call that the two calls must equal; for "autograd" those of the forward.
     """
     contract = get_contract(contract)
-    (dtype,) = _check_dtypes((dtype,))
+    (dtype,) = _check_dtypes((dtype,), "dtype")
+    _check_seed(seed)
+    if not isinstance(dims, dict):
+        raise TypeError(f"dims must be a dict of dimensions, got {type(dims).__name__}")
     args, kw = _inputs64(contract, seed, dict(dims), property)
     return cast_inputs(args, kw, dtype)
 
@@ -185,6 +189,10 @@ def _accepts(fn, keyword) -> bool:
     return any(p.name == keyword or p.kind is p.VAR_KEYWORD for p in params)
 
 
+def _check_seed(seed):
+    _checks.check_number(seed, "seed", low=0, integer=True)
+
+
 def run_suite(fn, contract, *, adapter="numpy", device=None, dtypes=("float32", "float64"),
               max_examples=DEFAULT_MAX_EXAMPLES, seed=0, dims=None, autograd=None):
     """The cases of :func:`check` as a list of ``(property, dims, dtype, seed, run)``, where
@@ -194,10 +202,9 @@ def run_suite(fn, contract, *, adapter="numpy", device=None, dtypes=("float32", 
     dtypes = _check_dtypes(dtypes)
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 0:
-        raise ValueError(f"max_examples must be an integer >= 0, got {max_examples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    _checks.check_number(max_examples, "max_examples", low=0, integer=True)
+    _check_seed(seed)
+    autograd = None if autograd is None else _checks.check_flag(autograd, "autograd")
     if dims is not None and not isinstance(dims, dict):
         raise TypeError(f"dims must be a dict of fixed dimensions, got {type(dims).__name__}")
     unknown = sorted(set(dims or {}) - set(contract.dims))
@@ -245,6 +252,9 @@ def check(fn, contract, *, adapter="numpy", device=None, dtypes=("float32", "flo
         of the worst failing case; with False, return the report anyway.
     """
     contract = get_contract(contract)
+    raise_on_failure = _checks.check_flag(raise_on_failure, "raise_on_failure")
+    if backward is not None and not callable(backward):
+        raise TypeError(f"backward must be callable, got {type(backward).__name__}")
     report = Report(contract.name, get_adapter(adapter, device).name)
     for *_, run in run_suite(fn, contract, adapter=adapter, device=device, dtypes=dtypes,
                              max_examples=max_examples, seed=seed, dims=dims, autograd=autograd):

@@ -76,8 +76,9 @@ def _expected_exception(lines: list[str], end_lineno: int) -> str | None:
     return None
 
 
-def run_block(source: str, namespace: dict, where: str) -> None:
-    """Run ``source`` statement by statement, checking ``print`` comments and expected errors."""
+def run_block(source: str, namespace: dict, where: str) -> int:
+    """Run ``source`` statement by statement, checking ``print`` comments and expected errors;
+    returns the number of statements run."""
     tree, lines = ast.parse(source, filename=where), source.splitlines()
     for stmt in tree.body:
         code = compile(ast.Module([stmt], type_ignores=[]), f"{where}:{stmt.lineno}", "exec")
@@ -103,13 +104,15 @@ def run_block(source: str, namespace: dict, where: str) -> None:
                 f"{where}, line {stmt.lineno}: printed {out.getvalue().strip()!r}, "
                 f"the comment says {comment['text'].strip()!r}"
             )
+    return len(tree.body)
 
 
 @pytest.mark.parametrize("page", _markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_markdown_examples_run(page):
     namespace: dict = {"__name__": "__doc_example__"}
-    for lineno, source in python_blocks(page):
-        run_block(source, namespace, f"{page.relative_to(ROOT)}:{lineno}")
+    ran = [run_block(source, namespace, f"{page.relative_to(ROOT)}:{lineno}")
+           for lineno, source in python_blocks(page)]
+    assert ran and all(ran), f"{page}: a python block ran no statement"
 
 
 def test_block_conventions():

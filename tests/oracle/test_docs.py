@@ -22,7 +22,12 @@ def test_example_runs(index, capsys):
     code = BLOCKS[index]
     if "import torch" in code:
         pytest.importorskip("torch")
-    exec(compile(code, f"docs/oracle.md[{index}]", "exec"), {"__name__": "oracle_doc"})
+    namespace = {"__name__": "oracle_doc"}
+    exec(compile(code, f"docs/oracle.md[{index}]", "exec"), namespace)
+    # every report the example leaves behind passed, unless the example shows a failure
+    reports = [v for v in namespace.values() if isinstance(v, oracle.Report)]
+    assert all(r.ok for r in reports) or "OracleFailure" in code, (
+        f"docs/oracle.md[{index}]: a report failed: {[r for r in reports if not r.ok]}")
 
 
 def test_contract_table_is_current():

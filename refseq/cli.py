@@ -112,6 +112,19 @@ def _demo_names():
     return demos()
 
 
+def _contract_lines(names) -> str:
+    """The audited functions' contracts (signature and layouts), from the one record the oracle
+    checks users' code against (:mod:`refseq.oracle.catalog`)."""
+    from refseq.oracle import get_contract
+
+    lines = ["contracts (`refseq check YOUR_FN --as NAME` runs the same checks on your code):"]
+    for name in names:
+        c = get_contract(name)
+        lines.append(f"  {c.signature}")
+        lines.append("      " + ", ".join(f"{k}: {v}" for k, v in c.layouts.items()))
+    return "\n".join(lines) + "\n"
+
+
 def _audit(args) -> int:
     from refseq.audit import audit, format_table
     from refseq.registry import REGISTRY, TIERS
@@ -128,6 +141,7 @@ def _audit(args) -> int:
         "scaled by eps for float64, + eps*|ref| (docs/design.md)\n",
         flush=True,
     )
+    print(_contract_lines(names), flush=True)
     progress = (lambda c: print(".", end="", flush=True)) if sys.stdout.isatty() else None
     checks, skipped = audit(tiers, names, seed=args.seed, repeats=args.repeats, log=progress)
     if progress:

@@ -18,6 +18,16 @@ def test_audit_prints_a_table_and_passes(capsys):
     assert "FAIL" not in out and out.rstrip().endswith("0 failed")
 
 
+def test_audit_prints_each_function_s_contract_from_the_oracle_catalog(capsys):
+    from refseq.oracle import get_contract
+
+    assert main(["audit", "--tier", "numpy", "--only", "softmax_scan", "--repeats", "0"]) == 0
+    out = capsys.readouterr().out
+    c = get_contract("softmax_scan")
+    assert c.signature in out and f"v: {c.layouts['v']}" in out
+    assert "linear_scan(" not in out  # only the audited functions
+
+
 def test_audit_rejects_unknown_hot_path(capsys):
     with pytest.raises(SystemExit) as e:
         main(["audit", "--only", "nope"])

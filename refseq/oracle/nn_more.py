@@ -1,6 +1,8 @@
 """More layer contracts (see :mod:`.nn_contracts`, whose ``register_all`` calls
-:func:`register_more`): ``cross_entropy``, ``embedding`` and ``rope`` (integer targets, ids and
-positions among their inputs), ``conv1d`` and the Aaren layer, each with its ``NAME_backward``."""
+:func:`register_more`): ``cross_entropy``, ``embedding``, ``position_embedding`` and ``rope``
+(integer targets, ids and positions among their inputs), ``dropout`` (with its mask as an
+input, so that the user's function and the reference drop the same entries), the GPT-2 ``mlp``,
+``conv1d`` and the Aaren layer, each with its ``NAME_backward``."""
 
 from __future__ import annotations
 
@@ -29,6 +31,51 @@ def _rope_inputs(rng, dims, dtype):
     start = int(rng.integers(0, 50))
     positions = np.arange(start, start + T, dtype=np.int64)  # (T,) shared by the batch
     return (x, positions), {}
+
+
+def _position_embedding_inputs(rng, dims, dtype):
+    B, T, D = dims["B"], dims["T"], dims["D"]
+    T_max = T + int(rng.integers(0, 4))
+    positions = np.broadcast_to(np.arange(T, dtype=np.int64), (B, T)).copy()
+    P = rng.standard_normal((T_max, D)).astype(dtype)
+    return (positions, P), {}
+
+
+def _dropout_inputs(rng, dims, dtype):
+    B, T, D = dims["B"], dims["T"], dims["D"]
+    p = float(rng.choice([0.0, 0.1, 0.5, 0.9]))
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    mask = rng.random((B, T, D)) >= p
+    return (x, mask), {"p": p}
+
+
+def _dropout(x, mask, *, p):
+    from refseq.nn.dropout import dropout_forward
+
+    return dropout_forward(x, p, mask=mask)
+
+
+def _mlp_inputs(rng, dims, dtype):
+    B, T, D, F = dims["B"], dims["T"], dims["D"], dims["F"]
+    x = rng.standard_normal((B, T, D)).astype(dtype)
+    W_in = (rng.standard_normal((D, F)) / np.sqrt(D)).astype(dtype)
+    W_out = (rng.standard_normal((F, D)) / np.sqrt(F)).astype(dtype)
+    b_in = (0.1 * rng.standard_normal(F)).astype(dtype)
+    b_out = (0.1 * rng.standard_normal(D)).astype(dtype)
+    return (x, W_in, b_in, W_out, b_out), {}
+
+
+def _mlp(x, W_in, b_in, W_out, b_out):
+    from refseq.nn.mlp import MLPParams, mlp_forward
+
+    return mlp_forward(x, MLPParams(W_in, b_in, W_out, b_out), "gelu")
+
+
+def _mlp_backward(dy, cache):
+    from refseq.nn.mlp import mlp_backward
+
+    dx, g = mlp_backward(dy, cache)
+    return dx, g.W_in, g.b_in, g.W_out, g.b_out
 
 
 def _conv1d_inputs(rng, dims, dtype):
@@ -106,11 +153,13 @@ def _vjp_at(forward, backward, diff):
 
 
 def register_more(register):
-    """Register cross_entropy, embedding, rope, conv1d and aaren_layer with their backward
-    contracts."""
+    """Register cross_entropy, embedding, position_embedding, rope, dropout, mlp, conv1d and
+    aaren_layer with their backward contracts."""
     from refseq.nn.conv1d import conv1d_backward, conv1d_forward
+    from refseq.nn.dropout import dropout_backward
     from refseq.nn.embedding import embedding_backward, embedding_forward
-    from refseq.nn.positions import rope_backward, rope_forward
+    from refseq.nn.positions import (position_embedding_backward, position_embedding_forward,
+                                     rope_backward, rope_forward)
     from refseq.nn.softmax import cross_entropy_backward, cross_entropy_forward
     from refseq.oracle.catalog import Contract
     from refseq.oracle.nn_contracts import _first, backward_contract
@@ -132,6 +181,33 @@ def register_more(register):
              make_inputs=_embedding_inputs,
              dims={"B": (1, 3), "T": (1, 17), "V": (1, 7), "D": (1, 9)},
              odd_dims={"B": 3, "T": 37, "V": 7, "D": 5}, large=_scale_arg(1, 1e3)),
+        dict(name="position_embedding", signature="position_embedding(positions, P) -> y",
+             layouts={"positions": "(B, T) int64 in [0, T_max)", "P": "(T_max, D)",
+                      "y": "(B, T, D)"},
+             outputs="y[b, t] = P[positions[b, t]] (GPT-2's learned wpe; the backward: dP, "
+                     "rows of repeated positions summed)",
+             forward=position_embedding_forward, backward=position_embedding_backward,
+             diff=(1,), make_inputs=_position_embedding_inputs,
+             dims={"B": (1, 3), "T": (1, 17), "D": (1, 9)}, odd_dims={"B": 3, "T": 37, "D": 5},
+             large=_scale_arg(1, 1e3)),
+        dict(name="dropout", signature="dropout(x, mask, *, p) -> y",
+             layouts={"x": "(B, T, D)", "mask": "(B, T, D) bool (True: kept)", "p": "float",
+                      "y": "(B, T, D)"},
+             outputs="y = x * mask / (1 - p), inverted dropout with the given mask (0 where "
+                     "p = 1, as torch); the mask is an input so both sides drop the same entries",
+             forward=_dropout, backward=dropout_backward, diff=(0,),
+             make_inputs=_dropout_inputs,
+             dims={"B": (1, 3), "T": (1, 17), "D": (1, 9)}, odd_dims={"B": 3, "T": 37, "D": 5},
+             large=_scale_arg(0, 1e3)),
+        dict(name="mlp", signature="mlp(x, W_in, b_in, W_out, b_out) -> y",
+             layouts={"x": "(B, T, D)", "W_in": "(D, F)", "b_in": "(F,)", "W_out": "(F, D)",
+                      "b_out": "(D,)", "y": "(B, T, D)"},
+             outputs="y = GELU(x W_in + b_in) W_out + b_out, exact (erf) GELU: GPT-2's "
+                     "position-wise MLP (refseq.nn.mlp_forward, activation='gelu')",
+             forward=_mlp, backward=_mlp_backward, diff=(0, 1, 2, 3, 4),
+             make_inputs=_mlp_inputs,
+             dims={"B": (1, 3), "T": (1, 9), "D": (1, 6), "F": (1, 9)},
+             odd_dims={"B": 3, "T": 19, "D": 5, "F": 7}, large=_scale_arg(0, 30.0)),
         dict(name="rope", signature="rope(x, positions) -> y",
              layouts={"x": "(B, T, H, Dh), Dh even", "positions": "(T,) int64",
                       "y": "(B, T, H, Dh)"},

@@ -255,3 +255,67 @@ def test_torch_aaren_layer_passes_and_a_missing_scale_fails():
     assert report.ok and any(c.property == "autograd" for c in report.cases)
     with pytest.raises(OracleFailure, match="aaren_layer: property"):
         check(aaren_layer_unscaled, "aaren_layer", adapter="torch", **FAST)
+
+
+# --- dropout, position_embedding, mlp -----------------------------------------------------------
+
+
+def test_dropout_position_embedding_and_mlp_are_registered_with_their_backward():
+    names = contracts()
+    for name in ("dropout", "position_embedding", "mlp"):
+        assert name in names and f"{name}_backward" in names
+
+
+def dropout_unscaled(x, mask, *, p):
+    return x * mask  # bug: no 1 / (1 - p) on the kept entries
+
+
+def dropout_torch(x, mask, *, p):
+    import torch
+
+    return torch.where(mask, x / (1 - p), torch.zeros_like(x)) if p < 1 else x * 0
+
+
+def test_torch_dropout_passes_and_an_unscaled_one_fails():
+    pytest.importorskip("torch")
+    report = check(dropout_torch, "dropout", adapter="torch", **FAST)
+    assert report.ok and any(c.property == "autograd" for c in report.cases)
+    with pytest.raises(OracleFailure, match="dropout: property"):
+        check(dropout_unscaled, "dropout", **FAST)
+
+
+def position_embedding_backward_overwriting(dy, positions, P):
+    dP = np.zeros_like(P)
+    dP[positions] = dy  # bug: a position repeated across the batch keeps one row of dy
+    return (dP,)
+
+
+def test_position_embedding_passes_and_an_overwriting_backward_fails():
+    def lookup(positions, P):
+        return P[positions]
+
+    def backward(dy, positions, P):
+        dP = np.zeros_like(P)
+        np.add.at(dP, positions, dy)
+        return (dP,)
+
+    assert check(lookup, "position_embedding", backward=backward, **FAST).ok
+    with pytest.raises(OracleFailure, match="position_embedding_backward"):
+        check(lookup, "position_embedding", backward=position_embedding_backward_overwriting,
+              max_examples=3)
+
+
+def test_torch_mlp_passes_and_the_tanh_gelu_fails():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+
+    def mlp(x, W_in, b_in, W_out, b_out):
+        return F.gelu(x @ W_in + b_in) @ W_out + b_out
+
+    def mlp_tanh(x, W_in, b_in, W_out, b_out):  # GPT-2's approximation is not the exact GELU
+        return F.gelu(x @ W_in + b_in, approximate="tanh") @ W_out + b_out
+
+    report = check(mlp, "mlp", adapter="torch", **FAST)
+    assert report.ok and any(c.property == "autograd" for c in report.cases)
+    with pytest.raises(OracleFailure, match="mlp: property"):
+        check(mlp_tanh, "mlp", adapter="torch", **FAST)

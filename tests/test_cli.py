@@ -58,8 +58,8 @@ def test_demo_without_a_name_lists_every_paper_demo(capsys):
 
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert set(demos()) == {"aaren", "gradient-noise", "pv-rnn", "recoding", "rnn-review",
-                            "rnn-sparsity"}
+    assert set(demos()) == {"aaren", "diverse-beam-search", "gradient-noise", "hyperfitting",
+                            "making-the-most", "pv-rnn", "recoding", "rnn-review", "rnn-sparsity"}
     for name, (_, summary) in demos().items():
         assert f"{name}  " in out and summary in out and summary
 
@@ -168,8 +168,9 @@ DEMO_OPTIONS = list(_collect_options())
 
 
 def test_every_demo_option_was_found():
-    assert {n for n, *_ in DEMO_OPTIONS} == {"aaren", "gradient-noise", "pv-rnn", "recoding",
-                                              "rnn-review", "rnn-sparsity"}
+    assert {n for n, *_ in DEMO_OPTIONS} == {"aaren", "diverse-beam-search", "gradient-noise",
+                                              "hyperfitting", "making-the-most", "pv-rnn",
+                                              "recoding", "rnn-review", "rnn-sparsity"}
     assert all(t is not None or c for *_, t, c in DEMO_OPTIONS), "an option without a type="
 
 

@@ -16,6 +16,8 @@ BENCHMARKS = {
     "scan": ("refseq.bench.scan", "jit (and cuda) scans vs the NumPy reference and a copy"),
     "recurrence": ("refseq.bench.recurrence", "LSTM forward/backward: jit vs NumPy, torch.nn.LSTM"),
     "train": ("refseq.bench.train", "one Adam step of the tiny transformer vs torch"),
+    "decoding": ("refseq.bench.decoding",
+                 "beam search and diverse beam search per token vs Hugging Face generate"),
 }
 
 

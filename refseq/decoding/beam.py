@@ -23,7 +23,8 @@ Conventions (what differs; docs/decoding.md has the full table):
   adding ``-1e9`` to finished candidates (so a finished one can run on with its ``-1e9``);
 - the last step: the running beams join the n-best list unfinished (neutral); the top-B
   candidates all count as finished (hf); only EOS is allowed (fairseq);
-- stopping: by ``early_stopping`` (neutral, hf); always once B hypotheses are finished (fairseq);
+- stopping: by ``early_stopping`` (neutral, hf); always once B hypotheses are finished (fairseq,
+  which finalises hypotheses first come in rank order and never evicts one for a better one);
 - the pad token: never selected (neutral, fairseq), untreated (hf).
 """
 
@@ -197,6 +198,8 @@ def beam_search(model, prompts, *, num_beams: int, max_new_tokens: int,
         for i, item in enumerate(active):
             ranked = list(zip(c_score[i], i * B + c_beam[i], c_tok[i]))  # (score, row, token)
             for sc, r, v in ranked[:B]:  # admission: rank < B only
+                if convention == "fairseq" and len(nbest[item]) == B:
+                    break  # fairseq finalises first come, up to B, and never evicts
                 if (eos[v] or (convention == "hf" and t == T)) and sc > -np.inf:
                     nbest[item].add(np.append(gen[r], v), sc, t, np.append(tok_lp[r], lp[r, v]),
                                     finished=bool(eos[v]))

@@ -14,6 +14,9 @@ so empty prompts are allowed. ``order = 1`` is a unigram model (table ``(1, V)``
 
 EOS: ``eos_id`` is a label, not a rule of the table — the model keeps giving distributions after
 EOS; decoders and :func:`enumerate_sequences` / :func:`sample_sequences` end a sequence there.
+
+:func:`enumerate_sequences` lives in :mod:`refseq.decoding.exact` (with the other exact-search
+utilities) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from __future__ import annotations
 import numpy as np
 
 from refseq import _checks
+from refseq.decoding.exact import MAX_ENUMERATE as MAX_ENUMERATE  # re-export
+from refseq.decoding.exact import _step_lm
+from refseq.decoding.exact import enumerate_sequences as enumerate_sequences  # re-export
 from refseq.decoding.interfaces import StepLM, as_prompts, log_softmax
-from refseq.nn.embedding import int_array
-
-MAX_ENUMERATE = 1_000_000
 
 
 class TabularLM:
@@ -132,63 +135,6 @@ def random_markov_lm(V: int, alpha: float, seed: int, eos_id: int | None = None,
     with np.errstate(divide="ignore"):
         table = log_softmax(np.log(probs))  # renormalise in log space
     return TabularLM(order, table, pad_id=pad_id, eos_id=eos_id)
-
-
-def _step_lm(model, name: str) -> int:
-    """Check that ``model`` follows the ``StepLM`` protocol; return its vocabulary size."""
-    if not all(callable(getattr(model, a, None)) for a in ("start", "step", "reorder")):
-        raise TypeError(f"{name} must be a StepLM (start, step and reorder methods, e.g. a "
-                        f"TabularLM), got {type(model).__name__}")
-    return _checks.check_number(getattr(model, "vocab_size", None), f"{name}.vocab_size",
-                                integer=True, low=1)
-
-
-def enumerate_sequences(model: StepLM, prompt, max_len: int, eos_id: int | None = None):
-    """Every continuation of ``prompt`` with its exact log-probability, using only the ``StepLM``
-    protocol (``start``, then ``reorder`` + ``step`` on the live prefixes).
-
-    A continuation ends at the first ``eos_id`` (included) or at ``max_len`` tokens. Returns a list
-    of ``(tokens: tuple[int, ...], logprob: float)`` in lexicographic order of expansion; the
-    probabilities sum to 1. ``eos_id`` defaults to ``model.eos_id`` when the model has one. Raises
-    ``ValueError`` when more than 1e6 sequences would be enumerated (tiny V only).
-    """
-    V = _step_lm(model, "model")
-    if eos_id is None:
-        eos_id = getattr(model, "eos_id", None)
-    max_len = _checks.check_number(max_len, "max_len", integer=True, low=0)
-    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1,
-                                  allow_none=True)
-    prompt = np.asarray(prompt)
-    if prompt.size == 0:  # [] or (): the empty prompt
-        prompt = prompt.astype(np.int64).reshape(0)
-    prompt = int_array(prompt, "prompt", high=V, form="(P,)")
-    if prompt.ndim != 1:
-        raise ValueError(f"prompt must be a 1-d integer array (P,), got shape {prompt.shape}")
-    if V**max_len > MAX_ENUMERATE:
-        raise ValueError(f"V**max_len = {V}**{max_len} exceeds {MAX_ENUMERATE}; use a tinier model")
-    if max_len == 0:
-        return [((), 0.0)]
-    logits, state = model.start([prompt.astype(np.int64)])
-    live = [((), 0.0)]  # prefixes whose rows are in `state`, in row order
-    out = []
-    for depth in range(1, max_len + 1):
-        lp = log_softmax(logits)  # (R, V)
-        parents, tokens, nxt = [], [], []
-        for r, (prefix, score) in enumerate(live):
-            for v in range(V):
-                seq, s = prefix + (v,), score + float(lp[r, v])
-                if v == eos_id or depth == max_len:
-                    out.append((seq, s))
-                else:
-                    parents.append(r)
-                    tokens.append(v)
-                    nxt.append((seq, s))
-        if not nxt:
-            break
-        state = model.reorder(state, np.asarray(parents, np.int64))
-        logits, state = model.step(state, np.asarray(tokens, np.int64))
-        live = nxt
-    return out
 
 
 def sample_sequences(lm: StepLM, n: int, T: int, seed: int, *, prompts=None,

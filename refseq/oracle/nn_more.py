@@ -158,8 +158,12 @@ def register_more(register):
     from refseq.nn.conv1d import conv1d_backward, conv1d_forward
     from refseq.nn.dropout import dropout_backward
     from refseq.nn.embedding import embedding_backward, embedding_forward
-    from refseq.nn.positions import (position_embedding_backward, position_embedding_forward,
-                                     rope_backward, rope_forward)
+    from refseq.nn.positions import (
+        position_embedding_backward,
+        position_embedding_forward,
+        rope_backward,
+        rope_forward,
+    )
     from refseq.nn.softmax import cross_entropy_backward, cross_entropy_forward
     from refseq.oracle.catalog import Contract
     from refseq.oracle.nn_contracts import _first, backward_contract

@@ -43,7 +43,6 @@ PLANNED = (
     (10, "Long-term Recurrent Convolutional Networks (LRCN)", "1411.4389", "recurrence"),
     (11, "Linear State-Space Layers (LSSL)", "2110.13985", "scan, recurrence"),
     (12, "Recursive Speculative Decoding", "2402.14160", "tree verification"),
-    (13, "Diverse Beam Search", "1610.02424", "-"),
     (14, "Pointer Networks", "1506.03134", "recurrence"),
     (15, "Lexical Unit Decoding", "2405.15208", "tree verification"),
     (16, "Token Recycling", "2408.08696", "tree verification"),
@@ -51,9 +50,7 @@ PLANNED = (
     (18, "RecurrentGPT", "2305.13304", "kv lookup (optional)"),
     (19, "Titans: Learning to Memorize at Test Time", "2501.00663", "scan, recurrence"),
     (20, "Parallel Decoding via Hidden Transfer", "2404.12022", "tree verification"),
-    (21, "Making the Most of your Model", "2408.16241", "-"),
     (22, "In-Context Language Learning", "2401.12973", "-"),
-    (23, "The Hyperfitting Phenomenon", "2412.04318", "-"),
     (24, "DySpec", "2410.11744", "tree verification"),
     (25, "Sequence to Sequence Learning", "1409.3215", "recurrence"),
     (26, "Hardware-Aware Parallel Prompt Decoding", "2405.18628", "tree verification"),
@@ -64,7 +61,7 @@ PLANNED = (
 # Cross-cutting parts of the programme that are not one paper: (title, sources, hot paths).
 CROSS_CUTTING = (
     ("Speculative verification core", "2211.17192 et al.", "tree verification (defines it)"),
-    ("Search and sampling decoding", "-", "-"),
+    ("Search and sampling decoding (refseq.decoding)", "-", "-"),
 )
 
 

@@ -237,6 +237,32 @@ def test_fairseq_rules(seed, B, T, alpha):
         np.testing.assert_allclose(h.score, h.sum_logprob / len(h.tokens) ** alpha, rtol=1e-12)
 
 
+def test_fairseq_finalises_first_come_and_never_evicts():
+    """B = 2, alpha = 1. Step 1 finalises [EOS] (score log .35 = -1.05); step 2 brings two EOS
+    candidates normalised to -0.51 and -0.75. fairseq takes the first (the list is then full and
+    the sentence done) and keeps [EOS]; an n-best list that evicts would return the two new."""
+    V = 5
+
+    def fn(prefixes):
+        rows = []
+        for p in prefixes:
+            if len(p) == 1:
+                q = np.array([0.35, 0.4, 0.25, 1e-9, 1e-9])
+            else:
+                q = np.array([0.9, 0.1 / 3, 0.1 / 3, 0.1 / 3, 1e-9])
+            rows.append(np.log(q / q.sum()))
+        return np.stack(rows)
+
+    out = beam_search(PrefixLM(fn, V), [np.array([1])], num_beams=2, max_new_tokens=5,
+                      eos_ids=(0,), length_penalty=1.0, convention="fairseq",
+                      num_return_sequences=2)[0]
+    assert [h.tokens.tolist() for h in out] == [[1, 0], [0]]
+    neutral = beam_search(PrefixLM(fn, V), [np.array([1])], num_beams=2, max_new_tokens=5,
+                          eos_ids=(0,), length_penalty=1.0, early_stopping=True,
+                          num_return_sequences=2)[0]
+    assert [h.tokens.tolist() for h in neutral] == [[1, 0], [2, 0]]
+
+
 def test_hf_counts_top_B_candidates_at_the_length_limit_as_finished():
     """No EOS at all: under "hf" the last step's top-B candidates are the hypotheses (as
     transformers' max-length criterion); under "neutral" the B best running beams are, cut."""
@@ -289,7 +315,8 @@ def test_float32_compute_gives_float32_token_logprobs_and_the_same_tokens():
     (dict(length_norm="log"), "length_norm"), (dict(early_stopping="sometimes"), "early_stopping"),
     (dict(early_stopping=1), "early_stopping"),
     (dict(num_return_sequences=3), "num_return_sequences"), (dict(convention="vllm"), "convention"),
-    (dict(convention="fairseq"), "exactly one EOS"), (dict(logprob_processor=3), "logprob_processor"),
+    (dict(convention="fairseq"), "exactly one EOS"),
+    (dict(logprob_processor=3), "logprob_processor"),
     (dict(temperature=0.0), "temperature"), (dict(compute_dtype=np.int32), "compute_dtype"),
     (dict(min_new_tokens=9), "min_new_tokens"),
 ])

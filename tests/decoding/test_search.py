@@ -69,8 +69,8 @@ def test_min_new_tokens_and_a_processor_apply_before_the_choice():
     lm = _lm(6, 3, eos=0, alpha=1.0)
     big_eos = lm.table.copy()
     big_eos[:, 0] += 5  # EOS dominates every row
-    from refseq.models.toy_lm import TabularLM
     from refseq.decoding.interfaces import log_softmax
+    from refseq.models.toy_lm import TabularLM
 
     lm2 = TabularLM(2, log_softmax(big_eos), eos_id=0)
     assert greedy(lm2, [np.array([1])], 5, eos_id=0).lengths.tolist() == [1]

@@ -40,6 +40,7 @@ from refseq.models.tiny_transformer.backward import (
     forward_layers_backward,
     lm_head_backward,
 )
+from refseq.models.tiny_transformer.batched_lm import BatchedTransformerLM
 from refseq.models.tiny_transformer.forward import (
     LayersCache,
     ModelCache,
@@ -49,7 +50,16 @@ from refseq.models.tiny_transformer.forward import (
     lm_head,
     token_embeddings,
 )
+from refseq.models.tiny_transformer.hf import (
+    config_from_gpt2,
+    from_gpt2,
+    from_gpt2_state_dict,
+    gpt2_config_kwargs,
+    gpt2_names,
+    to_gpt2_state_dict,
+)
 from refseq.models.tiny_transformer.kv import kv_from_hidden, kv_from_hidden_backward
+from refseq.models.tiny_transformer.lm import TransformerLM
 from refseq.models.tiny_transformer.params import (
     FORMAT,
     BlockParams,
@@ -84,9 +94,11 @@ from refseq.nn.positions import (  # noqa: F401
 )
 
 __all__ = [
-    "FORMAT", "BlockParams", "Gradients", "LayersCache", "ModelCache", "TinyConfig",
-    "TinyParams", "backward", "check_params", "final_norm", "forward", "forward_layers",
-    "forward_layers_backward", "init_params", "kv_from_hidden", "kv_from_hidden_backward",
-    "lm_head", "lm_head_backward", "load", "map_parameters", "named_parameters", "param_shapes",
-    "params_from_named", "save", "token_embeddings",
+    "BatchedTransformerLM", "BlockParams", "FORMAT", "Gradients", "LayersCache", "ModelCache",
+    "TinyConfig", "TinyParams", "TransformerLM", "backward", "check_params",
+    "config_from_gpt2", "final_norm", "forward", "forward_layers", "forward_layers_backward",
+    "from_gpt2", "from_gpt2_state_dict", "gpt2_config_kwargs", "gpt2_names", "init_params",
+    "kv_from_hidden", "kv_from_hidden_backward", "lm_head", "lm_head_backward", "load",
+    "map_parameters", "named_parameters", "param_shapes", "params_from_named", "save",
+    "to_gpt2_state_dict", "token_embeddings",
 ]

@@ -66,11 +66,24 @@ def beam_step(cum_scores, logprobs, n_cand: int):
                          f"{lp.shape} and {cum.shape}")
     batch, B, V = lp.shape
     n_cand = _checks.check_number(n_cand, "n_cand", integer=True, low=1, high=B * V)
-    if np.isnan(cum).any() or np.isnan(lp).any() or (lp == np.inf).any():
+    if (np.isnan(cum) | np.isposinf(cum)).any() or (np.isnan(lp) | np.isposinf(lp)).any():
         raise ValueError("cum_scores and logprobs must not hold NaN or +inf")
     total = (cum[:, :, None] + lp).reshape(batch, B * V)  # (batch, B V)
-    order = np.argsort(-total, axis=1, kind="stable")[:, :n_cand]  # (batch, n_cand)
+    order = _top_stable(total, n_cand)  # (batch, n_cand)
     return np.take_along_axis(total, order, axis=1), order // V, order % V
+
+
+def _top_stable(x, n):
+    """``np.argsort(-x, axis=1, kind="stable")[:, :n]`` without sorting all of each row: the
+    entries at least the n-th largest (``np.partition``), stably sorted (ties: lower index)."""
+    if n == x.shape[1]:
+        return np.argsort(-x, axis=1, kind="stable")
+    nth = -np.partition(-x, n - 1, axis=1)[:, n - 1]  # (batch,) the n-th largest value
+    out = np.empty((len(x), n), np.int64)
+    for i, row in enumerate(x):
+        idx = np.flatnonzero(row >= nth[i])  # every entry that can be among the top n
+        out[i] = idx[np.argsort(-row[idx], kind="stable")[:n]]
+    return out
 
 
 def _n_candidates(convention, B, V, n_eos, multiplier, first):
@@ -163,6 +176,8 @@ def beam_search(model, prompts, *, num_beams: int, max_new_tokens: int,
     n_items = len(prompts)
     if n_items == 0:
         raise ValueError("prompts must hold at least one prompt")
+    for i, p in enumerate(prompts):
+        _checks.int_array(p, f"prompts[{i}]", high=V)
     eos = np.zeros(V, bool)
     eos[list(eos_ids)] = True
     stop_early = True if convention == "fairseq" else early_stopping

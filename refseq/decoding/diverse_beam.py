@@ -134,6 +134,8 @@ def group_step(cum, logprobs, penalty, lam: float, n_cand: int, first_step: bool
         raise ValueError(f"logprobs must have shape (B', V), got {lp.shape}")
     cum = _checks.float_array(cum, "cum", dtype=lp.dtype)
     _checks.check_shape(cum, lp.shape[:1], "cum", "(B',)")
+    if np.isnan(cum).any() or (cum == np.inf).any():
+        raise ValueError("cum must not hold NaN or +inf (-inf marks a dead beam)")
     pen = _checks.float_array(penalty, "penalty")
     if pen.shape not in (lp.shape, lp.shape[1:]):
         raise ValueError(f"penalty must have shape (B', V) = {lp.shape} or (V,), got {pen.shape}")
@@ -188,6 +190,8 @@ def diverse_beam_search(model, prompts, *, num_beams: int, num_groups: int,
     prompts = as_prompts(prompts)
     if not prompts:
         raise ValueError("prompts must hold at least one prompt")
+    for i, p in enumerate(prompts):
+        _checks.int_array(p, f"prompts[{i}]", high=a["V"])
     return _Search(model, prompts, a, diversity_kwargs).run()
 
 

@@ -79,7 +79,7 @@ def normalize(sum_logprob, gen_len, length_penalty: float = 1.0, length_norm: st
     if L.dtype.kind not in "iu" or (L.size and L.min() < 1):
         raise ValueError(f"gen_len must be an integer >= 1 (generated tokens, EOS included), "
                          f"got {gen_len!r}")
-    S = np.asarray(sum_logprob, dtype=np.float64)
+    S = _checks.float_array(sum_logprob, "sum_logprob").astype(np.float64)
     if length_norm == "power":
         out = S / L.astype(np.float64) ** alpha
     elif length_norm == "gnmt":

@@ -212,7 +212,8 @@ def run_hf_generate(hf_model, prompt, **generate_kwargs) -> HFGenerateOutput:
     bad = sorted(set(_RESERVED) & set(generate_kwargs))
     if bad:
         raise ValueError(f"generate_kwargs must not set {bad}: run_hf_generate sets them")
-    (p,) = as_prompts([prompt])
+    p = _checks.int_array(prompt, "prompt", low=0, high=hf_model.config.vocab_size, ndim=1,
+                          form="(P,)").astype(np.int64)
     if p.size == 0:
         raise ValueError("prompt must hold at least one token id")
     ids = torch.from_numpy(p)[None]  # (1, P)
@@ -254,6 +255,14 @@ def compare_with_hf(hf_model, prompt, *, max_new_tokens: int, num_beams: int = 1
 
     num_beams = _checks.check_number(num_beams, "num_beams", integer=True, low=1)
     lm = HFStepLM(hf_model)
+    V = lm.vocab_size
+    max_new_tokens = _checks.check_number(max_new_tokens, "max_new_tokens", integer=True, low=1)
+    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1,
+                                  allow_none=True)
+    pad_id = _checks.check_number(pad_id, "pad_id", integer=True, low=0, high=V - 1)
+    length_penalty = _checks.check_number(length_penalty, "length_penalty")
+    num_return_sequences = _checks.check_number(num_return_sequences, "num_return_sequences",
+                                                integer=True, low=1, high=num_beams)
     kw = dict(max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
     if eos_id is not None:
         kw["eos_token_id"] = eos_id

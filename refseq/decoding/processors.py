@@ -232,7 +232,7 @@ def ban_tokens(ids) -> _Processor:
 class _Compose(_Processor):
     def __init__(self, processors):
         if not processors:
-            raise ValueError("compose needs at least one processor, got none")
+            raise ValueError("processors must hold at least one processor, got none")
         for i, p in enumerate(processors):
             if not callable(p):
                 raise TypeError(f"processors[{i}] must be a callable (generated, logprobs) -> "

@@ -82,6 +82,8 @@ def _decode(model, prompts, max_new_tokens, eos_id, pad_id, min_new_tokens, logp
     n = len(prompts)
     if n == 0:
         raise ValueError("prompts must hold at least one prompt")
+    for i, p in enumerate(prompts):
+        _checks.int_array(p, f"prompts[{i}]", high=V)
     tokens = np.full((n, T), pad_id, np.int64)
     lps = np.zeros((n, T), dt)
     wlps = np.zeros((n, T), dt)

@@ -45,6 +45,21 @@ def test_beam_step_ranks_by_score_then_flat_index():
     np.testing.assert_allclose(s, [[np.log(0.5), -1.0, np.log(0.25), np.log(0.25)]])
 
 
+@given(batch=st.integers(1, 3), B=st.integers(1, 4), V=st.integers(1, 9), data=st.data())
+def test_beam_step_equals_a_full_stable_sort(batch, B, V, data):
+    """The partial selection equals sorting all B V candidates (ties and -inf included)."""
+    values = st.sampled_from([0.0, -0.5, -1.0, -2.0, -np.inf])  # many ties on purpose
+    cum = np.array(data.draw(st.lists(values, min_size=batch * B, max_size=batch * B)))
+    lp = np.array(data.draw(st.lists(values, min_size=batch * B * V, max_size=batch * B * V)))
+    cum, lp = cum.reshape(batch, B), lp.reshape(batch, B, V)
+    n = data.draw(st.integers(1, B * V))
+    total = (cum[:, :, None] + lp).reshape(batch, B * V)
+    order = np.argsort(-total, axis=1, kind="stable")[:, :n]
+    s, k, v = beam_step(cum, lp, n)
+    assert np.array_equal(k * V + v, order)
+    assert np.array_equal(s, np.take_along_axis(total, order, axis=1))
+
+
 def test_beam_step_puts_minus_inf_last_and_validates():
     s, k, v = beam_step(np.array([[0.0, -np.inf]]), np.zeros((1, 2, 2)) - np.log(2), 4)
     assert k.tolist() == [[0, 0, 1, 1]] and np.isneginf(s[0, 2:]).all()

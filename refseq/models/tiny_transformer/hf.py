@@ -58,6 +58,7 @@ def gpt2_names(config: TinyConfig, prefix: str = "transformer.") -> dict:
     ``"transformer."`` for ``GPT2LMHeadModel`` and ``""`` for a bare ``GPT2Model``.
     """
     _check_config(config)
+    _checks.check_instance(prefix, str, "prefix", "str")
     if config.rope:
         raise ValueError("config.rope must be False: GPT-2 has learned absolute positions")
     m = {"wte": (prefix + "wte.weight", False), "wpe": (prefix + "wpe.weight", False)}

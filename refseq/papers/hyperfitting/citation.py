@@ -23,8 +23,8 @@ from collections import defaultdict
 import numpy as np
 
 from refseq import _checks
-from refseq.decoding.interfaces import as_prompts
 from refseq.decoding.processors import check_step_inputs
+from refseq.metrics.diversity import _sequences, _tokens
 
 __all__ = ["NgramIndex", "CitationBlocker", "citation_blocker", "training_overlap",
            "longest_common_substring"]
@@ -41,7 +41,7 @@ class NgramIndex:
 
     def __init__(self, train, n: int):
         self.n = _checks.check_number(n, "n", integer=True, low=1)
-        self.sequences = [s.copy() for s in as_prompts(list(train) if len(train) else [])]
+        self.sequences = [s.copy() for s in _sequences(train, "train")]
         self.ngrams: set[tuple] = set()
         follow: dict[tuple, set] = defaultdict(set)
         for s in self.sequences:
@@ -82,8 +82,8 @@ class CitationBlocker:
     def __init__(self, index: NgramIndex, contexts=None, events: list | None = None,
                  row_offset: int = 0):
         self.index = _checks.check_instance(index, NgramIndex, "index")
-        self.contexts = None if contexts is None else as_prompts(contexts)
-        self.events = [] if events is None else events
+        self.contexts = None if contexts is None else _sequences(contexts, "contexts")
+        self.events = [] if events is None else _checks.check_instance(events, list, "events")
         self.row_offset = _checks.check_number(row_offset, "row_offset", integer=True, low=0)
 
     def bind(self, contexts, row_offset: int = 0) -> CitationBlocker:
@@ -125,6 +125,7 @@ def longest_common_substring(tokens, sequences) -> int:
     consecutively in one of ``sequences`` (dynamic programming over all sequences at once:
     the sequences are joined with a separator that matches nothing)."""
     y = _checks.int_array(tokens, "tokens", low=0, ndim=1, form="(T,)")
+    sequences = _sequences(sequences, "sequences")
     if len(sequences) == 0 or len(y) == 0:
         return 0
     joined = np.concatenate([np.append(np.asarray(s, np.int64), -1) for s in sequences])  # (S,)
@@ -160,7 +161,7 @@ def training_overlap(continuation, index_by_n, context=None) -> dict:
     y = _checks.int_array(continuation, "continuation", low=0, ndim=1, form="(G,)")
     if not isinstance(index_by_n, dict) or not index_by_n:
         raise TypeError("index_by_n must be a non-empty dict n -> NgramIndex")
-    ctx = np.zeros(0, np.int64) if context is None else as_prompts([context])[0]
+    ctx = np.zeros(0, np.int64) if context is None else _tokens(context, "context")
     z = np.concatenate([ctx, y.astype(np.int64)])  # (P + G,)
     overlap, counts = {}, {}
     for n, idx in sorted(index_by_n.items()):

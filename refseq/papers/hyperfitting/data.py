@@ -90,6 +90,11 @@ def epoch_batches(n: int, batch_size: int, shuffle: bool, drop_last: bool,
     """Row indices of one epoch's batches: a permutation of ``range(n)`` (``shuffle``) or the
     dataset order, cut into ``batch_size`` pieces; ``drop_last`` drops a final short piece
     (``torch.utils.data.DataLoader`` semantics)."""
+    n = _checks.check_number(n, "n", integer=True, low=0)
+    batch_size = _checks.check_number(batch_size, "batch_size", integer=True, low=1)
+    shuffle = _checks.check_flag(shuffle, "shuffle")
+    drop_last = _checks.check_flag(drop_last, "drop_last")
+    rng = _checks.check_rng(rng)
     order = rng.permutation(n) if shuffle else np.arange(n)  # (n,)
     stop = n - n % batch_size if drop_last else n
     return [order[i:i + batch_size] for i in range(0, stop, batch_size)]

@@ -103,7 +103,7 @@ def _batch_loss(lg: np.ndarray, x: np.ndarray) -> float:
 def validate(model, val, batch_size: int = 8, eps: float = 1e-9) -> tuple[float, float]:
     """``(val_loss, val_entropy)`` of ``val (N, T)`` with the official conventions (module
     docstring), both from the same teacher-forced logits. ``T >= 2``."""
-    val = _rows(val, "val")
+    val = _rows(val, "val", model.config.vocab_size if isinstance(model, TinyParams) else None)
     if val.shape[1] < 2:
         raise ValueError(f"val must have T >= 2 tokens per row (T - 1 predictions), got "
                          f"{val.shape}")
@@ -146,12 +146,12 @@ def mean_ttr(continuations, lengths=None, window: int | None = 96,
     return float(np.mean([type_token_ratio(r, window) for r in rows]))
 
 
-def _pair(a, b):
-    a = _checks.float_array(a, "logits_a", ndim_min=1)
-    b = _checks.float_array(b, "logits_b", ndim_min=1)
+def _pair(a, b, names=("logits_a", "logits_b")):
+    a = _checks.float_array(a, names[0], ndim_min=1)
+    b = _checks.float_array(b, names[1], ndim_min=1)
     if a.shape != b.shape or a.size == 0:
-        raise ValueError(f"logits_a and logits_b must have the same non-empty shape (..., V), "
-                         f"got {a.shape} and {b.shape}")
+        raise ValueError(f"{names[0]} and {names[1]} must have the same non-empty shape "
+                         f"(..., V), got {a.shape} and {b.shape}")
     return a, b
 
 
@@ -171,7 +171,9 @@ def reference_rank(logits_reference, tokens) -> np.ndarray:
     larger logit plus the number of lower ids with an equal one (rank 0 = the reference's
     arg-max under the lowest-id tie rule)."""
     z = _checks.float_array(logits_reference, "logits_reference", ndim_min=1)
-    v = np.asarray(tokens, np.int64)[..., None]  # (..., 1)
+    t = _checks.int_array(tokens, "tokens", low=0, high=z.shape[-1])
+    _checks.check_shape(t, z.shape[:-1], "tokens", "logits_reference.shape[:-1]")
+    v = t.astype(np.int64)[..., None]  # (..., 1)
     zv = np.take_along_axis(z, v, axis=-1)  # (..., 1)
     ids = np.arange(z.shape[-1])  # (V,)
     return ((z > zv) | ((z == zv) & (ids < v))).sum(axis=-1)  # (...)
@@ -193,8 +195,7 @@ def rank_stats(logits_model, logits_reference, targets=None) -> dict:
     reference's rank of the model's arg-max), ``rank_hist`` ((V,) counts of ``ranks``),
     ``same_top1`` (fraction of rank 0, = :func:`top1_agreement`).
     """
-    m, r = _checks.float_array(logits_model, "logits_model", ndim_min=1), logits_reference
-    _pair(m, r)
+    m, r = _pair(logits_model, logits_reference, ("logits_model", "logits_reference"))
     top = np.argmax(m, axis=-1)  # (...)
     ranks = reference_rank(r, top)  # (...)
     out = {"top1_prob": float(np.exp(log_softmax(m)).max(axis=-1).mean()),

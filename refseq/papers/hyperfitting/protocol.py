@@ -39,14 +39,15 @@ def as_step_lm(model, equal_lengths: bool = False):
     (:class:`~refseq.models.tiny_transformer.batched_lm.BatchedTransformerLM`, one forward per
     step; ``equal_lengths``) or the row-by-row :class:`TransformerLM`; a ``StepLM`` is returned
     as is."""
+    equal_lengths = _checks.check_flag(equal_lengths, "equal_lengths")
     if isinstance(model, TinyParams):
         return BatchedTransformerLM(model) if equal_lengths else TransformerLM(model)
     return _checks.check_methods(model, "model", ("start", "step", "reorder"),
                                  "TinyParams or a StepLM (start, step, reorder)")
 
 
-def _contexts(gen_val, context_len, total_len):
-    rows = _checks.int_array(gen_val, "gen_val", low=0, ndim=2, form="(n, T)")
+def _contexts(gen_val, context_len, total_len, V):
+    rows = _checks.int_array(gen_val, "gen_val", low=0, high=V, ndim=2, form="(n, T)")
     if rows.shape[0] == 0:
         raise ValueError("gen_val must hold at least one row")
     context_len = _checks.check_number(context_len, "context_len", integer=True, low=1,
@@ -84,7 +85,7 @@ def continue_greedy(model, gen_val, context_len: int = 32, total_len: int = 256,
     context_len, eos_id, pad_id)`` padded to full width.
     """
     lm = as_step_lm(model, equal_lengths=True)
-    contexts, n_new = _contexts(gen_val, context_len, total_len)
+    contexts, n_new = _contexts(gen_val, context_len, total_len, getattr(lm, "vocab_size", None))
     if blocker is None:
         return _full_width(greedy(lm, contexts, n_new, eos_id, pad_id), n_new, pad_id, eos_id)
     if isinstance(blocker, NgramIndex):
@@ -111,7 +112,7 @@ def continue_sample(model, gen_val, context_len: int = 32, total_len: int = 256,
     ``do_sample=True`` would add ``top_k=50`` unless told ``top_k=0``). ``rng``: Generator or
     seed. Otherwise as :func:`continue_greedy`."""
     lm = as_step_lm(model, equal_lengths=True)
-    contexts, n_new = _contexts(gen_val, context_len, total_len)
+    contexts, n_new = _contexts(gen_val, context_len, total_len, getattr(lm, "vocab_size", None))
     out = sample_decode(lm, contexts, n_new, temperature=temperature, top_k=0, top_p=top_p,
                         rng=rng, eos_id=eos_id, pad_id=pad_id)
     return _full_width(out, n_new, pad_id, eos_id)

@@ -85,6 +85,10 @@ def evaluate(params, val=None, gen_val=None, *, context_len: int = 32, total_len
     over ``val`` (mean of batch means), greedy ``continuations`` of ``gen_val`` from
     ``context_len`` tokens up to ``total_len`` (default: the rows' length) and their
     ``val_ttr`` (:func:`~refseq.papers.hyperfitting.metrics.mean_ttr`). Missing sets give None."""
+    _checks.check_instance(params, TinyParams, "params")
+    ttr_window = _checks.check_number(ttr_window, "ttr_window", integer=True, low=1,
+                                      allow_none=True)
+    val_batch_size = _checks.check_number(val_batch_size, "val_batch_size", integer=True, low=1)
     out = dict(val_loss=None, val_entropy=None, val_ttr=None, continuations=None)
     if val is not None:
         out["val_loss"], out["val_entropy"] = validate(params, val, val_batch_size)

@@ -11,11 +11,14 @@ utilities only).
 
 Implemented (Part C): the contamination argument on explicit distributions, exact and
 length-conditional modes (through :mod:`refseq.decoding.exact`), the exact length attribute of a
-``TabularLM`` and attribute-conditional beam search (ACBS). Part B: hidden-state optimisation
-(arXiv 2112.08653) on the tiny transformer, both cache targets. Not implemented yet: Part A
-(recurrence for a transformer decoder, arXiv 2008.07027), ``hso_fewshot_scores`` and the
-learned prefix classifier. Narrative, properties and the demo:
-``docs/papers/making-the-most.md``.
+``TabularLM``, attribute-conditional beam search (ACBS) and a learned FUDGE-style
+:class:`PrefixClassifier` (**reconstructed**). Part B: hidden-state optimisation
+(arXiv 2112.08653) on the tiny transformer, both cache targets, its few-shot scorer
+:func:`hso_fewshot_scores` (**reconstructed** formulation) and the distribution-shift
+reproduction in the demo. Part A: recurrence for a transformer decoder (Yoshida, Ettinger and
+Gimpel, arXiv 2008.07027) as a **reconstructed design** (:class:`RecurrentLM`,
+:func:`train_recurrent`, the isolated-window and sliding-window baselines). Narrative,
+properties and the demo: ``docs/papers/making-the-most.md``.
 
 Glossary (letters: V vocabulary, B beams, R rows, t prefix length):
 
@@ -33,6 +36,8 @@ argmax_y p(y | x) [|y| = L]                  ``exact_mode(..., length=L)``      
 P(|y| = L | x, y_{1:t})                      :func:`length_attr_logprob`             scalar
 P_phi(a | x, y_{1:t}) for R prefixes        ``attr_logprob_fn``                     (R, t)->(R,)
 (the exact length attribute as one)          :func:`length_attribute`                (R, t)->(R,)
+(a learned one) sigmoid(w . LN_f(h^(L)) + b)  :class:`PrefixClassifier`,               (R, t)->(R,)
+                                             :func:`fit_prefix_classifier`
 score(y_{1:t}) = log p(y_{1:t}|x) + log P_phi Hypothesis ``score``; ``sum_logprob`` is   -
                                              the model term
 k (pre-filter), B                            ``k_pre``, ``num_beams``                -
@@ -41,6 +46,15 @@ C, target "hidden" (layer inputs h^(l-1))    same                               
 s, c (segment, cache length)                 ``segment``, ``cache_len``              -
 G = dNLL_i / dC                              :func:`segment_nll_and_grad`            like C
 (m_q, v_q, t_q) per slot                     ``m``, ``v`` (like C), ``t`` (S,)       -
+demonstrations' cache C_0, NLL(C), dNLL/dC   :func:`demo_cache`, :func:`demo_nll_and_grad` like C
+label scores log p(y | C, query)             :func:`hso_fewshot_scores`              (n_labels,)
+w, M (window, memory rows)                   ``window``, ``n_mem``                   -
+l_w, l_r (write / read layer)                ``write_layer``, ``read_layer``         -
+S_k (memory of window k), S_0                ``S``; ``mem["S0"]``                    (B, M, D)
+[S_k ; H^(l_w)] with mask_mem                :func:`memory_mask`                     (M+T, M+T)
+S_{k+1} = carry S_k + pool(R, S_k)           :func:`pool_forward`                    (B, M, D)
+logits of one window, S_{k+1}                ``RecurrentLM.window_forward``          (B, T, V)
+streaming state (S_k + window KV cache)      :class:`StreamState`                    <= M + w
 ===========================================  ======================================  ===========
 
 Deviations and choices (the sources leave these open):
@@ -55,6 +69,20 @@ Deviations and choices (the sources leave these open):
   last is the first token of the next segment, scored before any update uses it);
   ``nll_per_token[0]`` is NaN (no context). Positions are absolute, so ``n <= max_positions``.
   Adam steps count per slot; new slots enter with zero moments and count.
+* HSO few-shot **[reconstructed]**: the demonstrations' cache C is optimised on their own LM loss
+  with every read of a demonstration key/value going through C (input ``d_j`` reads slots
+  ``0..j`` only), one Adam step count for all slots; labels are single tokens, scored as
+  ``log p(label | C, query)`` over the whole vocabulary.
+* Prefix classifier **[reconstructed]**: logistic regression on ``LN_f(h^(L))`` at the prefix's
+  last position of the frozen LM; every prefix of a sequence gets the sequence's label (FUDGE);
+  ridge ``l2`` on ``w`` only; fitted by damped Newton.
+* Recurrence **[reconstructed]**: memory rows at positions ``0..M-1``, window at ``M..M+w-1``;
+  ``l_w = 0`` adds ``P[0..M-1]`` to the memory rows; ``0 <= l_w < L``, ``l_w <= l_r <= L``. The
+  pool reads ``R`` through a parameter-free LayerNorm (the residual stream's scale is arbitrary;
+  without it the attention pool barely trains); the attention pool's MLP is residual,
+  ``O + MLP(O)``. ``bptt_windows = K`` trains windows in chunks of K (``S_{k+1}`` detached when
+  ``(k+1) % K == 0``), so ``K = 1`` trains no memory parameter but ``S_0``. The sliding-window
+  baseline gives token j the ``w - 1`` tokens before it at positions ``0..w-1``.
 * Ties: candidates by (score desc, flat index ``k V + v`` asc); :func:`mixture_mode` ties to the
   lexicographically smallest sequence.
 """
@@ -63,10 +91,20 @@ from __future__ import annotations
 
 from refseq.decoding.exact import exact_length_conditional_modes, exact_mode
 from refseq.papers import Paper
+from refseq.papers.making_the_most.classifier import (
+    PrefixClassifier,
+    fit_prefix_classifier,
+    prefix_features,
+)
 from refseq.papers.making_the_most.conditional import (
     conditional_beam_search,
     length_attr_logprob,
     length_attribute,
+)
+from refseq.papers.making_the_most.fewshot import (
+    demo_cache,
+    demo_nll_and_grad,
+    hso_fewshot_scores,
 )
 from refseq.papers.making_the_most.hso import (
     TARGETS,
@@ -80,13 +118,33 @@ from refseq.papers.making_the_most.modes import (
     mixture,
     mixture_mode,
 )
+from refseq.papers.making_the_most.recurrent import (
+    POOLS,
+    RecurrentLM,
+    StreamState,
+    memory_mask,
+    pool_backward,
+    pool_forward,
+)
+from refseq.papers.making_the_most.recurrent_train import (
+    isolated_windows,
+    recurrent_loss_and_grad,
+    sliding_window,
+    train_recurrent,
+    trainable_parameters,
+)
 
 __all__ = [
     "PAPER",
     "ExplicitLM", "mixture", "mixture_mode", "degeneracy_threshold",
     "exact_mode", "exact_length_conditional_modes",
     "length_attr_logprob", "length_attribute", "conditional_beam_search",
+    "PrefixClassifier", "fit_prefix_classifier", "prefix_features",
     "TARGETS", "HSOResult", "hso_evaluate", "segment_nll_and_grad",
+    "demo_cache", "demo_nll_and_grad", "hso_fewshot_scores",
+    "POOLS", "RecurrentLM", "StreamState", "memory_mask", "pool_forward", "pool_backward",
+    "recurrent_loss_and_grad", "train_recurrent", "trainable_parameters", "isolated_windows",
+    "sliding_window",
 ]
 
 PAPER = Paper(
@@ -96,5 +154,6 @@ PAPER = Paper(
     code="none found (davisyoshida/* hold JAX utilities only)",
     hot_paths="-",
     demo="making-the-most",
-    demo_summary="contamination makes the exact mode empty; length-conditional modes; ACBS",
+    demo_summary="contamination makes the exact mode empty; length-conditional modes; ACBS; "
+                 "recurrence on a copy task; HSO under distribution shift",
 )

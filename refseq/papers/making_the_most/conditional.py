@@ -16,8 +16,9 @@ return ``log P(a | x, prefix)`` as ``(rows,)`` float64 (``<= 0``; ``-inf`` = imp
 
 - :func:`length_attr_logprob` / :func:`length_attribute`: the exact ``log P(|y| = L | prefix)``
   of a :class:`~refseq.models.toy_lm.TabularLM`, by a forward recursion over its contexts;
-- :class:`PrefixClassifier` (**reconstructed**): logistic regression on the tiny transformer's
-  final hidden state of the prefix, trained FUDGE-style on the model's own samples.
+- :class:`~refseq.papers.making_the_most.classifier.PrefixClassifier` (**reconstructed**, in
+  ``classifier.py``): logistic regression on the tiny transformer's final hidden state of the
+  prefix, trained FUDGE-style on the model's own samples.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ import numpy as np
 
 from refseq import _checks
 from refseq.decoding.exact import _step_lm
-from refseq.decoding.interfaces import as_prompts, log_softmax
+from refseq.decoding.interfaces import log_softmax
 from refseq.decoding.nbest import Hypothesis, normalize
 
 __all__ = ["conditional_beam_search", "length_attr_logprob", "length_attribute"]
+
+
+def _ids(x, name: str, V: int) -> np.ndarray:
+    """``x`` as a 1-d int64 array of ids in ``[0, V)`` (an empty sequence is an empty array)."""
+    a = np.asarray(x)
+    a = a.astype(np.int64) if a.size == 0 else a
+    return _checks.int_array(a, name, low=0, high=V, ndim=1, form="(n,)").astype(np.int64)
 
 
 def length_attr_logprob(lm, prefix, L: int, *, prompt=(), eos_id: int | None = None) -> float:
@@ -51,15 +59,15 @@ def length_attr_logprob(lm, prefix, L: int, *, prompt=(), eos_id: int | None = N
     eos_id = lm.eos_id if eos_id is None else eos_id
     eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1)
     L = _checks.check_number(L, "L", integer=True, low=0)
-    prefix = _checks.int_array(np.asarray(prefix, np.int64).reshape(-1), "prefix", low=0,
-                               high=V, ndim=1, form="(t,)")
+    prefix = _ids(prefix, "prefix", V)
+    prompt = _ids(prompt, "prompt", V)
     ended = np.flatnonzero(prefix == eos_id)
     if ended.size:
         return 0.0 if ended[0] == L else -np.inf
     t = len(prefix)
     if t > L:
         return -np.inf
-    context = np.concatenate([np.asarray(prompt, np.int64).reshape(-1), prefix])
+    context = np.concatenate([prompt, prefix])
     _, ctx = lm.start([context])  # (1, k) the last k tokens
     n_ctx = V ** lm.k
     P = np.exp(lm.table.astype(np.float64))  # (V**k, V)
@@ -82,6 +90,8 @@ def length_attr_logprob(lm, prefix, L: int, *, prompt=(), eos_id: int | None = N
 def length_attribute(lm, L: int, *, prompt=(), eos_id: int | None = None):
     """The attribute function ``prefixes (rows, t) -> (rows,)`` of :func:`length_attr_logprob`
     for :func:`conditional_beam_search` (attribute: "the output has exactly L tokens")."""
+    length_attr_logprob(lm, (), L, prompt=prompt, eos_id=eos_id)  # check the arguments now
+
     def attr(prefixes):
         prefixes = np.asarray(prefixes, np.int64)
         return np.array([length_attr_logprob(lm, p, L, prompt=prompt, eos_id=eos_id)
@@ -151,10 +161,12 @@ def conditional_beam_search(model, prompt, attr_logprob_fn, *, num_beams: int, k
     alpha = _checks.check_number(length_penalty, "length_penalty")
     if isinstance(eos_ids, (int, np.integer)):
         eos_ids = (eos_ids,)
+    if not isinstance(eos_ids, (tuple, list, np.ndarray)):
+        raise TypeError(f"eos_ids must be a token id or a sequence of them, got {eos_ids!r}")
     eos = np.zeros(V, bool)
     eos[[_checks.check_number(e, "eos_ids", integer=True, low=0, high=V - 1)
          for e in eos_ids]] = True
-    (prompt,) = as_prompts([prompt])
+    prompt = _ids(prompt, "prompt", V)
 
     finished: list[tuple[float, Hypothesis]] = []  # (score, hyp), best first
 

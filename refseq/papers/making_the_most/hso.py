@@ -34,6 +34,7 @@ from refseq.models.tiny_transformer.backward import backward
 from refseq.models.tiny_transformer.forward import forward
 from refseq.models.tiny_transformer.kv import kv_from_hidden, kv_from_hidden_backward
 from refseq.models.tiny_transformer.params import check_params
+from refseq.train.adam import check_betas
 
 __all__ = ["HSOResult", "TARGETS", "hso_evaluate", "segment_nll_and_grad"]
 
@@ -54,7 +55,8 @@ def _slot_axis(target):
     return -2 if target == "kv" else 1  # kv (L, 2, H, S, Dh); hidden (L, S, D)
 
 
-def segment_nll_and_grad(params, seg, targets, positions, cache, cache_pos, target: str):
+def segment_nll_and_grad(params, seg, targets, positions, cache, cache_pos, target: str,
+                         allow_mask=None):
     """NLL (summed over ``targets``) of one segment given the cache, its gradient w.r.t. the
     cache, and the segment's new slots.
 
@@ -63,20 +65,38 @@ def segment_nll_and_grad(params, seg, targets, positions, cache, cache_pos, targ
     seg : (s,) int inputs. targets : (s',) int, s' <= s, the next tokens of the first s' inputs.
     positions : (s,) int. cache : kv (L, 2, H, S, Dh) or hidden (L, S, D), S may be 0.
     cache_pos : (S,) int positions of the cached slots (used by ``target="hidden"``).
+    allow_mask : (s, S + s) bool, default: every cached slot and the segment causally
+        (:func:`hso_fewshot_scores` lets the inputs read cached slots only).
 
     Returns
     -------
     nll (s',) float64, grad (like ``cache``; None when S = 0), new_slots (like ``cache`` with s
     slots).
     """
-    S = cache.shape[_slot_axis(target)]
+    cfg = check_params(params)
+    _checks.check_choice(target, "target", TARGETS)
+    V, P = cfg.vocab_size, cfg.max_positions
+    seg = _checks.int_array(seg, "seg", low=0, high=V, ndim=1, form="(s,)")
+    targets = _checks.int_array(targets, "targets", low=0, high=V, ndim=1, form="(s',)")
+    if len(targets) > len(seg):
+        raise ValueError(f"targets must have s' <= s = {len(seg)} entries, got {len(targets)}")
+    positions = _checks.int_array(positions, "positions", low=0, high=P, ndim=1, form="(s,)")
+    _checks.check_shape(positions, seg.shape, "positions", "(s,)")
+    cache = _checks.float_array(cache, "cache")
+    S = cache.shape[_slot_axis(target)] if cache.ndim in (3, 5) else 0
+    L, H, Dh, D = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model
+    _checks.check_shape(cache, (L, 2, H, S, Dh) if target == "kv" else (L, S, D), "cache",
+                        "(L, 2, H, S, Dh)" if target == "kv" else "(L, S, D)")
+    cache_pos = _checks.int_array(cache_pos, "cache_pos", low=0, high=P, ndim=1, form="(S,)")
+    _checks.check_shape(cache_pos, (S,), "cache_pos", "(S,)")
     past, c_kv = None, None
     if S and target == "kv":
         past = cache
     elif S:
         past, c_kv = kv_from_hidden(params, cache, cache_pos, return_cache=True)
     logits, hidden, new_kv, mc = forward(params, tokens=seg, positions=positions, past_kv=past,
-                                         return_hidden=True, return_cache=True)  # (s, V)
+                                         allow_mask=allow_mask, return_hidden=True,
+                                         return_cache=True)  # (s, V)
     n_t = len(targets)
     lp = log_softmax(logits[:n_t])  # (s', V) float64
     nll = -lp[np.arange(n_t), targets]  # (s',)
@@ -120,7 +140,7 @@ def hso_evaluate(params, tokens, *, segment: int, cache_len: int, lr: float,
     s = _checks.check_number(segment, "segment", integer=True, low=1)
     c = _checks.check_number(cache_len, "cache_len", integer=True, low=1)
     lr = _checks.check_number(lr, "lr", low=0)
-    b1, b2 = (_checks.check_number(b, "betas", low=0, high=1, high_open=True) for b in betas)
+    b1, b2 = check_betas(betas)
     eps = _checks.check_number(eps, "eps", low=0, low_open=True)
     steps = _checks.check_number(steps, "steps", integer=True, low=1)
     _checks.check_choice(target, "target", TARGETS)

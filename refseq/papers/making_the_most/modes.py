@@ -36,9 +36,9 @@ def _dist(d, name: str) -> dict:
                         f"{type(d).__name__}")
     out = {}
     for seq, p in d.items():
-        key = tuple(int(v) for v in seq)
-        if any(v < 0 for v in key):
-            raise ValueError(f"{name} keys must be sequences of token ids >= 0, got {seq!r}")
+        if not isinstance(seq, tuple):
+            raise TypeError(f"{name} keys must be tuples of token ids, got {seq!r}")
+        key = tuple(_checks.check_number(v, f"{name} keys", integer=True, low=0) for v in seq)
         p = _checks.check_number(p, f"{name}[{seq!r}]", low=0)
         out[key] = out.get(key, 0.0) + float(p)
     total = sum(out.values())

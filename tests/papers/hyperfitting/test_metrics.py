@@ -100,7 +100,7 @@ def test_validate_follows_the_official_conventions():
     assert validate(as_fn, val, batch_size=2) == (loss, ent)  # a logits_fn works the same
     with pytest.raises(ValueError, match="T >= 2"):
         validate(params, val[:, :1])
-    with pytest.raises(ValueError, match="tokens"):
+    with pytest.raises(ValueError, match="val"):
         validate(params, val + 11)
     with pytest.raises(TypeError, match="model"):
         validate("gpt2", val)

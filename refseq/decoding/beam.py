@@ -36,9 +36,9 @@ import numpy as np
 
 from refseq import _checks
 from refseq.decoding.interfaces import as_prompts, log_softmax
-from refseq.decoding.nbest import LENGTH_NORMS, Hypothesis, NBestList, normalize
+from refseq.decoding.nbest import LENGTH_NORMS, Hypothesis, NBestList
 
-__all__ = ["CONVENTIONS", "Hypothesis", "NBestList", "beam_search", "beam_step", "normalize"]
+__all__ = ["CONVENTIONS", "beam_search", "beam_step"]
 
 CONVENTIONS = ("neutral", "hf", "fairseq")
 HF_NEG = -1e9  # Hugging Face's "minus infinity" for unused beams and finished candidates

@@ -30,13 +30,20 @@ __all__ = ["GenOutput", "greedy", "sample_decode"]
 class GenOutput(NamedTuple):
     """What :func:`greedy` and :func:`sample_decode` return (``n`` prompts, ``T`` steps run).
 
-    tokens : (n, T) int64 — generated tokens; ``pad_id`` after a row's EOS.
-    lengths : (n,) int64 — generated tokens per row, its EOS included.
-    logprobs : (n, T) float — the processed log-probability of each token under the model
-        (before any warping); 0 after a row finished.
-    finished : (n,) bool — the row emitted an EOS id.
-    warped_logprobs : (n, T) float or None — sampling only: the log-probability under the warped
-        distribution the token was drawn from (0 after a row finished).
+    Attributes
+    ----------
+    tokens : (n, T) int64
+        Generated tokens; ``pad_id`` after a row's EOS.
+    lengths : (n,) int64
+        Generated tokens per row, its EOS included.
+    logprobs : (n, T) float
+        The processed log-probability of each token under the model (before any warping); 0
+        after a row finished.
+    finished : (n,) bool
+        The row emitted an EOS id.
+    warped_logprobs : (n, T) float or None
+        Sampling only: the log-probability under the warped distribution the token was drawn
+        from (0 after a row finished).
     """
 
     tokens: np.ndarray

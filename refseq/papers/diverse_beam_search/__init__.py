@@ -15,24 +15,24 @@ its demo. Narrative, equations, tests and demo output: ``docs/papers/diverse-bea
 Glossary (letters: n prompts, B beams, G groups, B' = B / G beams per group, V vocabulary, t the
 step, M the number of earlier-group sequences):
 
-==========================================  ===========================================  ===========
-paper                                       code                                         shape
-==========================================  ===========================================  ===========
-B, G, B'                                    ``num_beams``, ``num_groups``, ``B // G``    -
-lambda_g                                    ``diversity_strength`` (scalar or per group) (G,)
-theta(y_t) = log p(y_t | y_<t, x)           ``DBSHypothesis.token_logprobs``             (L,)
-Theta(y_[t]) (raw sum)                      ``DBSHypothesis.sum_logprob``                -
-Theta + lambda_g Delta (augmented sum)      ``DBSHypothesis.aug_score``                  -
--Delta(y_t; Y^1..Y^{g-1}) (penalty P)       ``DBSHypothesis.token_penalties``            (L,)
-Y^g_[t] (group g's beams)                   ``DBSResult.groups[g]`` (finished lists)     B' each
-one step of group g (eq. 3)                 :func:`group_step`                           (n_cand,)
-Hamming diversity                           :func:`hamming_penalty`                      (V,)
-cumulative diversity                        :func:`cumulative_penalty`                   (B', V)
-n-gram diversity                            :func:`ngram_penalty`                        (B', V)
-neural-embedding diversity                  :func:`embedding_penalty`,                   (V,),
-                                            :func:`embedding_ngram_penalty`              (B', V)
-Algorithm 1                                 :func:`diverse_beam_search`                  n results
-==========================================  ===========================================  ===========
+======================================  ============================================  =========
+paper                                   code                                          shape
+======================================  ============================================  =========
+B, G, B'                                ``num_beams``, ``num_groups``, ``B // G``     -
+lambda_g                                ``diversity_strength`` (scalar or per group)  (G,)
+theta(y_t) = log p(y_t | y_<t, x)       ``DBSHypothesis.token_logprobs``              (L,)
+Theta(y_[t]) (raw sum)                  ``DBSHypothesis.sum_logprob``                 -
+Theta + lambda_g Delta (augmented sum)  ``DBSHypothesis.aug_score``                   -
+-Delta(y_t; Y^1..Y^{g-1}) (penalty P)   ``DBSHypothesis.token_penalties``             (L,)
+Y^g_[t] (group g's beams)               ``DBSResult.groups[g]`` (finished lists)      B' each
+one step of group g (eq. 3)             :func:`group_step`                            (n_cand,)
+Hamming diversity                       :func:`hamming_penalty`                       (V,)
+cumulative diversity                    :func:`cumulative_penalty`                    (B', V)
+n-gram diversity                        :func:`ngram_penalty`                         (B', V)
+neural-embedding diversity              :func:`embedding_penalty`,                    (V,),
+                                        :func:`embedding_ngram_penalty`               (B', V)
+Algorithm 1                             :func:`diverse_beam_search`                   n results
+======================================  ============================================  =========
 
 Deviations and choices:
 

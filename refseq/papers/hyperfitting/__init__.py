@@ -16,23 +16,23 @@ citation blocker; the diversity metrics shared with Diverse Beam Search live in
 
 Glossary (N training rows, T tokens per row, V vocabulary, B batch, P context, G generated):
 
-=====================================  =========================================  ============
-paper                                  code                                       shape
-=====================================  =========================================  ============
-D = {s^(1), ..., s^(N)}, N = 2000      ``HyperfitSplits.train``                   (N, T)
-validation / generation sets           ``HyperfitSplits.val``, ``.gen_val``       (128, T), (32, T)
-L(theta; b), labels shifted            :func:`hyperfit` (``lm_loss_and_grad``)    scalar
-validation every 250 updates           ``validate_every``, ``(u + 1) % 250 == 0``  -
-context c = u_{0:32}                   ``context_len``                            (P,)
-greedy y_t = argmax_v p(v | c, y_<t)   :func:`continue_greedy`                    (n, G)
-TTR over the last 96 generated tokens  :func:`mean_ttr`, ``type_token_ratio``     scalar
-H_t = -sum_v p log(p + 1e-9)           :func:`mean_entropy`                       scalar
-val loss, perplexity exp(loss)         :func:`validate`, :func:`perplexity`       scalar
-top-1 agreement of two models          :func:`top1_agreement`                     scalar
-reference rank r_t of the top-1        :func:`rank_stats`, ``reference_rank``     (...)
+=====================================  =============================================  ===========
+paper                                  code                                           shape
+=====================================  =============================================  ===========
+D = {s^(1), ..., s^(N)}, N = 2000      ``HyperfitSplits.train``                       (N, T)
+validation / generation sets           ``HyperfitSplits.val``, ``.gen_val``           (128|32, T)
+L(theta; b), labels shifted            :func:`hyperfit` (``lm_loss_and_grad``)        scalar
+validation every 250 updates           ``validate_every``, ``(u + 1) % 250 == 0``     -
+context c = u_{0:32}                   ``context_len``                                (P,)
+greedy y_t = argmax_v p(v | c, y_<t)   :func:`continue_greedy`                        (n, G)
+TTR over the last 96 generated tokens  :func:`mean_ttr`, ``type_token_ratio``         scalar
+H_t = -sum_v p log(p + 1e-9)           :func:`mean_entropy`                           scalar
+val loss, perplexity exp(loss)         :func:`validate`, :func:`perplexity`           scalar
+top-1 agreement of two models          :func:`top1_agreement`                         scalar
+reference rank r_t of the top-1        :func:`rank_stats`, ``reference_rank``         (...)
 NGrams_n(D), blocked set F_t           :class:`NgramIndex`, :class:`CitationBlocker`  -
-training-data overlap                  :func:`training_overlap`                   dict
-=====================================  =========================================  ============
+training-data overlap                  :func:`training_overlap`                       dict
+=====================================  =============================================  ===========
 
 Deviations and choices:
 

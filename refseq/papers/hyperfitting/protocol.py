@@ -81,8 +81,8 @@ def continue_greedy(model, gen_val, context_len: int = 32, total_len: int = 256,
 
     Returns
     -------
-    Continuations. Without ``blocker`` it equals ``greedy(model, contexts, total_len -
-    context_len, eos_id, pad_id)`` padded to full width.
+    Continuations. Without ``blocker`` it equals
+    ``greedy(model, contexts, total_len - context_len, eos_id, pad_id)`` padded to full width.
     """
     lm = as_step_lm(model, equal_lengths=True)
     contexts, n_new = _contexts(gen_val, context_len, total_len, getattr(lm, "vocab_size", None))

@@ -11,12 +11,12 @@ no schedule), shuffled batches with ``drop_last``, and a validation before train
 whenever ``(updates + 1) % validate_every == 0`` (the official trigger: with 250 it fires after
 update 249, 499, ...). Two settings exist:
 
-==================  ======  =====  ===============================  ======
-setting             epochs  lr     optimiser                        source
-==================  ======  =====  ===============================  ======
-default             20      1e-6   Adam, no weight decay            paper
-``official_script`` 30      5e-6   AdamW, weight decay 0.01         code
-==================  ======  =====  ===============================  ======
+===================  ======  ====  ========================  ======
+setting              epochs  lr    optimiser                 source
+===================  ======  ====  ========================  ======
+default              20      1e-6  Adam, no weight decay     paper
+``official_script``  30      5e-6  AdamW, weight decay 0.01  code
+===================  ======  ====  ========================  ======
 
 Toy models need a far larger lr (1e-6 moves nothing in a few hundred updates); the demo states
 its value.

@@ -22,40 +22,40 @@ properties and the demo: ``docs/papers/making-the-most.md``.
 
 Glossary (letters: V vocabulary, B beams, R rows, t prefix length):
 
-===========================================  ======================================  ===========
-paper                                        code                                    shape
-===========================================  ======================================  ===========
-x (prompt), y (output, EOS excluded in |y|)  ``prompt``, ``tokens``                  (P,), (n,)
-p_pop, p_noise, eps                          ``pop``, ``noise``, ``eps`` (dicts)     -
-q = (1 - eps) p_pop + eps p_noise            :func:`mixture`                         -
-mode of q                                    :func:`mixture_mode`                    -
-eps* = max p_pop / (max p_pop + max p_noise) :func:`degeneracy_threshold`            -
-a model of q                                 :class:`ExplicitLM` (a ``StepLM``)       -
-argmax_y p(y | x)                            ``refseq.decoding.exact.exact_mode``    -
-argmax_y p(y | x) [|y| = L]                  ``exact_mode(..., length=L)``           -
-P(|y| = L | x, y_{1:t})                      :func:`length_attr_logprob`             scalar
-P_phi(a | x, y_{1:t}) for R prefixes        ``attr_logprob_fn``                     (R, t)->(R,)
-(the exact length attribute as one)          :func:`length_attribute`                (R, t)->(R,)
-(a learned one) sigmoid(w . LN_f(h^(L)) + b)  :class:`PrefixClassifier`,               (R, t)->(R,)
-                                             :func:`fit_prefix_classifier`
-score(y_{1:t}) = log p(y_{1:t}|x) + log P_phi Hypothesis ``score``; ``sum_logprob`` is   -
-                                             the model term
-k (pre-filter), B                            ``k_pre``, ``num_beams``                -
-C (HSO cache), target "kv"                   ``cache`` (:func:`hso_evaluate`)        (L,2,H,S,Dh)
-C, target "hidden" (layer inputs h^(l-1))    same                                    (L, S, D)
-s, c (segment, cache length)                 ``segment``, ``cache_len``              -
-G = dNLL_i / dC                              :func:`segment_nll_and_grad`            like C
-(m_q, v_q, t_q) per slot                     ``m``, ``v`` (like C), ``t`` (S,)       -
-demonstrations' cache C_0, NLL(C), dNLL/dC   :func:`demo_cache`, :func:`demo_nll_and_grad` like C
-label scores log p(y | C, query)             :func:`hso_fewshot_scores`              (n_labels,)
-w, M (window, memory rows)                   ``window``, ``n_mem``                   -
-l_w, l_r (write / read layer)                ``write_layer``, ``read_layer``         -
-S_k (memory of window k), S_0                ``S``; ``mem["S0"]``                    (B, M, D)
-[S_k ; H^(l_w)] with mask_mem                :func:`memory_mask`                     (M+T, M+T)
-S_{k+1} = carry S_k + pool(R, S_k)           :func:`pool_forward`                    (B, M, D)
-logits of one window, S_{k+1}                ``RecurrentLM.window_forward``          (B, T, V)
-streaming state (S_k + window KV cache)      :class:`StreamState`                    <= M + w
-===========================================  ======================================  ===========
+==============================================  ====================================  ============
+paper                                           code                                  shape
+==============================================  ====================================  ============
+x (prompt), y (output, EOS excluded in len(y))  ``prompt``, ``tokens``                (P,), (n,)
+p_pop, p_noise, eps                             ``pop``, ``noise``, ``eps`` (dicts)   -
+q = (1 - eps) p_pop + eps p_noise               :func:`mixture`                       -
+mode of q                                       :func:`mixture_mode`                  -
+eps* = max p_pop / (max p_pop + max p_noise)    :func:`degeneracy_threshold`          -
+a model of q                                    :class:`ExplicitLM` (a ``StepLM``)    -
+argmax_y p(y | x)                               ``refseq.decoding.exact.exact_mode``  -
+argmax_y p(y | x) [len(y) = L]                  ``exact_mode(..., length=L)``         -
+P(len(y) = L | x, y_{1:t})                      :func:`length_attr_logprob`           scalar
+P_phi(a | x, y_{1:t}) for R prefixes            ``attr_logprob_fn``                   (R, t)->(R,)
+(the exact length attribute as one)             :func:`length_attribute`              (R, t)->(R,)
+(a learned one) sigmoid(w . LN_f(h^(L)) + b)    :class:`PrefixClassifier`             (R, t)->(R,)
+(fitting the classifier)                        :func:`fit_prefix_classifier`         -
+score(y_{1:t}) = log p(y_{1:t}|x) + log P_phi   ``Hypothesis.score``                  -
+k (pre-filter), B                               ``k_pre``, ``num_beams``              -
+C (HSO cache), target "kv"                      ``cache`` (:func:`hso_evaluate`)      (L,2,H,S,Dh)
+C, target "hidden" (layer inputs h^(l-1))       same                                  (L, S, D)
+s, c (segment, cache length)                    ``segment``, ``cache_len``            -
+G = dNLL_i / dC                                 :func:`segment_nll_and_grad`          like C
+(m_q, v_q, t_q) per slot                        ``m``, ``v`` (like C), ``t`` (S,)     -
+demonstrations' cache C_0                       :func:`demo_cache`                    like C
+NLL(C), dNLL/dC                                 :func:`demo_nll_and_grad`             like C
+label scores log p(y | C, query)                :func:`hso_fewshot_scores`            (n_labels,)
+w, M (window, memory rows)                      ``window``, ``n_mem``                 -
+l_w, l_r (write / read layer)                   ``write_layer``, ``read_layer``       -
+S_k (memory of window k), S_0                   ``S``; ``mem["S0"]``                  (B, M, D)
+[S_k ; H^(l_w)] with mask_mem                   :func:`memory_mask`                   (M+T, M+T)
+S_{k+1} = carry S_k + pool(R, S_k)              :func:`pool_forward`                  (B, M, D)
+logits of one window, S_{k+1}                   ``RecurrentLM.window_forward``        (B, T, V)
+streaming state (S_k + window KV cache)         :class:`StreamState`                  <= M + w
+==============================================  ====================================  ============
 
 Deviations and choices (the sources leave these open):
 

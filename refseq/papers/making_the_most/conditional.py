@@ -41,7 +41,7 @@ def _ids(x, name: str, V: int) -> np.ndarray:
 
 
 def length_attr_logprob(lm, prefix, L: int, *, prompt=(), eos_id: int | None = None) -> float:
-    """Exact ``log P(|y| = L | x, y_{1:t} = prefix)`` under a ``TabularLM`` (|y| excludes EOS).
+    """Exact ``log P(|y| = L | x, y_{1:t} = prefix)`` under a ``TabularLM`` (``|y|`` excludes EOS).
 
     A prefix holding EOS has ended: 0 if it ended after exactly ``L`` tokens, else ``-inf``.
     Otherwise the probability that the next ``L - t`` tokens are not EOS and the one after is:
@@ -133,8 +133,9 @@ def conditional_beam_search(model, prompt, attr_logprob_fn, *, num_beams: int, k
     Returns
     -------
     list of :class:`~refseq.decoding.nbest.Hypothesis`, best score first: ``sum_logprob`` the
-    model log-prob ``S``, ``token_logprobs`` its terms, and ``score = S / L**alpha +
-    log P(a | x, y)`` with the attribute evaluated once on the whole output.
+    model log-prob ``S``, ``token_logprobs`` its terms, and
+    ``score = S / L**alpha + log P(a | x, y)`` with the attribute evaluated once on the whole
+    output.
 
     Notes
     -----

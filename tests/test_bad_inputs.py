@@ -2600,6 +2600,359 @@ TABLE += [
                   "seed": [-1, "x"]}),
 ]
 
+# --- refseq.decoding.speculative.tree (SECTION-TREE) ---
+_ST = "refseq.decoding.speculative.tree"
+_TREE_P, _TREE_T = np.array([-1, 0, 0, 1]), np.array([3, 1, 2, 0])
+
+
+def _st_tree():
+    return resolve(f"{_ST}.DraftTree")(_TREE_P, _TREE_T)
+
+
+def _st_batch():
+    tree = resolve(f"{_ST}.DraftTree")
+    b = resolve(f"{_ST}.TreeBatch").from_trees([_st_tree(), tree.chain(1, np.array([2]))])
+    return {"parents": np.array(b.parents), "tokens": np.array(b.tokens),
+            "num_nodes": np.array(b.num_nodes)}
+
+
+def _st_medusa():
+    return {"buffers": resolve(f"{_ST}.medusa_buffers")([[0], [1], [0, 0]], 2),
+            "candidates": np.arange(5)}
+
+
+_ST_TREE = {"tree": [3, None, _TREE_P]}
+_ST_NPAST = {"n_past": [-1, 1.5, "2", None]}
+TABLE += [
+    # (SECTION-TREE) rows go here; exclusions go to EXCLUDED with their reason
+    row(f"{_ST}.DraftTree", lambda: {"parents": _TREE_P, "tokens": _TREE_T},
+        arrays={"parents": ids(4, low=-1), "tokens": ids()},
+        cases=[("parents", "not-topological", lambda kw: {**kw, "parents": np.array(
+                   [-1, 0, 3, 1])}),
+               ("parents", "root-not-minus-1", lambda kw: {**kw, "parents": np.array(
+                   [0, 0, 0, 1])}),
+               ("tokens", "tokens-length", lambda kw: {**kw, "tokens": _TREE_T[:3]}),
+               ("virtual", "virtual-int", lambda kw: {**kw, "virtual": np.zeros(4, int)}),
+               ("virtual", "virtual-not-duplicate", lambda kw: {
+                   **kw, "virtual": np.array([0, 0, 1, 0], bool)}),
+               ("parents", "empty", lambda kw: {"parents": np.zeros(0, int),
+                                                "tokens": np.zeros(0, int)})]),
+    row(f"{_ST}.TreeBatch", _st_batch,
+        arrays={"parents": ids(4, low=-2), "tokens": ids(low=-1), "num_nodes": ids(5, low=1)},
+        cases=[("tokens", "tokens-shape", lambda kw: {**kw, "tokens": kw["tokens"][:, :3]}),
+               ("parents", "padding-parent", lambda kw: {**kw, "parents": np.where(
+                   kw["parents"] == -2, 0, kw["parents"])}),
+               ("virtual", "virtual-shape", lambda kw: {**kw, "virtual": np.zeros(4, bool)})]),
+    row(f"{_ST}.ancestor_mask", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
+    row(f"{_ST}.attention_mask", lambda: {"tree": _st_tree(), "n_past": 2},
+        keywords={**_ST_TREE, **_ST_NPAST}),
+    row(f"{_ST}.position_ids", lambda: {"tree": _st_tree(), "n_past": 2},
+        keywords={**_ST_TREE, **_ST_NPAST}),
+    row(f"{_ST}.retrieve_paths", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
+    row(f"{_ST}.dfs_permutation", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
+    row(f"{_ST}.permute", lambda: {"tree": _st_tree(), "perm": np.array([0, 2, 1, 3])},
+        arrays={"perm": ids(4)}, keywords=_ST_TREE,
+        cases=[("perm", "perm-repeat", lambda kw: {**kw, "perm": np.array([0, 1, 1, 3])}),
+               ("perm", "perm-child-first", lambda kw: {**kw, "perm": np.array([0, 3, 1, 2])}),
+               ("perm", "perm-length", lambda kw: {**kw, "perm": np.array([0, 1, 2])})]),
+    row(f"{_ST}.medusa_buffers", lambda: {"choices": [[0], [1], [0, 0]], "topk": 2},
+        keywords={"topk": [0, 1.5, "2", None],
+                  "choices": [[], "x", [[0, 1]], [[0], [0]], [[2]], [[-1]], [[0.5]], [3]]}),
+    row(f"{_ST}.tree_from_medusa_buffers", _st_medusa, arrays={"candidates": ids()},
+        keywords={"buffers": [3, {}, None]},
+        cases=[("candidates", "candidates-short", lambda kw: {**kw, "candidates": np.arange(2)}),
+               ("buffers", "buffers-not-a-tree", lambda kw: {**kw, "buffers": {
+                   **kw["buffers"], "medusa_position_ids": np.array([0, 1, 1, 1])}})]),
+    row(f"{_ST}.nonzero_blocks", lambda: {"mask": np.eye(5, dtype=bool), "block": 2},
+        arrays={"mask": frozenset({"ndim", "float", "two"})},
+        keywords={"block": [0, -1, 1.5, "2", None]}),
+]
+
+# --- refseq.decoding.speculative.verify and .exact (SECTION-VERIFY) ---
+_SV = "refseq.decoding.speculative.verify"
+_SX = "refseq.decoding.speculative.exact"
+_SV_P, _SV_T = np.array([-1, 0, 0, 1]), np.array([2, 1, 0, 1])
+
+
+def _sv_tree():
+    return resolve("refseq.decoding.speculative.tree.DraftTree")(_SV_P, _SV_T)
+
+
+def _sv_probs(n, V=3):
+    return np.random.default_rng(0).dirichlet(np.ones(V), size=n)  # (n, V)
+
+
+def _sv_stochastic():
+    return {"tree": _sv_tree(), "target_probs": _sv_probs(4), "draft_probs": _sv_probs(4),
+            "mode": "iid", "u_accept": np.full(4, 0.5), "u_final": 0.5}
+
+
+def _sv_fn(pre):
+    return np.array([0.5, 0.3, 0.2])
+
+
+def _sv_emission():
+    return {(0,): 0.5, (1, 2): 0.5}
+
+
+def _sv_not_probs(name, rows=True):
+    """A negative entry and a row that does not sum to 1 (NaN is covered by check_finite)."""
+    def negative(kw):
+        x = np.array(kw[name], dtype=np.float64)
+        x.flat[0] = -0.1
+        return {**kw, name: x}
+
+    def unnormalised(kw):
+        return {**kw, name: np.array(kw[name], dtype=np.float64) * 2}
+
+    def nan(kw):
+        x = np.array(kw[name], dtype=np.float64)
+        x.flat[0] = np.nan
+        return {**kw, name: x}
+
+    return [(name, f"{name}-negative", negative), (name, f"{name}-unnormalised", unnormalised),
+            (name, f"{name}-nan", nan)]
+
+
+_SV_TREE = {"tree": [3, None, _SV_P]}
+_SV_U = {"u_final": [-0.1, 1.0, np.nan, "0.5"]}
+_SV_MODE = {"mode": ["nope", 3, "typical"]}
+_SV_EMISSION = [("emission", "emission-list", lambda kw: {**kw, "emission": [((0,), 1.0)]}),
+                ("emission", "emission-negative", lambda kw: {**kw, "emission": {(0,): -1.0}}),
+                ("emission", "emission-key", lambda kw: {**kw, "emission": {0: 1.0}})]
+TABLE += [
+    # (SECTION-VERIFY) rows go here; exclusions go to EXCLUDED with their reason
+    row(f"{_SV}.verify_greedy_tree",
+        lambda: {"tree": _sv_tree(), "target_argmax": np.array([1, 1, 0, 2])},
+        arrays={"target_argmax": ids()}, keywords=_SV_TREE,
+        cases=[("target_argmax", "target_argmax-length", lambda kw: {
+            **kw, "target_argmax": kw["target_argmax"][:-1]})]),
+    row(f"{_SV}.verify_greedy_paths",
+        lambda: {"retrieve": np.array([[0, 2, -1], [0, 1, 3]]), "retrieve_len": np.array([2, 3]),
+                 "node_token": _SV_T, "node_argmax": np.array([1, 1, 0, 2])},
+        arrays={"retrieve": ids(4, low=0, kinds=("ndim", "float", "high")),
+                "retrieve_len": ids(4, low=1), "node_token": ids(), "node_argmax": ids()},
+        cases=[("retrieve", "retrieve-negative-inside", lambda kw: {
+            **kw, "retrieve": np.array([[0, -1, -1], [0, 1, 3]])}),
+               ("node_argmax", "node_argmax-length", lambda kw: {
+                   **kw, "node_argmax": kw["node_argmax"][:-1]}),
+               ("retrieve", "retrieve-empty", lambda kw: {
+                   **kw, "retrieve": np.zeros((0, 3), np.int64),
+                   "retrieve_len": np.zeros(0, np.int64)})]),
+    row(f"{_SV}.verify_greedy_chain",
+        lambda: {"draft": np.array([1, 2]), "target_argmax": np.array([1, 0, 2])},
+        arrays={"draft": ids(), "target_argmax": ids()},
+        cases=[("target_argmax", "target_argmax-length", lambda kw: {
+            **kw, "target_argmax": kw["target_argmax"][:-1]})]),
+    row(f"{_SV}.residual", lambda: {"p": _sv_probs(1)[0], "q": _sv_probs(2)[1]},
+        arrays={"p": F, "q": F}, cases=_sv_not_probs("p") + _sv_not_probs("q")),
+    row(f"{_SV}.speculative_sample_chain",
+        lambda: {"draft_tokens": np.array([1, 2]), "draft_probs": _sv_probs(2),
+                 "target_probs": _sv_probs(3), "u_accept": np.array([0.2, 0.9]),
+                 "u_final": 0.5},
+        arrays={"draft_tokens": ids(3), "draft_probs": F, "target_probs": F, "u_accept": F},
+        keywords=_SV_U,
+        cases=_sv_not_probs("target_probs") + _sv_not_probs("draft_probs")
+        + [("u_accept", "u_accept-one", lambda kw: {**kw, "u_accept": np.ones(2)})]),
+    row(f"{_SV}.verify_tree_stochastic", _sv_stochastic, flags=("bonus",),
+        arrays={"target_probs": F, "draft_probs": F, "u_accept": F},
+        keywords={**_SV_TREE, **_SV_U, **_SV_MODE},
+        cases=_sv_not_probs("target_probs") + _sv_not_probs("draft_probs")
+        + [("u_accept", "u_accept-negative", lambda kw: {**kw, "u_accept": -kw["u_accept"]}),
+           ("draft_probs", "draft_probs-none", lambda kw: {**kw, "draft_probs": None}),
+           ("child_draft_probs", "child_draft_probs-wor", lambda kw: {
+               **kw, "mode": "wor", "child_draft_probs": kw["draft_probs"]}),
+           ("target_probs", "target_probs-token-out-of-vocab", lambda kw: {
+               **kw, "target_probs": kw["target_probs"][:, :2] / kw["target_probs"][:, :2].sum(
+                   1, keepdims=True), "draft_probs": kw["draft_probs"][:, :2] / kw[
+                   "draft_probs"][:, :2].sum(1, keepdims=True)})]),
+    row(f"{_SV}.verify_multidraft",
+        lambda: {"root_probs_target": _sv_probs(1)[0], "draft_probs": _sv_probs(2)[1],
+                 "candidates": np.array([0, 2]), "mode": "wor", "u_accept": np.array([0.3, 0.6]),
+                 "u_final": 0.5},
+        arrays={"root_probs_target": F, "draft_probs": F, "candidates": ids(3), "u_accept": F},
+        keywords={**_SV_U, **_SV_MODE},
+        cases=_sv_not_probs("root_probs_target") + [
+            ("candidates", "candidates-empty", lambda kw: {
+                **kw, "candidates": np.zeros(0, np.int64), "u_accept": np.zeros(0)})]),
+    row(f"{_SV}.verify",
+        lambda: {"tree": _sv_tree(), "target_logits": _f(4, 3), "draft_probs": _sv_probs(4),
+                 "temperature": 0.8, "mode": "iid", "rng": 0},
+        arrays={"target_logits": F, "draft_probs": F},
+        keywords={**_SV_TREE, **_SV_MODE, "temperature": [-1.0, np.nan, "1"],
+                  "top_k": [1.5, "2"], "top_p": [0.0, 1.5], "rng": ["x", -1]},
+        cases=_sv_not_probs("draft_probs")[:2]),
+    row(f"{_SV}.typical_acceptance",
+        lambda: {"target_probs": _sv_probs(4), "tree": _sv_tree()},
+        arrays={"target_probs": F},
+        keywords={**_SV_TREE, "posterior_threshold": [0.0, -1.0, np.nan, "0.09"],
+                  "posterior_alpha": [0.0, np.nan], "u_final": [1.0, -0.1, "0.5"]},
+        cases=_sv_not_probs("target_probs")),
+    row(f"{_SX}.step_emission_distribution",
+        lambda: {k: v for k, v in _sv_stochastic().items() if not k.startswith("u_")},
+        flags=("bonus",),
+        arrays={"target_probs": F, "draft_probs": F},
+        keywords={**_SV_TREE, "mode": ["nope", 3]},
+        cases=_sv_not_probs("target_probs")),
+    row(f"{_SX}.enumerate_sampled_trees",
+        lambda: {"branching": (2, 1), "draft_fn": _sv_fn, "ctx": np.array([0, 1]), "mode": "wor"},
+        flags=("virtual",), arrays={"ctx": ids()},
+        keywords={"branching": [(), (0,), "2", (1.5,), (8, 8, 8)], "draft_fn": [3, None],
+                  "mode": ["point", 3]},
+        cases=[("ctx", "ctx-empty", lambda kw: {**kw, "ctx": np.zeros(0, np.int64)}),
+               ("virtual", "virtual-wor", lambda kw: {**kw, "virtual": True}),
+               ("draft_fn", "draft_fn-unnormalised", lambda kw: {
+                   **kw, "draft_fn": lambda pre: np.ones(3)})]),
+    row(f"{_SX}.mixture_emission",
+        lambda: {"trees_with_probs": resolve(f"{_SX}.enumerate_sampled_trees")(
+            (2,), _sv_fn, (0, 1), "iid"), "target_fn": _sv_fn, "draft_fn": _sv_fn,
+            "ctx": np.array([0, 1]), "mode": "iid"},
+        flags=("bonus",), arrays={"ctx": ids()},
+        keywords={"target_fn": [3], "draft_fn": [3], "mode": ["nope", 3],
+                  "trees_with_probs": [[], 3, [(1, 2, 3)]]}),
+    row(f"{_SX}.lossless_error",
+        lambda: {"emission": _sv_emission(), "target_fn": _sv_fn, "ctx": np.array([0, 1]),
+                 "V": 3, "max_len": 2},
+        arrays={"ctx": ids()},
+        keywords={"target_fn": [3], "V": [0, 1.5, "3"], "max_len": [0, 1.5, 40]},
+        cases=_SV_EMISSION),
+    row(f"{_SX}.expected_emitted", lambda: {"emission": _sv_emission()}, cases=_SV_EMISSION),
+]
+
+# --- refseq.decoding.speculative.target, .kv and .engine (SECTION-ENGINE) ---
+_SPEC = "refseq.decoding.speculative"
+
+
+def _spec_target():
+    from refseq.decoding.speculative.target import TinyTransformerTreeLM
+
+    return TinyTransformerTreeLM(_tiny_params())
+
+
+def _spec_generate():
+    from refseq.decoding.speculative.drafters import RandomDrafter
+
+    return {"target": _spec_target(), "drafter": RandomDrafter(7, 3, rng=0),
+            "prompt": np.array([1, 2]), "max_new_tokens": 3}
+
+
+TABLE += [
+    # (SECTION-ENGINE) rows go here; exclusions go to EXCLUDED with their reason
+    row(f"{_SPEC}.kv.commit_path",
+        lambda: {"cache": _f(1, 2, 1, 6, 2), "n_past": 2, "path": np.array([0, 1])},
+        arrays={"cache": ANY, "path": ids(kinds=("ndim", "float", "low"))},
+        keywords={"n_past": [-1, 1.5, 7]},
+        cases=[("path", "path-not-root", lambda kw: {**kw, "path": np.array([1, 2])}),
+               ("path", "path-past-cache", lambda kw: {**kw, "path": np.array([0, 4])})]),
+    row(f"{_SPEC}.target.TinyTransformerTreeLM", lambda: {"params": _tiny_params()},
+        keywords={"params": [3, None]}),
+    row(f"{_SPEC}.target.BatchedTreeLM", lambda: {"params": _tiny_params()},
+        keywords={"params": [3, None]}),
+    row(f"{_SPEC}.target.TabularTreeLM", lambda: {"lm": _markov()}, keywords={"lm": [3, None]}),
+    row(f"{_SPEC}.engine.speculative_generate", _spec_generate,
+        arrays={"prompt": ids(high=7)},
+        keywords={"max_new_tokens": [-1, 1.5], "temperature": [-1.0, np.nan, "0"],
+                  "top_k": [-1, 1.5], "top_p": [0.0, 1.5], "mode": ["greedy", 3],
+                  "eos_id": [7, -1], "rng": [-1, "x"], "max_steps": [0, 1.5],
+                  "target": [3, None], "drafter": [3, None]}),
+    row(f"{_SPEC}.engine.plain_greedy",
+        lambda: {"target": _spec_target(), "prompt": np.array([1, 2]), "n": 3},
+        arrays={"prompt": ids(high=7)},
+        keywords={"n": [-1, 1.5], "eos_id": [7, -1], "target": [3, None]}),
+    row(f"{_SPEC}.engine.plain_sample",
+        lambda: {"target": _spec_target(), "prompt": np.array([1, 2]), "n": 3, "rng": 0},
+        arrays={"prompt": ids(high=7)},
+        keywords={"n": [-1, 1.5], "eos_id": [7], "target": [3], "rng": [-1, "x"],
+                  "temperature": [0.0, -1.0], "top_k": [-1], "top_p": [0.0, 2.0]}),
+    row(f"{_SPEC}.drafters.ChainDrafter", lambda: {"lm": _markov(), "k": 2},
+        keywords={"lm": [3, None], "k": [-1, 1.5], "temperature": [-1.0, np.nan],
+                  "rng": [-1, "x"]}),
+    row(f"{_SPEC}.drafters.SampledTreeDrafter", lambda: {"lm": _markov(), "branching": (2, 1)},
+        flags=("virtual_duplicates",),
+        keywords={"lm": [3], "branching": [(), (0,), 3, (1.5,)], "mode": ["point", 3],
+                  "temperature": [0.0, -1.0], "rng": [-1]},
+        cases=[(("mode", "virtual_duplicates"), "virtual-wor", lambda kw: {
+            **kw, "mode": "wor", "virtual_duplicates": True})]),
+    row(f"{_SPEC}.drafters.RandomDrafter", lambda: {"vocab_size": 4, "max_nodes": 3},
+        keywords={"vocab_size": [0, 1.5], "max_nodes": [0, 2.0], "rng": [-1]}),
+    row(f"{_SPEC}.drafters.OracleDrafter", lambda: {"continuation": np.array([1, 2]), "k": 2},
+        arrays={"continuation": ids(kinds=("ndim", "float", "low"))},
+        keywords={"k": [-1, 1.5], "decoys": [-1, 1.5], "vocab_size": [0, 1.5]},
+        cases=[(("decoys", "vocab_size"), "decoys-no-vocab", lambda kw: {**kw, "decoys": 2})]),
+    row(f"{_SPEC}.drafters.AlwaysWrongDrafter",
+        lambda: {"continuation": np.array([1, 2]), "vocab_size": 4},
+        arrays={"continuation": ids(kinds=("ndim", "float", "low"))},
+        keywords={"vocab_size": [1, 1.5], "width": [0, 4], "depth": [0], "rng": [-1]}),
+    row(f"{_SPEC}.toy_result.toy_models", lambda: {"V": 3},
+        keywords={"V": [0, 1.5], "scale": [np.nan, "1"], "noise": [-1.0, np.nan]}),
+    row(f"{_SPEC}.toy_result.run_small_result",
+        lambda: {"steps": 2, "episode": 2, "greedy_checks": 0, "verbose": False},
+        flags=("verbose",),
+        keywords={"steps": [0, 1.5], "episode": [0], "seed": [-1], "greedy_checks": [-1]}),
+]
+
+# --- refseq.tree_verify and its jit/cuda twins (SECTION-HOTPATH) ---
+_TV_TOK = np.array([[1, 0, 2, 1, -1], [1, 1, 1, 1, 1]], np.int32)
+
+
+def _tv_batch():
+    return {"parents": np.array([[-1, 0, 0, 1, -2], [-1, 0, 1, 2, 3]], np.int32),
+            "num_nodes": np.array([4, 5], np.int32)}
+
+
+def _tv_stochastic():
+    r = _rng()
+    p = r.dirichlet(np.ones(3), (2, 5))
+    return dict(_tv_batch(), tokens=_TV_TOK, target_probs=p, draft_probs=p[:, ::-1].copy(),
+                mode=0, virtual=None, u_accept=r.random((2, 5)), u_final=r.random(2))
+
+
+TABLE += [
+    # (SECTION-HOTPATH) rows go here; exclusions go to EXCLUDED with their reason
+    row("refseq.tree_verify.tree_masks", lambda: dict(_tv_batch(), n_past=np.array([0, 3])),
+        arrays={"parents": ids(low=-2, kinds=("ndim", "float", "low")),
+                "num_nodes": ids(high=6, low=1), "n_past": ids()},
+        keywords={"backend": ["gpu", 3]},
+        cases=[("parents", "parents-not-topological",
+                lambda kw: {**kw, "parents": np.array([[-1, 2, 0, 1, -2], [-1, 0, 1, 1, 0]])})]),
+    row("refseq.tree_verify.tree_verify_greedy",
+        lambda: dict(_tv_batch(), tokens=_TV_TOK, target_argmax=np.ones((2, 5), np.int32)),
+        arrays={"tokens": ids(low=-1, kinds=("ndim", "float", "low")),
+                "target_argmax": ids(kinds=("ndim", "float")), "num_nodes": ids(high=6, low=1)},
+        keywords={"backend": ["gpu", 3]},
+        cases=[("tokens", "padding-token", lambda kw: {**kw, "tokens": _set(_TV_TOK, 4, 0)})]),
+    row("refseq.tree_verify.tree_verify_greedy_paths",
+        lambda: dict(retrieve=np.array([[[0, 1, 3], [0, 2, -1]], [[0, 1, 2], [-1, -1, -1]]]),
+                     retrieve_len=np.array([[3, 2], [3, 0]]), node_token=_TV_TOK,
+                     node_argmax=np.ones((2, 5), np.int32)),
+        arrays={"retrieve": ids(high=5, low=-1, kinds=("ndim", "float", "low", "high")),
+                "retrieve_len": ids(high=4, kinds=("ndim", "float", "low", "high")),
+                "node_token": ids(low=-1, kinds=("ndim", "float", "low")),
+                "node_argmax": ids(low=-1, kinds=("ndim", "float", "low"))},
+        keywords={"backend": ["gpu", 3]}),
+    row("refseq.tree_verify.tree_verify_stochastic", _tv_stochastic,
+        arrays={"target_probs": F, "draft_probs": F, "u_accept": F - {"int32", "bool"},
+                "u_final": F - {"int32", "bool"},
+                "tokens": ids(low=-1, kinds=("ndim", "float", "low")),
+                "num_nodes": ids(high=6, low=1)},
+        keywords={"mode": [3, "greedy", 1.5], "backend": ["gpu", 3]},
+        cases=[("u_accept", "u-one", lambda kw: {**kw, "u_accept": np.ones((2, 5))}),
+               ("target_probs", "logits",
+                lambda kw: {**kw, "target_probs": kw["target_probs"] * 2}),
+               ("draft_probs", "missing", lambda kw: {**kw, "draft_probs": None}),
+               ("virtual", "virtual-in-wor",
+                lambda kw: {**kw, "mode": 1, "virtual": np.eye(5, dtype=bool)[[4, 4]] * 0
+                            + np.array([[0, 0, 0, 1, 0], [0] * 5], bool)})]),
+    row("refseq.tree_verify.kv_commit",
+        lambda: dict(cache=_f(2, 1, 2, 2, 8, 3), n_past=np.array([0, 2]),
+                     path=np.array([[0, 1, 3], [0, 2, -1]]), num_accepted=np.array([2, 1])),
+        arrays={"cache": FREE, "n_past": ids(high=8), "num_accepted": ids(high=3)},
+        keywords={"backend": ["gpu", 3]},
+        cases=[("path", "path-decreasing",
+                lambda kw: {**kw, "path": np.array([[0, 0, 3], [0, 2, -1]])}),
+               ("cache", "cache-list", lambda kw: {**kw, "cache": kw["cache"].tolist()})]),
+]
+
 # --- exclusions, with the reason (each name explicit: a new callable must be placed) ----------
 
 # --- refseq.oracle: the checker of users' implementations ---------------------------------------
@@ -2654,11 +3007,13 @@ EXCLUDED = {
         "refseq.decoding.GenOutput", "refseq.decoding.Hypothesis",
         "refseq.decoding.diverse_beam.DBSHypothesis", "refseq.decoding.diverse_beam.DBSResult",
         "refseq.decoding.exact.ExactMode", "refseq.decoding.peers.HFComparison",
+        "refseq.decoding.speculative.verify.VerifyResult",
         "refseq.decoding.peers.HFGenerateOutput", "refseq.decoding.peers.HFRow",
         "refseq.decoding.peers.HFState", "refseq.models.tiny_transformer.batched_lm.BatchedState",
         "refseq.papers.hyperfitting.Continuations", "refseq.papers.hyperfitting.HyperfitLog",
         "refseq.papers.hyperfitting.LogEntry", "refseq.papers.hyperfitting.HyperfitSplits",
         "refseq.papers.making_the_most.HSOResult", "refseq.papers.making_the_most.StreamState",
+        "refseq.decoding.speculative.engine.SpecStats",
     ],
     "VJP of pool_forward: its cache argument is pool_forward's own output (the pool, carry, R, w "
     "and layer-norm caches it built from arguments its row validates), so a bad cache can only be "
@@ -2667,7 +3022,8 @@ EXCLUDED = {
         "refseq.papers.making_the_most.pool_backward",
     ],
     "a typing.Protocol (structural type for isinstance checks), not a computation": [
-        "refseq.decoding.StepLM",
+        "refseq.decoding.StepLM", "refseq.decoding.speculative.target.TreeLM",
+        "refseq.decoding.speculative.engine.Drafter",
     ],
     "Numba device/intrinsic scalar functions: compiled into kernels, called only with scalars "
     "by validated kernels; not callable on arrays from Python": [

@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="speed ratios measured side by side")
     b.add_argument("what", nargs="?", default=None, metavar="NAME",
                    type=_choice("benchmark", _benchmarks),
-                   help="which benchmark (scan, recurrence, train); none: list them")
+                   help="which benchmark (e.g. scan, decoding); none: list them")
     b.add_argument("--repeats", type=positive_int, default=10,
                    help="timed runs per measurement, best is kept (>= 1)")
     b.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy reference")

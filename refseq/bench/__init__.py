@@ -18,6 +18,8 @@ BENCHMARKS = {
     "train": ("refseq.bench.train", "one Adam step of the tiny transformer vs torch"),
     "decoding": ("refseq.bench.decoding",
                  "beam search and diverse beam search per token vs Hugging Face generate"),
+    "tree_verify": ("refseq.bench.tree_verify",
+                    "greedy/stochastic tree verification: jit (and cuda) vs NumPy, torch, a copy"),
 }
 
 

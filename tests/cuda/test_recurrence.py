@@ -148,3 +148,41 @@ def test_bad_input_raises(cr):
 def test_r_placement_rule(cr):
     assert cr.r_fits_shared(4, 32, 16, 4)  # 4*32*32 + 16*4*32 floats = 24 KiB
     assert not cr.r_fits_shared(4, 128, 16, 4)  # R alone is 256 KiB: global memory
+
+
+def test_kernel_modules_build_what_the_public_call_runs(cr, monkeypatch):
+    """``refseq.cuda.recurrence.forward.build`` and ``.backward.build``, by name: a fresh kernel
+    table builds each once per dtype, and the launch with them passes the reference check."""
+    from refseq.cuda.recurrence import backward as KB
+    from refseq.cuda.recurrence import forward as KF
+
+    built = []
+    for module in (KF, KB):
+        real = module.build
+        monkeypatch.setattr(module, "build",
+                            lambda dtype, _r=real, _m=module.__name__: (built.append(
+                                (_m.rsplit(".", 1)[1], np.dtype(dtype).name)), _r(dtype))[1])
+    monkeypatch.setattr(cr, "_KERNELS", {})
+    case = make_case(np.random.default_rng(3), "lstm", B=2, T=3, N=1, D=2)
+    case.check(Launch(cr.flashrnn_forward, cr.flashrnn_backward, threads=2, batch_tile=1),
+               np.float64)
+    assert built == [("forward", "float64"), ("backward", "float64")]
+
+
+@settings(cuda_settings())
+@given(B=st.integers(0, 2), T=st.integers(1, 3), I=st.integers(1, 4), G=st.integers(1, 2),
+       D=st.integers(1, 3), seed=st.integers(0, 100))
+def test_projection_module_matches_the_reference(cr, B, T, I, G, D, seed):
+    """``refseq.cuda.recurrence.projection`` by name against the NumPy projection (float64;
+    one device matmul sums in another order: 1e-12 relative)."""
+    from refseq.cuda.recurrence import projection as P
+    from refseq.recurrence.projection import project_inputs, project_inputs_backward
+
+    rng = np.random.default_rng(seed)
+    x, W = rng.standard_normal((B, T, I)), rng.standard_normal((G, 2, D, I))
+    bias, dWx = rng.standard_normal((G, 2, D)), rng.standard_normal((B, T, G, 2, D))
+    np.testing.assert_allclose(P.project_inputs(x, W, bias), project_inputs(x, W, bias),
+                               rtol=1e-12, atol=1e-12)
+    for mine, ref in zip(P.project_inputs_backward(dWx, x, W),
+                         project_inputs_backward(dWx, x, W)):
+        np.testing.assert_allclose(mine, ref, rtol=1e-12, atol=1e-12)

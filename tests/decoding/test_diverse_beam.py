@@ -61,7 +61,7 @@ def _lm(seed, V, eos):
 lm_cases = st.tuples(st.integers(0, 10**6), st.integers(5, 9), st.booleans(), st.integers(2, 6))
 
 
-def _same(a, b, tol=1e-10):
+def assert_same_hyps(a, b, tol=1e-10):
     assert [h.tokens.tolist() for h in a] == [h.tokens.tolist() for h in b]
     np.testing.assert_allclose([h.score for h in a], [h.score for h in b], atol=tol, rtol=tol)
     np.testing.assert_allclose([h.sum_logprob for h in a], [h.sum_logprob for h in b], atol=tol,
@@ -76,7 +76,7 @@ def test_one_group_is_beam_search(case, B, alpha, lam):
     kw = dict(num_beams=B, max_new_tokens=T, eos_ids=[0] if eos else [], length_penalty=alpha)
     ref = beam_search(lm, [np.array([seed % V])], num_return_sequences=B, **kw)[0]
     r = _run(lm, (seed % V,), num_groups=1, diversity_strength=lam, **kw)
-    _same(r.groups[0], ref)
+    assert_same_hyps(r.groups[0], ref)
 
 
 @settings(deadline=None)
@@ -92,7 +92,7 @@ def test_lambda_zero_every_group_is_beam_search_of_width_b_prime(case, Bp, G, di
     r = _run(lm, (1,), num_beams=Bp * G, num_groups=G, diversity_strength=0.0,
              diversity=diversity, **kw)
     for g, group in enumerate(r.groups):
-        _same(group, ref)
+        assert_same_hyps(group, ref)
         assert all(h.group == g and h.aug_score == h.sum_logprob for h in group)
 
 
@@ -122,8 +122,8 @@ def test_group_g_depends_only_on_groups_up_to_g(case, Bp, lam2, lam3, conv):
     b = _run(lm, (3,), diversity_strength=np.array([5.0, lam2, 2 * lam3 + 1]), **kw)
     c = _run(lm, (3,), diversity_strength=2 * lam2, diversity="ngram", **kw)
     for x, y in ((a, b), (a, c)):  # group 1: no lambda, no diversity function
-        _same(x.groups[0], y.groups[0])
-    _same(a.groups[1], b.groups[1])  # group 2 ignores lambda_3
+        assert_same_hyps(x.groups[0], y.groups[0])
+    assert_same_hyps(a.groups[1], b.groups[1])  # group 2 ignores lambda_3
 
 
 @settings(deadline=None)
@@ -298,8 +298,8 @@ def test_batch_equals_loop(seeds, Bp, G, conv, eos):
     for p, r in zip(prompts, batch):
         (one,) = diverse_beam_search(lm, [p], **kw)
         for x, y in zip(r.groups, one.groups):
-            _same(x, y, tol=0)
-        _same(r.flat, one.flat, tol=0)
+            assert_same_hyps(x, y, tol=0)
+        assert_same_hyps(r.flat, one.flat, tol=0)
 
 
 def test_flat_order_group_major_or_interleaved():
@@ -324,7 +324,7 @@ def test_staggered_equals_lockstep_with_one_beam_per_group(case, G, lam):
     kw = dict(num_beams=G, num_groups=G, diversity_strength=lam, max_new_tokens=T)
     a, b = _run(lm, **kw), _run(lm, schedule="staggered", **kw)
     for x, y in zip(a.groups, b.groups):
-        _same(x, y)
+        assert_same_hyps(x, y)
 
 
 def test_suppress_ids_and_min_new_tokens():
@@ -353,7 +353,7 @@ def test_user_callable_diversity_receives_the_protocol():
              bonus=0.0)
     b = _run(GOLDEN, num_beams=4, num_groups=2, diversity_strength=0.5)
     for x, y in zip(a.groups, b.groups):
-        _same(x, y)
+        assert_same_hyps(x, y)
     assert calls == [((2, t - 1), (2, t), 4) for t in (1, 2, 3)]
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refseq.metrics import distinct_n, num_unique, oracle_at_k, type_token_ratio
+from refseq.metrics.diversity import distinct_n, num_unique, oracle_at_k, type_token_ratio
 
 seqs = st.lists(st.lists(st.integers(0, 5), min_size=0, max_size=12), min_size=1, max_size=5)
 

@@ -10,6 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from refseq import nn
+from refseq.nn.linear import linear_backward, linear_forward
 from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import normal, seeds
 
@@ -50,7 +51,7 @@ def test_linear_vjp(seed, lead, D_in, D_out, bias):
     rng = np.random.default_rng(seed)
     args = [normal(rng, (*lead, D_in)), normal(rng, (D_in, D_out))]
     args.append(normal(rng, (D_out,)) if bias else None)
-    grads = check_vjp(nn.linear_forward, nn.linear_backward, args, [0, 1, 2][: 2 + bias], rng)
+    grads = check_vjp(linear_forward, linear_backward, args, [0, 1, 2][: 2 + bias], rng)
     assert (grads[2] is None) == (not bias)
 
 
@@ -195,17 +196,17 @@ def test_gradient_check_catches_a_transposed_gradient():
     W = normal(rng, (4, 4))
 
     def wrong_backward(dy, cache):
-        dx, dW, db = nn.linear_backward(dy, cache)
+        dx, dW, db = linear_backward(dy, cache)
         return dy @ cache.W, dW, db
 
     with pytest.raises(AssertionError, match="argument 0"):
-        check_vjp(nn.linear_forward, wrong_backward, [normal(rng, (3, 4)), W, None], [0], rng)
+        check_vjp(linear_forward, wrong_backward, [normal(rng, (3, 4)), W, None], [0], rng)
 
 
 # ---------------------------------------------------------------- dtypes
 
 DTYPE_CASES = {
-    "linear": lambda r, t: nn.linear_forward(normal(r, (2, 3), t), normal(r, (3, 4), t),
+    "linear": lambda r, t: linear_forward(normal(r, (2, 3), t), normal(r, (3, 4), t),
                                              normal(r, (4,), t)),
     "layer_norm": lambda r, t: nn.layer_norm_forward(normal(r, (2, 3), t), normal(r, (3,), t),
                                                      normal(r, (3,), t)),
@@ -260,10 +261,10 @@ def nn_leaves(grads):
 # ---------------------------------------------------------------- bad input
 
 BAD = [
-    (lambda: nn.linear_forward(np.ones((2, 3)), np.ones((4, 2))), ValueError, "W"),
-    (lambda: nn.linear_forward(np.ones((2, 3)), np.ones((3, 2)), np.ones(3)), ValueError, "b"),
-    (lambda: nn.linear_forward(np.ones((2, 3), int), np.ones((3, 2))), TypeError, "x"),
-    (lambda: nn.linear_forward(np.ones((2, 3)), np.ones((3, 2), np.float16)), TypeError, "W"),
+    (lambda: linear_forward(np.ones((2, 3)), np.ones((4, 2))), ValueError, "W"),
+    (lambda: linear_forward(np.ones((2, 3)), np.ones((3, 2)), np.ones(3)), ValueError, "b"),
+    (lambda: linear_forward(np.ones((2, 3), int), np.ones((3, 2))), TypeError, "x"),
+    (lambda: linear_forward(np.ones((2, 3)), np.ones((3, 2), np.float16)), TypeError, "W"),
     (lambda: nn.embedding_forward(np.array([0, 3]), np.ones((3, 2))), ValueError, "ids"),
     (lambda: nn.embedding_forward(np.array([-1]), np.ones((3, 2))), ValueError, "ids"),
     (lambda: nn.embedding_forward(np.array([0.0]), np.ones((3, 2))), TypeError, "ids"),
@@ -302,7 +303,7 @@ BAD = [
     (lambda: nn.rope_forward(np.ones((2, 1, 4)), np.zeros(2)), TypeError, "positions"),
     (lambda: nn.rope_forward(np.ones((3, 2, 1, 4)), np.zeros((2, 2), int)), ValueError,
      "positions"),
-    (lambda: nn.linear_backward(np.ones((2, 5)), nn.linear_forward(np.ones((2, 3)),
+    (lambda: linear_backward(np.ones((2, 5)), linear_forward(np.ones((2, 3)),
                                                                    np.ones((3, 4)))[1]),
      ValueError, "dy"),
 ]

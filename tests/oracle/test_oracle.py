@@ -9,7 +9,8 @@ import pytest
 
 import refseq.oracle as oracle
 from refseq.cli import main
-from refseq.oracle import OracleFailure, check, contracts, replay
+from refseq.oracle import check, contracts, replay
+from refseq.oracle.report import OracleFailure, Report
 from refseq.registry import REGISTRY
 
 
@@ -218,3 +219,19 @@ def test_a_function_that_drops_the_carried_state_fails_only_that_case():
 
     report = check(forgets_state, "softmax_scan", max_examples=1, raise_on_failure=False)
     assert {c.property for c in report.failures} == {"carried state"}
+
+
+def test_pytest_plugin_parses_its_option_and_rejects_bad_specs():
+    """:mod:`refseq.oracle.pytest_plugin` by name: ``--refseq-check CONTRACT=module:callable``."""
+    from refseq.oracle import pytest_plugin
+
+    assert pytest_plugin._parse("linear_scan=pkg.mod:fn") == ("linear_scan", "pkg.mod:fn")
+    for bad in ("linear_scan", "=pkg:fn", "linear_scan=pkg.fn", "linear_scan:pkg:fn"):
+        with pytest.raises(pytest.UsageError, match="CONTRACT=module:callable"):
+            pytest_plugin._parse(bad)
+
+
+def test_a_report_lists_its_cases_and_is_ok_only_when_all_pass():
+    report = check(scan, "linear_scan", max_examples=1)
+    assert isinstance(report, Report) and report.ok and report.cases
+    assert all(c.ok for c in report.cases)

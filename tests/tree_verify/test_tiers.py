@@ -132,3 +132,49 @@ def test_strict_acceptance_with_u_zero(backend):
                                                  np.zeros((1, 2)), np.array([0.0]), [2],
                                                  backend=backend)
         assert m[0] == 0 and nxt[0] == 1
+
+
+@given(batches(max_B=3, max_N=16, max_V=8))
+def test_jit_kernel_module_functions_are_what_the_jit_tier_runs(kw):
+    """:mod:`refseq.jit.tree_verify.kernels` by name: each public jit call runs its kernel
+    (spied) and returns the NumPy tier's outputs."""
+    import refseq.jit.tree_verify as jt
+    from refseq.jit.tree_verify import kernels as JK
+
+    calls = []
+    names = ("greedy_kernel", "masks_kernel", "stochastic_kernel")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in names:
+            real = getattr(JK, name)
+            mp.setattr(jt, name, lambda *a, _r=real, _n=name: (calls.append(_n), _r(*a))[1])
+        assert_same_walks(_run(kw, "jit"), _run(kw, "numpy"), near_boundary(kw))
+        args = _greedy_inputs(kw)
+        for g, w in zip(tv.tree_verify_greedy(*args, backend="jit"), tv.tree_verify_greedy(*args),
+                        strict=True):
+            np.testing.assert_array_equal(g, w)
+        n_past = np.zeros(kw["parents"].shape[0], np.int32)
+        for g, w in zip(tv.tree_masks(kw["parents"], kw["num_nodes"], n_past, backend="jit"),
+                        tv.tree_masks(kw["parents"], kw["num_nodes"], n_past), strict=True):
+            np.testing.assert_array_equal(g, w)
+    assert calls == ["stochastic_kernel", "greedy_kernel", "masks_kernel"]
+
+
+@cuda_settings()
+@given(batches(max_B=2, max_N=6, max_V=6))
+def test_cuda_kernel_module_builds_what_the_cuda_tier_launches(cuda_tier, kw):
+    """:mod:`refseq.cuda.tree_verify.kernels` by name: ``kernel_table(threads)`` is cached per
+    block size, holds the five kernels, and the tier's launches fetch them there."""
+    from refseq.cuda.tree_verify import kernels as CK
+
+    table = CK.kernel_table(4)
+    assert set(table) == {"masks", "greedy", "paths", "stochastic", "kv"}
+    assert CK.kernel_table(4) is table
+    fetched = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cuda_tier, "kernel_table",
+                   lambda threads: (fetched.append(threads), CK.kernel_table(threads))[1])
+        args = _greedy_inputs(kw)
+        for g, w in zip(tv.tree_verify_greedy(*args, backend="cuda"), tv.tree_verify_greedy(*args),
+                        strict=True):
+            np.testing.assert_array_equal(g, w)
+    assert len(fetched) == 1

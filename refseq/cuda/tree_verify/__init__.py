@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.cuda.tree_verify.kernels import bind_cuda, kernels
+from refseq.cuda.tree_verify.kernels import bind_cuda, kernel_table
 from refseq.cuda.tree_verify.mirror import THREADS
 
 # Called only through refseq.tree_verify(backend=...), after its checks: no public surface.
@@ -27,7 +27,7 @@ def tree_masks(parents, num_nodes, n_past):
     cu = bind_cuda()
     B, N = parents.shape
     d_allow, d_pos = cu.device_array((B, N, N), np.uint8), cu.device_array((B, N), np.int32)
-    kernels(THREADS)["masks"][_grid(B * N), _ROW](
+    kernel_table(THREADS)["masks"][_grid(B * N), _ROW](
         cu.to_device(parents), cu.to_device(num_nodes), cu.to_device(n_past), d_allow, d_pos)
     return d_allow.copy_to_host(), d_pos.copy_to_host()
 
@@ -46,7 +46,7 @@ def tree_verify_greedy(parents, tokens, target_argmax, num_nodes, width):
     cu = bind_cuda()
     B = parents.shape[0]
     outs = _outputs(cu, B, width)
-    kernels(THREADS)["greedy"][_grid(B), _ROW](
+    kernel_table(THREADS)["greedy"][_grid(B), _ROW](
         *(cu.to_device(x) for x in (parents, tokens, target_argmax, num_nodes)), *outs)
     return _host(*outs)
 
@@ -57,7 +57,7 @@ def tree_verify_greedy_paths(retrieve, retrieve_len, node_token, node_argmax):
     B, P = retrieve_len.shape
     outs = (cu.device_array((B, P), np.int32), cu.device_array(B, np.int32),
             cu.device_array(B, np.int32))
-    kernels(THREADS)["paths"][_grid(B), _ROW](
+    kernel_table(THREADS)["paths"][_grid(B), _ROW](
         *(cu.to_device(x) for x in (retrieve, retrieve_len, node_token, node_argmax)), *outs)
     return _host(*outs)
 
@@ -76,7 +76,7 @@ def tree_verify_stochastic(parents, tokens, target, draft, mode, virtual, u_acce
     outs = _outputs(cu, B, width)
     ins = tuple(cu.to_device(np.ascontiguousarray(x)) for x in (parents, tokens, target, draft))
     rest = tuple(cu.to_device(x) for x in (virtual, u_accept, u_final, num_nodes))
-    kernels(threads)["stochastic"][B, threads](*ins, np.int32(mode), *rest, *work, *outs)
+    kernel_table(threads)["stochastic"][B, threads](*ins, np.int32(mode), *rest, *work, *outs)
     return _host(*outs)
 
 
@@ -86,6 +86,6 @@ def kv_commit(cache, n_past, path, num_accepted, threads=32):
     cu = bind_cuda()
     B, L, _, H = cache.shape[:4]
     d_cache = cu.to_device(cache)
-    kernels(THREADS)["kv"][B * L * 2 * H, threads](
+    kernel_table(THREADS)["kv"][B * L * 2 * H, threads](
         d_cache, cu.to_device(n_past), cu.to_device(path), cu.to_device(num_accepted))
     d_cache.copy_to_host(cache)

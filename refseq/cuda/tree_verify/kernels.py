@@ -33,7 +33,7 @@ def bind_cuda():
     return cuda
 
 
-def kernels(threads):
+def kernel_table(threads):
     """``{name: kernel}`` for a block of ``threads`` (a power of two) threads, built once."""
     if threads not in _KERNELS:
         bind_cuda()

@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 
 from refseq.models import tiny_transformer as tt
 from refseq.models.tiny_transformer import kv_cache
+from refseq.models.tiny_transformer.backward import backward
+from refseq.models.tiny_transformer.kv import kv_from_hidden, kv_from_hidden_backward
+from refseq.models.tiny_transformer.params import named_parameters, params_from_named
 from refseq.testing.gradcheck import assert_directional, cotangent_loss
 from refseq.testing.strategies import seeds
 
@@ -49,23 +52,23 @@ def test_backward_matches_finite_differences(cfg, seed, data):
     use_dkv = data.draw(st.booleans(), "d_new_kv")
 
     def run(named, x, past, cache=False):
-        return tt.forward(tt.params_from_named(cfg, named), embeds=x, positions=pos,
+        return tt.forward(params_from_named(cfg, named), embeds=x, positions=pos,
                           allow_mask=mask, past_kv=past, return_cache=cache)
 
-    named = dict(tt.named_parameters(p))
+    named = dict(named_parameters(p))
     logits, hidden, new_kv, cache = run(named, x, past, cache=True)
     dl = rng.standard_normal(logits.shape)
     dh = [rng.standard_normal(h.shape) if rng.random() < 0.7 else None for h in hidden] \
         if use_dh else None
     dkv = rng.standard_normal(new_kv.shape) if use_dkv else None
-    g = tt.backward(p, cache, dl, d_hidden=dh, d_new_kv=dkv)
+    g = backward(p, cache, dl, d_hidden=dh, d_new_kv=dkv)
 
     def outputs():  # reads the arrays that the check moves in place
         lg, hid, kv = run(named, x, past)
         return lg, list(hid), kv
 
     args = dict(named, embeds=x)
-    grads = dict(tt.named_parameters(g.params), embeds=g.embeds)
+    grads = dict(named_parameters(g.params), embeds=g.embeds)
     if past is not None:
         args["past_kv"], grads["past_kv"] = past, g.past_kv
     else:
@@ -81,10 +84,10 @@ def test_token_gradient_scatters_into_wte_and_layers_backward(cfg, seed):
     tokens = rng.integers(0, cfg.vocab_size, size=6)
     logits, hidden, _, cache = tt.forward(p, tokens, return_cache=True)
     dl = rng.standard_normal(logits.shape)
-    g = tt.backward(p, cache, dl)
+    g = backward(p, cache, dl)
     x = tt.token_embeddings(p, tokens)
     _, _, _, cache_e = tt.forward(p, embeds=x, return_cache=True)
-    g_e = tt.backward(p, cache_e, dl)
+    g_e = backward(p, cache_e, dl)
     dwte = g_e.params.wte.copy()
     np.add.at(dwte, tokens, g_e.embeds)  # chain rule through the lookup
     np.testing.assert_allclose(g.params.wte, dwte, **TOL)
@@ -97,10 +100,10 @@ def test_token_gradient_scatters_into_wte_and_layers_backward(cfg, seed):
     np.testing.assert_allclose(lg, logits, **TOL)
     dh, head_grads = tt.lm_head_backward(p, hc, dl)
     dh_lo, lg_grads, _ = tt.forward_layers_backward(p, lc, dh)
-    full = tt.backward(p, cache, dl, d_hidden=None)
+    full = backward(p, cache, dl, d_hidden=None)
     for l in range(lo, cfg.n_layers):
-        for a, b in zip(tt.named_parameters(lg_grads.blocks[l]),
-                        tt.named_parameters(full.params.blocks[l])):
+        for a, b in zip(named_parameters(lg_grads.blocks[l]),
+                        named_parameters(full.params.blocks[l])):
             np.testing.assert_allclose(a[1], b[1], **TOL)
     _, _, _, lc0 = tt.forward_layers(p, hidden[0], 0, lo, return_cache=True)
     dx, _, _ = tt.forward_layers_backward(p, lc0, dh_lo)
@@ -116,15 +119,15 @@ def test_kv_from_hidden_reproduces_cache_and_its_gradient(cfg, seed, B, S):
     pos = rng.permutation(cfg.max_positions)[:S]
     _, hidden, kv = tt.forward(p, tok, positions=pos, allow_mask=np.ones((S, S), bool))
     h_in = np.stack(hidden[:-1], axis=-3)  # (..., L, S, D): inputs of each block
-    kv2, cache = tt.kv_from_hidden(p, h_in, pos, return_cache=True)
+    kv2, cache = kv_from_hidden(p, h_in, pos, return_cache=True)
     np.testing.assert_allclose(kv2, kv, **TOL)
     dkv = rng.standard_normal(kv.shape)
-    dh, g = tt.kv_from_hidden_backward(p, cache, dkv)
-    named = dict(tt.named_parameters(p))
+    dh, g = kv_from_hidden_backward(p, cache, dkv)
+    named = dict(named_parameters(p))
 
-    loss = cotangent_loss(lambda: tt.kv_from_hidden(tt.params_from_named(cfg, named), h_in, pos),
+    loss = cotangent_loss(lambda: kv_from_hidden(params_from_named(cfg, named), h_in, pos),
                           dkv)
-    assert_directional(loss, dict(named, h_in=h_in), dict(tt.named_parameters(g), h_in=dh),
+    assert_directional(loss, dict(named, h_in=h_in), dict(named_parameters(g), h_in=dh),
                        rng=rng)
 
 
@@ -265,19 +268,19 @@ def test_batch_axis_present_equals_absent(cfg, seed, T, S):
     past = rng.standard_normal((2, cfg.n_layers, 2, cfg.n_heads, S, cfg.d_head)) if S else None
     lg, hid, kv, cache = tt.forward(p, tok, past_kv=past, return_cache=True)
     dl = rng.standard_normal(lg.shape)
-    g = tt.backward(p, cache, dl)
+    g = backward(p, cache, dl)
     acc = tt.map_parameters(np.zeros_like, p)
     for b in range(2):
         lg_b, hid_b, kv_b, c_b = tt.forward(p, tok[b], past_kv=None if past is None else past[b],
                                             return_cache=True)
         np.testing.assert_allclose(lg[b], lg_b, **TOL)
         np.testing.assert_allclose(kv[b], kv_b, **TOL)
-        g_b = tt.backward(p, c_b, dl[b])
+        g_b = backward(p, c_b, dl[b])
         np.testing.assert_allclose(g.embeds[b], g_b.embeds, **TOL)
         if past is not None:
             np.testing.assert_allclose(g.past_kv[b], g_b.past_kv, **TOL)
         acc = tt.map_parameters(np.add, acc, g_b.params)
-    for (n, a), (_, b_) in zip(tt.named_parameters(g.params), tt.named_parameters(acc)):
+    for (n, a), (_, b_) in zip(named_parameters(g.params), named_parameters(acc)):
         np.testing.assert_allclose(a, b_, err_msg=n, **TOL)
 
 
@@ -285,12 +288,12 @@ def test_float32_runs_in_float32():
     cfg64 = tt.TinyConfig(11, 8, 2, 2, 16)
     cfg32 = tt.TinyConfig(11, 8, 2, 2, 16, dtype="float32")
     p64 = random_params(cfg64, 3)
-    p32 = tt.params_from_named(cfg32, {n: a.astype(np.float32)
-                                       for n, a in tt.named_parameters(p64)})
+    p32 = params_from_named(cfg32, {n: a.astype(np.float32)
+                                       for n, a in named_parameters(p64)})
     tok = np.array([1, 5, 2, 9])
     lg, hid, kv, c = tt.forward(p32, tok, return_cache=True)
-    g = tt.backward(p32, c, np.ones_like(lg))
-    for a in [lg, kv, g.embeds, *hid, *(a for _, a in tt.named_parameters(g.params))]:
+    g = backward(p32, c, np.ones_like(lg))
+    for a in [lg, kv, g.embeds, *hid, *(a for _, a in named_parameters(g.params))]:
         assert a.dtype == np.float32
     # float32 vs float64 logits: a fixed 1e-4, relative and absolute (a coarse check that the
     # float32 path computes the same function, not the derived tolerance of docs/design.md)
@@ -305,7 +308,7 @@ def test_save_load_round_trip_is_bit_identical(cfg, seed, tmp_path_factory):
     tt.save(path, p)
     q = tt.load(path, config=cfg)
     assert q.config == cfg
-    for (n, a), (m, b) in zip(tt.named_parameters(p), tt.named_parameters(q)):
+    for (n, a), (m, b) in zip(named_parameters(p), named_parameters(q)):
         assert n == m and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
@@ -325,7 +328,7 @@ def test_load_rejects_corrupted_or_mismatched_files(tmp_path):
         tt.load(tmp_path / "flip.npz")
     with pytest.raises(ValueError, match="stored config differs.*n_layers"):
         tt.load(good, config=tt.TinyConfig(11, 8, 1, 2, 16))
-    named = dict(tt.named_parameters(p))
+    named = dict(named_parameters(p))
     np.savez(tmp_path / "missing.npz", __format__=np.array(tt.FORMAT),
              __config__=np.array('{"vocab_size": 11, "d_model": 8, "n_layers": 2, '
                                  '"n_heads": 2, "max_positions": 16}'),

@@ -12,11 +12,10 @@ from refseq.models.tiny_transformer import TinyConfig, init_params
 from refseq.models.tiny_transformer.batched_lm import BatchedTransformerLM
 from refseq.models.tiny_transformer.lm import TransformerLM
 from refseq.models.toy_lm import random_markov_lm
-from refseq.papers.hyperfitting import (
+from refseq.papers.hyperfitting import continue_greedy, continue_sample
+from refseq.papers.hyperfitting.citation import (
     CitationBlocker,
     NgramIndex,
-    continue_greedy,
-    continue_sample,
     longest_common_substring,
     training_overlap,
 )

@@ -2602,6 +2602,7 @@ TABLE += [
 
 # --- refseq.decoding.speculative.tree (SECTION-TREE) ---
 _ST = "refseq.decoding.speculative.tree"
+_SB = "refseq.decoding.speculative.buffers"
 _TREE_P, _TREE_T = np.array([-1, 0, 0, 1]), np.array([3, 1, 2, 0])
 
 
@@ -2611,13 +2612,14 @@ def _st_tree():
 
 def _st_batch():
     tree = resolve(f"{_ST}.DraftTree")
-    b = resolve(f"{_ST}.TreeBatch").from_trees([_st_tree(), tree.chain(1, np.array([2]))])
+    batch = resolve("refseq.decoding.speculative.batch.TreeBatch")
+    b = batch.from_trees([_st_tree(), tree.chain(1, np.array([2]))])
     return {"parents": np.array(b.parents), "tokens": np.array(b.tokens),
             "num_nodes": np.array(b.num_nodes)}
 
 
 def _st_medusa():
-    return {"buffers": resolve(f"{_ST}.medusa_buffers")([[0], [1], [0, 0]], 2),
+    return {"buffers": resolve(f"{_SB}.medusa_buffers")([[0], [1], [0, 0]], 2),
             "candidates": np.arange(5)}
 
 
@@ -2637,28 +2639,28 @@ TABLE += [
                    **kw, "virtual": np.array([0, 0, 1, 0], bool)}),
                ("parents", "empty", lambda kw: {"parents": np.zeros(0, int),
                                                 "tokens": np.zeros(0, int)})]),
-    row(f"{_ST}.TreeBatch", _st_batch,
+    row("refseq.decoding.speculative.batch.TreeBatch", _st_batch,
         arrays={"parents": ids(4, low=-2), "tokens": ids(low=-1), "num_nodes": ids(5, low=1)},
         cases=[("tokens", "tokens-shape", lambda kw: {**kw, "tokens": kw["tokens"][:, :3]}),
                ("parents", "padding-parent", lambda kw: {**kw, "parents": np.where(
                    kw["parents"] == -2, 0, kw["parents"])}),
                ("virtual", "virtual-shape", lambda kw: {**kw, "virtual": np.zeros(4, bool)})]),
-    row(f"{_ST}.ancestor_mask", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
-    row(f"{_ST}.attention_mask", lambda: {"tree": _st_tree(), "n_past": 2},
+    row(f"{_SB}.ancestor_mask", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
+    row(f"{_SB}.attention_mask", lambda: {"tree": _st_tree(), "n_past": 2},
         keywords={**_ST_TREE, **_ST_NPAST}),
-    row(f"{_ST}.position_ids", lambda: {"tree": _st_tree(), "n_past": 2},
+    row(f"{_SB}.position_ids", lambda: {"tree": _st_tree(), "n_past": 2},
         keywords={**_ST_TREE, **_ST_NPAST}),
-    row(f"{_ST}.retrieve_paths", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
+    row(f"{_SB}.retrieve_paths", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
     row(f"{_ST}.dfs_permutation", lambda: {"tree": _st_tree()}, keywords=_ST_TREE),
     row(f"{_ST}.permute", lambda: {"tree": _st_tree(), "perm": np.array([0, 2, 1, 3])},
         arrays={"perm": ids(4)}, keywords=_ST_TREE,
         cases=[("perm", "perm-repeat", lambda kw: {**kw, "perm": np.array([0, 1, 1, 3])}),
                ("perm", "perm-child-first", lambda kw: {**kw, "perm": np.array([0, 3, 1, 2])}),
                ("perm", "perm-length", lambda kw: {**kw, "perm": np.array([0, 1, 2])})]),
-    row(f"{_ST}.medusa_buffers", lambda: {"choices": [[0], [1], [0, 0]], "topk": 2},
+    row(f"{_SB}.medusa_buffers", lambda: {"choices": [[0], [1], [0, 0]], "topk": 2},
         keywords={"topk": [0, 1.5, "2", None],
                   "choices": [[], "x", [[0, 1]], [[0], [0]], [[2]], [[-1]], [[0.5]], [3]]}),
-    row(f"{_ST}.tree_from_medusa_buffers", _st_medusa, arrays={"candidates": ids()},
+    row(f"{_SB}.tree_from_medusa_buffers", _st_medusa, arrays={"candidates": ids()},
         keywords={"buffers": [3, {}, None]},
         cases=[("candidates", "candidates-short", lambda kw: {**kw, "candidates": np.arange(2)}),
                ("buffers", "buffers-not-a-tree", lambda kw: {**kw, "buffers": {
@@ -2722,12 +2724,12 @@ _SV_EMISSION = [("emission", "emission-list", lambda kw: {**kw, "emission": [((0
                 ("emission", "emission-key", lambda kw: {**kw, "emission": {0: 1.0}})]
 TABLE += [
     # (SECTION-VERIFY) rows go here; exclusions go to EXCLUDED with their reason
-    row(f"{_SV}.verify_greedy_tree",
+    row("refseq.decoding.speculative.greedy.verify_greedy_tree",
         lambda: {"tree": _sv_tree(), "target_argmax": np.array([1, 1, 0, 2])},
         arrays={"target_argmax": ids()}, keywords=_SV_TREE,
         cases=[("target_argmax", "target_argmax-length", lambda kw: {
             **kw, "target_argmax": kw["target_argmax"][:-1]})]),
-    row(f"{_SV}.verify_greedy_paths",
+    row("refseq.decoding.speculative.greedy.verify_greedy_paths",
         lambda: {"retrieve": np.array([[0, 2, -1], [0, 1, 3]]), "retrieve_len": np.array([2, 3]),
                  "node_token": _SV_T, "node_argmax": np.array([1, 1, 0, 2])},
         arrays={"retrieve": ids(4, low=0, kinds=("ndim", "float", "high")),
@@ -2739,7 +2741,7 @@ TABLE += [
                ("retrieve", "retrieve-empty", lambda kw: {
                    **kw, "retrieve": np.zeros((0, 3), np.int64),
                    "retrieve_len": np.zeros(0, np.int64)})]),
-    row(f"{_SV}.verify_greedy_chain",
+    row("refseq.decoding.speculative.greedy.verify_greedy_chain",
         lambda: {"draft": np.array([1, 2]), "target_argmax": np.array([1, 0, 2])},
         arrays={"draft": ids(), "target_argmax": ids()},
         cases=[("target_argmax", "target_argmax-length", lambda kw: {
@@ -3007,7 +3009,7 @@ EXCLUDED = {
         "refseq.decoding.GenOutput", "refseq.decoding.Hypothesis",
         "refseq.decoding.diverse_beam.DBSHypothesis", "refseq.decoding.diverse_beam.DBSResult",
         "refseq.decoding.exact.ExactMode", "refseq.decoding.peers.HFComparison",
-        "refseq.decoding.speculative.verify.VerifyResult",
+        "refseq.decoding.speculative.greedy.VerifyResult",
         "refseq.decoding.peers.HFGenerateOutput", "refseq.decoding.peers.HFRow",
         "refseq.decoding.peers.HFState", "refseq.models.tiny_transformer.batched_lm.BatchedState",
         "refseq.papers.hyperfitting.Continuations", "refseq.papers.hyperfitting.HyperfitLog",

@@ -15,6 +15,13 @@
 The batched kernels of the same rules are the tree-verification hot path, :mod:`refseq.tree_verify`.
 """
 
+from refseq.decoding.speculative.batch import TreeBatch
+from refseq.decoding.speculative.buffers import (
+    ancestor_mask,
+    attention_mask,
+    position_ids,
+    retrieve_paths,
+)
 from refseq.decoding.speculative.drafters import (
     AlwaysWrongDrafter,
     ChainDrafter,
@@ -29,6 +36,12 @@ from refseq.decoding.speculative.engine import (
     plain_sample,
     speculative_generate,
 )
+from refseq.decoding.speculative.greedy import (
+    VerifyResult,
+    verify_greedy_chain,
+    verify_greedy_paths,
+    verify_greedy_tree,
+)
 from refseq.decoding.speculative.kv import commit_path
 from refseq.decoding.speculative.target import (
     BatchedTreeLM,
@@ -36,22 +49,8 @@ from refseq.decoding.speculative.target import (
     TinyTransformerTreeLM,
     TreeLM,
 )
-from refseq.decoding.speculative.tree import (
-    DraftTree,
-    TreeBatch,
-    ancestor_mask,
-    attention_mask,
-    position_ids,
-    retrieve_paths,
-)
-from refseq.decoding.speculative.verify import (
-    MODES,
-    VerifyResult,
-    verify_greedy_chain,
-    verify_greedy_paths,
-    verify_greedy_tree,
-    verify_tree_stochastic,
-)
+from refseq.decoding.speculative.tree import DraftTree
+from refseq.decoding.speculative.verify import MODES, verify_tree_stochastic
 
 __all__ = [
     "MODES", "AlwaysWrongDrafter", "BatchedTreeLM", "ChainDrafter", "DraftTree", "Drafter",

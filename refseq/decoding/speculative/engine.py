@@ -27,12 +27,9 @@ import numpy as np
 
 from refseq import _checks
 from refseq.decoding.sampling import sample, warp, warped_probs
+from refseq.decoding.speculative.greedy import VerifyResult, verify_greedy_tree
 from refseq.decoding.speculative.tree import DraftTree
-from refseq.decoding.speculative.verify import (
-    VerifyResult,
-    verify_greedy_tree,
-    verify_tree_stochastic,
-)
+from refseq.decoding.speculative.verify import verify_tree_stochastic
 
 __all__ = ["Drafter", "SpecStats", "plain_greedy", "plain_sample", "speculative_generate"]
 

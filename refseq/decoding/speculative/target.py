@@ -31,8 +31,9 @@ import numpy as np
 
 from refseq import _checks
 from refseq.decoding.interfaces import log_softmax
+from refseq.decoding.speculative.buffers import attention_mask, position_ids
 from refseq.decoding.speculative.kv import commit_path
-from refseq.decoding.speculative.tree import DraftTree, attention_mask, position_ids
+from refseq.decoding.speculative.tree import DraftTree
 from refseq.models.tiny_transformer import final_norm, forward
 from refseq.models.tiny_transformer.params import check_params
 

@@ -14,19 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refseq.decoding.speculative.tree import (
-    DraftTree,
-    TreeBatch,
+from refseq.decoding.speculative.batch import TreeBatch
+from refseq.decoding.speculative.buffers import (
     ancestor_mask,
     attention_mask,
-    dfs_permutation,
     medusa_buffers,
-    nonzero_blocks,
-    permute,
     position_ids,
     retrieve_paths,
     tree_from_medusa_buffers,
 )
+from refseq.decoding.speculative.tree import DraftTree, dfs_permutation, nonzero_blocks, permute
 
 # Medusa's default sparse tree for Vicuna-7B (medusa/model/medusa_choices.py), kept as data.
 MC_SIM_7B_63 = [

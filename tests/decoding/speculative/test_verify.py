@@ -17,6 +17,11 @@ from scipy.stats import chisquare
 
 from refseq.decoding.sampling import warped_probs
 from refseq.decoding.speculative.exact import step_emission_distribution
+from refseq.decoding.speculative.greedy import (
+    verify_greedy_chain,
+    verify_greedy_paths,
+    verify_greedy_tree,
+)
 from refseq.decoding.speculative.tree import DraftTree
 from refseq.decoding.speculative.verify import (
     MODES,
@@ -24,9 +29,6 @@ from refseq.decoding.speculative.verify import (
     speculative_sample_chain,
     typical_acceptance,
     verify,
-    verify_greedy_chain,
-    verify_greedy_paths,
-    verify_greedy_tree,
     verify_multidraft,
     verify_tree_stochastic,
 )

@@ -28,6 +28,7 @@ import numpy as np
 __all__ = [
     "SUFFIXES",
     "PlotUnavailableError",
+    "bars",
     "accuracy_vs_pruning",
     "add_plot_option",
     "check_plot_option",
@@ -276,4 +277,43 @@ def sweep(path, x, panels, *, title: str, xlabel: str) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def bars(path, labels, values, *, title: str, ylabel: str, errors=None, reference=None,
+         groups=None) -> Path:
+    """One bar per method, e.g. tokens emitted per target call; the value is written on the bar.
+
+    ``labels (n,)`` bar names; ``values (n,)`` heights (>= 0, the axis starts at 0); ``errors``:
+    optional ``(n,)`` half-widths drawn as error bars (e.g. a 95% interval); ``reference``:
+    optional ``(label, value)`` drawn as a dashed horizontal line (e.g. 1.0 for plain decoding);
+    ``groups``: optional ``(n,)`` group names; bars of one group share a colour and the legend
+    names the groups (e.g. "baseline", "paper's method").
+    """
+    values = np.asarray(values, dtype=float)
+    if len(labels) != values.size:
+        raise ValueError(f"labels and values must have the same length, got {len(labels)} and "
+                         f"{values.size}")
+    fig, (ax,) = _figure(width=max(5.0, 0.9 * values.size + 2.0), height=4.4)
+    x = np.arange(values.size)
+    names = list(dict.fromkeys(groups)) if groups is not None else [None]
+    colours = [f"C{names.index(g)}" for g in groups] if groups is not None else "C0"
+    ax.bar(x, values, color=colours, yerr=errors, capsize=3 if errors is not None else 0)
+    tops = values + (np.asarray(errors, dtype=float) if errors is not None else 0.0)
+    for xi, v, top in zip(x, values, tops):
+        ax.annotate(f"{v:.2f}", (xi, top), ha="center", va="bottom", fontsize="small",
+                    xytext=(0, 2), textcoords="offset points")
+    if groups is not None:
+        for i, name in enumerate(names):
+            ax.bar([0], [0], color=f"C{i}", label=name)  # legend entries only
+    if reference is not None:
+        ax.axhline(reference[1], ls="--", color="gray", lw=1, label=reference[0])
+    if groups is not None or reference is not None:
+        ax.legend(fontsize="small", loc="upper left")
+    ax.set_xticks(x, labels, rotation=25 if max(len(s) for s in labels) > 8 else 0, ha="right"
+                  if max(len(s) for s in labels) > 8 else "center")
+    ax.set_ylim(0, 1.25 * float(np.max(tops)))  # room for the labels and the legend
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(False, axis="x")
     return _save(fig, path)

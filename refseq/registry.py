@@ -37,7 +37,13 @@ class HotPath:
     :func:`refseq.testing.strategies.registry_dims`): a name maps to an inclusive ``(low, high)``
     integer range, or to a tuple of strings to choose from (every cell of the recurrence).
     ``kind`` selects the tolerance multiple (2x forward, 4x backward; docs/design.md, "The
-    tolerance rule"). ``error_samples`` is the number of backward-error and of rounding samples
+    tolerance rule"), or ``"exact"``: integer (or copied) outputs that every tier must reproduce
+    bit for bit, on the same inputs as the tier receives, except on the leading-axis rows that
+    ``boundary(args, kwargs) -> (B,) bool`` flags (trees whose reference walk has a uniform
+    within rounding of a decision boundary, :func:`refseq.tree_verify.reference.near_boundary`).
+    ``capture(args, kwargs, returned)`` gives what is compared when the function also writes an
+    argument in place (``kv_commit``'s cache); it copies, so later calls cannot change it.
+    ``error_samples`` is the number of backward-error and of rounding samples
     the oracle adds to the reference's float32 run (:func:`refseq.testing.harness.oracle`): 0
     keeps the single float32 run; the recurrence takes 2 of each, because on its tiny problems a
     single run can be luckily exact while a kernel's own ``tanh``/``exp`` may round otherwise
@@ -54,6 +60,8 @@ class HotPath:
     test_dims: dict | None = None
     cudasim_test_dims: dict | None = None
     error_samples: int = 0
+    boundary: Callable | None = None
+    capture: Callable | None = None
 
     @property
     def public(self) -> str:
@@ -73,6 +81,11 @@ class HotPath:
         if check_backend(backend) != "numpy":
             implementation(self.hot_path, self.kernel, backend)  # fail early, with the hint
         return self.function()(*args, backend=backend, **kwargs)
+
+    def result(self, backend: str, *args, **kwargs):
+        """:meth:`call`, then what the checks compare (``capture`` applied, when set)."""
+        out = self.call(backend, *args, **kwargs)
+        return out if self.capture is None else self.capture(args, kwargs, out)
 
 
 def resolve(name: str, backend: str) -> Callable:
@@ -288,5 +301,59 @@ register(
         kind="backward",
         test_dims=_PROJ_TEST,
         cudasim_test_dims=_PROJ_TEST_SIM,
+    )
+)
+
+
+# --- the tree-verification hot path: integer outputs, compared exactly -------------------------
+
+
+def _tree_inputs(kind):
+    def make(rng, dims, dtype):
+        from refseq.testing import trees
+
+        return getattr(trees, f"{kind}_inputs")(rng, dims, dtype)
+
+    make.__name__ = f"_{kind}_inputs"
+    return make
+
+
+def _stochastic_boundary(args, kwargs):
+    from refseq.tree_verify.checks import check_mode
+    from refseq.tree_verify.reference import near_boundary
+
+    parents, tokens, target, draft, mode, *rest = args
+    return near_boundary(parents, tokens, target, draft, check_mode(mode), *rest)
+
+
+def _kv_capture(args, kwargs, returned):
+    return returned, args[0].copy()  # new n_past and the compacted cache
+
+
+_TREE_TEST = {"B": (1, 4), "N": (1, 40), "V": (1, 300)}
+_TREE_SIM = {"B": (1, 2), "N": (1, 6), "V": (1, 6)}
+_TREE_AUDIT = ({"B": 16, "N": 64, "V": 1000}, {"B": 3, "N": 7, "V": 5})
+_TREE_CUDASIM = ({"B": 2, "N": 5, "V": 4},)
+_MODES = ("iid", "wor", "point")
+
+for _name, _kind, _extra in (("tree_masks", "masks", {}),
+                             ("tree_verify_greedy", "greedy", {}),
+                             ("tree_verify_greedy_paths", "paths", {}),
+                             ("kv_commit", "kv", {"capture": _kv_capture})):
+    register(HotPath(name=_name, hot_path="tree_verify", kind="exact",
+                     make_inputs=_tree_inputs(_kind), audit_dims=_TREE_AUDIT,
+                     cudasim_dims=_TREE_CUDASIM, test_dims=_TREE_TEST,
+                     cudasim_test_dims=_TREE_SIM, **_extra))
+register(
+    HotPath(
+        name="tree_verify_stochastic",
+        hot_path="tree_verify",
+        kind="exact",
+        boundary=_stochastic_boundary,
+        make_inputs=_tree_inputs("stochastic"),
+        audit_dims=tuple({**d, "mode": m} for d in _TREE_AUDIT for m in _MODES),
+        cudasim_dims=tuple({**d, "mode": m} for d in _TREE_CUDASIM for m in _MODES),
+        test_dims={**_TREE_TEST, "mode": _MODES},
+        cudasim_test_dims={**_TREE_SIM, "mode": _MODES},
     )
 )

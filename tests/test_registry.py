@@ -29,7 +29,9 @@ def test_every_entry_imports_and_generates_inputs():
         if e.uses is None:  # the cuda module may need numba-cuda; checked in tests/cuda
             assert callable(R.resolve(name, "jit")), name
         args, kwargs = e.make_inputs(np.random.default_rng(0), e.cudasim_dims[0], np.float32)
-        assert all(not isinstance(a, np.ndarray) or a.dtype in (np.float32, bool) for a in args)
+        # floats in the requested dtype; integer arrays only where outputs are compared exactly
+        allowed = (np.float32, bool) + ((np.int32, np.uint8) if e.kind == "exact" else ())
+        assert all(not isinstance(a, np.ndarray) or a.dtype in allowed for a in args), name
         # the harness draws every dimension the inputs take, on CPU tiers and the simulator
         assert set(e.test_dims) == set(e.cudasim_test_dims) == set(e.audit_dims[0]), name
         for ranges in (e.test_dims, e.cudasim_test_dims):
@@ -95,10 +97,10 @@ def test_tier_matches_float64_reference(name, fixed, backend):
 
 
 def test_every_hot_path_and_cell_is_covered():
-    """The harness reaches both hot paths, every registered function and every cell."""
+    """The harness reaches every hot path, every registered function and every cell."""
     from refseq.recurrence import CELLS
 
-    assert {REGISTRY[n].hot_path for n, _ in CASES} == {"scan", "recurrence"}
+    assert {REGISTRY[n].hot_path for n, _ in CASES} == {"scan", "recurrence", "tree_verify"}
     assert {n for n, _ in CASES} == set(REGISTRY)
     cells = {f["cell"] for n, f in CASES if n == "flashrnn_backward"}
     assert cells == set(CELLS) == {f["cell"] for n, f in CASES if n == "flashrnn_forward"}

@@ -28,7 +28,6 @@ from refseq.tree_verify import reference as ref
 
 CASE = {"B": 64, "N": 64, "V": 32000, "max_depth": 8, "max_children": 4, "scale": 4.0,
         "noise": 1.0, "seed": 0}
-TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}  # boundary margins, as in tests
 IID = 0
 
 
@@ -75,7 +74,7 @@ def boundary_and_rows(kw):
     """``(flagged (B,) bool, rows_read)``: trees whose reference walk has a decision margin
     below the dtype's tolerance (acceptance gap, CDF step, positive residual mass), and the
     number of distinct (B, N) rows of target and draft the walks read."""
-    tol = TOL[kw["target_probs"].dtype]
+    tol = ref.BOUNDARY_TOL[kw["target_probs"].dtype]
     B = kw["parents"].shape[0]
     flagged, rows = np.zeros(B, bool), 0
     virt = np.zeros(kw["parents"].shape, np.uint8)

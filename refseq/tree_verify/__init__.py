@@ -26,6 +26,7 @@ from refseq.tree_verify.checks import (
     MODES,
     check_kv_args,
     check_paths_args,
+    check_rows_read,
     check_stochastic_args,
     check_tree_batch,
 )
@@ -195,6 +196,13 @@ def tree_verify_stochastic(parents, tokens, target_probs, draft_probs, mode, vir
     Child c of node u with token y is accepted iff ``u_accept[c] * Q(y) < P(y)`` (no division);
     the final token is the smallest t with ``P[t] > 0`` and ``cumsum(P)[t] > u_final * sum(P)``,
     in float64. See :func:`refseq.tree_verify.reference.walk_stochastic` for the proposal laws.
+
+    The probability rows are validated after the walk, and only those it read (on every tier,
+    :func:`refseq.tree_verify.checks.check_rows_read`): ``target_probs[b, i]`` at each node i of
+    the accepted path and ``draft_probs[b, i]`` where that node has children. A row that is not
+    finite, has a negative entry or does not sum to 1 (within 1e-3) raises ``ValueError`` naming
+    it; a row no walk reads cannot change an output and is not inspected, so the call costs
+    about the rows read, not the ``2 B N V`` entries.
     """
     compiled = check_backend(backend) != "numpy"
     (parents, tokens, target, draft, mode, virt, u_accept, u_final, num_nodes,
@@ -202,13 +210,20 @@ def tree_verify_stochastic(parents, tokens, target_probs, draft_probs, mode, vir
                                     u_accept, u_final, num_nodes)
     width = int(depth.max()) + 1
     if compiled:
-        return _dispatch("tree_verify_stochastic", backend, parents, tokens, target, draft, mode,
-                         virt, u_accept, u_final, num_nodes, width)
-    walks = [_ref.walk_stochastic(parents[b], tokens[b], target[b],
-                                  None if draft is None else draft[b], mode, virt[b],
-                                  u_accept[b], u_final[b], num_nodes[b])
-             for b in range(parents.shape[0])]
-    return _pack([w[0] for w in walks], [w[1] for w in walks], width)
+        path, num_accepted, next_token = _dispatch(
+            "tree_verify_stochastic", backend, parents, tokens, target, draft, mode, virt,
+            u_accept, u_final, num_nodes, width)
+        status = implementation("tree_verify", "row_status", backend)
+    else:
+        walks = [_ref.walk_stochastic(parents[b], tokens[b], target[b],
+                                      None if draft is None else draft[b], mode, virt[b],
+                                      u_accept[b], u_final[b], num_nodes[b])
+                 for b in range(parents.shape[0])]
+        path, num_accepted, next_token = _pack([w[0] for w in walks], [w[1] for w in walks],
+                                               width)
+        status = None
+    check_rows_read(target, draft, mode, parents, num_nodes, path, num_accepted, status)
+    return path, num_accepted, next_token
 
 
 def kv_commit(cache, n_past, path, num_accepted, *, backend="numpy"):

@@ -89,22 +89,77 @@ def check_mode(mode) -> int:
     return int(mode)
 
 
-def _probs(x, name, shape, rows):
-    """A (B, N, V) probability array: float32/64, finite, >= 0, ``rows`` sum to 1."""
+def _prob_array(x, name, shape):
+    """A (B, N, V) float32/float64 array; its rows are checked after the walk
+    (:func:`check_rows_read`), where only the rows the verification read are inspected."""
     x = _checks.float_array(x, name)
     if x.ndim != 3 or x.shape[:2] != shape or x.shape[2] < 1:
         raise ValueError(f"{name} must have shape (B, N, V) with (B, N) = {shape} and V >= 1, "
                          f"got {x.shape}")
-    _checks.check_finite(x, name, hint="")
-    if (x < 0).any():
-        raise ValueError(f"{name} must be >= 0 (probabilities), found {x.min()}")
-    sums = x.sum(axis=2, dtype=np.float64)  # (B, N)
-    bad = rows & (np.abs(sums - 1.0) > _SUM_TOL)
-    if bad.any():
-        b, i = np.argwhere(bad)[0]
-        raise ValueError(f"{name}[{b}, {i}] must sum to 1 (a probability row), sums to "
-                         f"{sums[b, i]:.6g}")
     return np.ascontiguousarray(x)
+
+
+def rows_read(parents, num_nodes, mode, path, num_accepted):
+    """The probability rows a stochastic walk read: ``(b, i, is_draft)`` index arrays.
+
+    At every node ``i`` of tree ``b``'s accepted path, the walk reads ``target_probs[b, i]``
+    (acceptance tests, residuals, the final draw) and, in modes "iid" and "wor", when ``i`` has
+    children, ``draft_probs[b, i]`` (their proposal law). No other row can change an output.
+    Order: by tree, then along the path, the target row before the draft row; this is the order
+    in which :func:`check_rows_read` names the first bad row.
+    """
+    b_idx, i_idx, is_draft = [], [], []
+    for b in range(parents.shape[0]):
+        n = int(num_nodes[b])
+        with_child = np.zeros(n, bool)
+        with_child[parents[b, 1:n]] = True
+        for i in path[b, :num_accepted[b] + 1]:
+            b_idx.append(b), i_idx.append(i), is_draft.append(False)
+            if mode != 2 and with_child[i]:
+                b_idx.append(b), i_idx.append(i), is_draft.append(True)
+    return np.array(b_idx, np.intp), np.array(i_idx, np.intp), np.array(is_draft, bool)
+
+
+def row_status(x, b_idx, i_idx):
+    """Per listed row of ``x`` (B, N, V): 0 valid, 1 not finite, 2 a negative entry, 3 not
+    summing to 1 within 1e-3 (NumPy; the compiled tiers use a fused twin of it)."""
+    rows = x[b_idx, i_idx]  # (K, V), a gather of the rows read only
+    sums = rows.sum(axis=1, dtype=np.float64)
+    finite = np.isfinite(rows).all(axis=1) if rows.size else np.ones(0, bool)
+    status = np.where(np.abs(sums - 1.0) > _SUM_TOL, 3, 0)
+    status[(rows.min(axis=1, initial=0.0) < 0) & finite] = 2
+    status[~finite] = 1
+    return status.astype(np.int8)
+
+
+def check_rows_read(target, draft, mode, parents, num_nodes, path, num_accepted, status=None):
+    """After the walk: raise ``ValueError`` if a probability row it read is not a distribution.
+
+    ``status(x, b_idx, i_idx)`` computes :func:`row_status` (the tier's own; NumPy's by default).
+    Rows the walk never read cannot change its outputs and are not inspected, so the cost is that
+    of the rows read, not of the (B, N, V) arrays. The first bad row in :func:`rows_read` order
+    is named, identically on every tier (the tiers walk identically up to that row).
+    """
+    status = row_status if status is None else status
+    b_idx, i_idx, is_draft = rows_read(parents, num_nodes, mode, path, num_accepted)
+    codes = np.zeros(b_idx.size, np.int8)
+    codes[~is_draft] = status(target, b_idx[~is_draft], i_idx[~is_draft])
+    if is_draft.any():
+        codes[is_draft] = status(draft, b_idx[is_draft], i_idx[is_draft])
+    if not codes.any():
+        return
+    k = int(np.flatnonzero(codes)[0])
+    b, i = int(b_idx[k]), int(i_idx[k])
+    name, x = ("draft_probs", draft) if is_draft[k] else ("target_probs", target)
+    row = x[b, i]
+    if codes[k] == 1:
+        v = int(np.flatnonzero(~np.isfinite(row))[0])
+        raise ValueError(f"{name} must be finite; found {row[v]} at index {(b, i, v)}")
+    if codes[k] == 2:
+        raise ValueError(f"{name} must be >= 0 (probabilities), found {row.min()} in "
+                         f"{name}[{b}, {i}]")
+    raise ValueError(f"{name}[{b}, {i}] must sum to 1 (a probability row), sums to "
+                     f"{row.sum(dtype=np.float64):.6g}")
 
 
 def _uniforms(x, name, shape, form):
@@ -124,7 +179,8 @@ def check_stochastic_args(parents, tokens, target_probs, draft_probs, mode, virt
     Returns ``(parents, tokens, target_probs, draft_probs, mode, virtual, u_accept, u_final,
     num_nodes, depth)``; ``draft_probs`` is None in point mode when given empty, ``virtual`` is a
     (B, N) uint8 array (zeros when given None or empty), ``target_probs``/``draft_probs`` keep
-    their float dtype (the tiers compute in float64).
+    their float dtype (the tiers compute in float64). The contents of the probability rows are
+    checked after the walk, by :func:`check_rows_read`: only the rows it read.
     """
     parents, tokens, num_nodes, depth = check_tree_batch(parents, tokens, num_nodes)
     B, N = parents.shape
@@ -144,10 +200,7 @@ def check_stochastic_args(parents, tokens, target_probs, draft_probs, mode, virt
             raise ValueError("virtual must hold only 0 and 1")
         virt = np.ascontiguousarray(v.astype(np.uint8))
         _check_virtual(virt, parents, tokens, real, mode)
-    has_child = np.zeros((B, N), bool)
-    for b in range(B):
-        has_child[b, parents[b, 1:num_nodes[b]]] = True
-    target_probs = _probs(target_probs, "target_probs", (B, N), real & (virt == 0))
+    target_probs = _prob_array(target_probs, "target_probs", (B, N))
     V = target_probs.shape[2]
     if (tokens >= V).any():
         b, i = np.argwhere(tokens >= V)[0]
@@ -159,7 +212,7 @@ def check_stochastic_args(parents, tokens, target_probs, draft_probs, mode, virt
                              "(only 'point' ignores it)")
         draft_probs = None
     else:
-        draft_probs = _probs(draft_probs, "draft_probs", (B, N), has_child & (mode != 2))
+        draft_probs = _prob_array(draft_probs, "draft_probs", (B, N))
         if draft_probs.shape[2] != V:
             raise ValueError(f"draft_probs must have shape (B, N, V) = {target_probs.shape}, "
                              f"got {draft_probs.shape}")

@@ -47,14 +47,18 @@ def residual(P, Q, trace=None):
 
 def draw(P, u, trace=None):
     """Inverse CDF: the smallest t with ``P[t] > 0`` and ``cumsum(P)[t] > u * cumsum(P)[-1]``,
-    accumulated left to right in float64; the last positive entry if rounding leaves none."""
+    accumulated left to right in float64; the last positive entry if rounding leaves none, and
+    -1 if ``P`` has no positive entry (an invalid row, rejected after the walk)."""
     cdf = np.cumsum(P)  # (V,), sequential
     thr = u * cdf[-1]
     hit = np.flatnonzero((P > 0) & (cdf > thr))
     if trace is not None:
         pos = P > 0
-        trace.append(("cdf", float(np.min(np.abs(cdf[pos] - thr)))))
-    return int(hit[0]) if hit.size else int(np.flatnonzero(P > 0)[-1])
+        trace.append(("cdf", float(np.min(np.abs(cdf[pos] - thr), initial=np.inf))))
+    if hit.size:
+        return int(hit[0])
+    pos = np.flatnonzero(P > 0)
+    return int(pos[-1]) if pos.size else -1
 
 
 def walk_stochastic(parents, tokens, target, draft, mode, virtual, u_accept, u_final, n,
@@ -118,3 +122,31 @@ def margins(parents, tokens, target, draft, mode, virtual, u_accept, u_final, n)
     path, nxt = walk_stochastic(parents, tokens, target, draft, mode, virtual, u_accept,
                                 u_final, n, trace)
     return path, nxt, trace
+
+
+BOUNDARY_TOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+"""Distance to a decision boundary below which tiers may legitimately decide differently."""
+
+
+def near_boundary(parents, tokens, target_probs, draft_probs, mode, virtual, u_accept, u_final,
+                  num_nodes):
+    """(B,) bool: the trees of a batch whose reference walk has a decision margin (see
+    :func:`margins`) below :data:`BOUNDARY_TOL` of the probabilities' dtype: an acceptance gap
+    ``|u Q(y) - P(y)|``, a CDF step ``|cdf[t] - u total|`` or a positive residual mass.
+
+    Tiers that sum in another order may decide otherwise on exactly these trees; every other
+    tree must give identical integers on every tier. Arguments as
+    :func:`refseq.tree_verify.tree_verify_stochastic` (``mode`` as its int code; ``draft_probs``
+    and ``virtual`` may be None).
+    """
+    target_probs = np.asarray(target_probs)
+    tol = BOUNDARY_TOL[target_probs.dtype]
+    B, N = np.shape(parents)
+    virt = np.zeros((B, N), np.uint8) if virtual is None or np.size(virtual) == 0 else virtual
+    out = np.zeros(B, bool)
+    for b in range(B):
+        draft = None if draft_probs is None or np.size(draft_probs) == 0 else draft_probs[b]
+        *_, trace = margins(parents[b], tokens[b], target_probs[b], draft, mode, virt[b],
+                            u_accept[b], u_final[b], num_nodes[b])
+        out[b] = any(abs(m) < tol if kind != "mass" else 0 < m < tol for kind, m in trace)
+    return out

@@ -80,6 +80,15 @@ def tree_verify_stochastic(parents, tokens, target, draft, mode, virtual, u_acce
     return _host(*outs)
 
 
+def row_status(x, b_idx, i_idx):
+    """The after-the-walk row check of the cuda tier: the host arrays' rows that the walk read,
+    by the Numba CPU twin (:func:`refseq.jit.tree_verify.row_status`); a few rows, so no device
+    round trip."""
+    from refseq.jit.tree_verify import row_status as jit_row_status
+
+    return jit_row_status(x, b_idx, i_idx)
+
+
 def kv_commit(cache, n_past, path, num_accepted, threads=32):
     """Twin of :func:`refseq.tree_verify.kv_commit`: one block per (tree, layer, k/v, head),
     threads over dh; the host ``cache`` is updated in place (copied back)."""

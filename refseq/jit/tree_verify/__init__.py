@@ -13,6 +13,7 @@ from refseq.jit.tree_verify.kernels import (
     kv_kernel,
     masks_kernel,
     paths_kernel,
+    row_status_kernel,
     stochastic_kernel,
 )
 
@@ -59,6 +60,18 @@ def tree_verify_stochastic(parents, tokens, target, draft, mode, virtual, u_acce
     stochastic_kernel(parents, tokens, target, draft, mode, virtual, u_accept, u_final,
                       num_nodes, path, num_acc, nxt)
     return path, num_acc, nxt
+
+
+def row_status(x, b_idx, i_idx):
+    """Twin of :func:`refseq.tree_verify.checks.row_status`: one parallel read of the listed
+    rows of ``x`` (B, N, V) (the rows a walk read; used by the compiled tiers' after-the-walk
+    check)."""
+    from refseq.tree_verify.checks import _SUM_TOL
+
+    out = np.zeros(b_idx.shape[0], np.int8)
+    row_status_kernel(x, np.ascontiguousarray(b_idx, np.int64),
+                      np.ascontiguousarray(i_idx, np.int64), _SUM_TOL, out)
+    return out
 
 
 def kv_commit(cache, n_past, path, num_accepted):

@@ -166,6 +166,23 @@ def stochastic_kernel(parents, tokens, target, draft, mode, virtual, u_acc, u_fi
 
 
 @numba.njit(cache=True, parallel=True)
+def row_status_kernel(x, b_idx, i_idx, tol, out):  # pragma: no cover - compiled
+    """One job per listed row, one read of it: 0 valid, 1 not finite, 2 a negative entry,
+    3 a sum farther than ``tol`` from 1 (the codes of ``refseq.tree_verify.checks.row_status``)."""
+    for k in prange(b_idx.shape[0]):
+        b, i = b_idx[k], i_idx[k]
+        s, finite, negative = 0.0, True, False
+        for v in range(x.shape[2]):
+            e = x[b, i, v]
+            s += e
+            if not np.isfinite(e):
+                finite = False
+            elif e < 0:
+                negative = True
+        out[k] = 1 if not finite else (2 if negative else (3 if abs(s - 1.0) > tol else 0))
+
+
+@numba.njit(cache=True, parallel=True)
 def kv_kernel(cache, n_past, path, num_acc):  # pragma: no cover - compiled
     """One job per (b, layer): copy slot n_past + path[j] to n_past + j, increasing j."""
     B, L, _, H, _, dh = cache.shape

@@ -330,7 +330,7 @@ def _kv_capture(args, kwargs, returned):
     return returned, args[0].copy()  # new n_past and the compacted cache
 
 
-_TREE_TEST = {"B": (1, 4), "N": (1, 40), "V": (1, 300)}
+_TREE_TEST = {"B": (1, 8), "N": (1, 40), "V": (1, 300)}
 _TREE_SIM = {"B": (1, 2), "N": (1, 6), "V": (1, 6)}
 _TREE_AUDIT = ({"B": 16, "N": 64, "V": 1000}, {"B": 3, "N": 7, "V": 5})
 _TREE_CUDASIM = ({"B": 2, "N": 5, "V": 4},)

@@ -36,7 +36,9 @@ class Contract:
     dims : the ranges random cases draw from: name -> inclusive ``(low, high)`` or a tuple of
         choices.
     odd_dims : the fixed "odd sizes" case (lengths and widths that are no power of two).
-    kind : "forward" (tolerance factor 2) or "backward" (factor 4).
+    kind : "forward" (tolerance factor 2), "backward" (factor 4) or "exact" (integer or copied
+        outputs, equal value for value; ``boundary(args, kwargs) -> (B,) bool`` names the trees
+        allowed to differ because a uniform lies within rounding of a decision boundary).
     error_samples, modules : backward-error and rounding samples added to the reference's
         float32 run, and the modules whose elementary functions are rounded
         (:func:`refseq.testing.harness.oracle`).
@@ -72,6 +74,7 @@ class Contract:
     diff: tuple = ()
     grad_outputs: int = 1
     backward_contract: str | None = None
+    boundary: Callable | None = None
     notes: str = field(default="", compare=False)
 
     def describe(self) -> str:
@@ -85,7 +88,11 @@ class Contract:
 
 def properties(contract: Contract) -> list[str]:
     """The names of the properties the oracle checks for ``contract`` (besides autograd)."""
-    names = ["random", "length 1", "odd sizes"]
+    if contract.kind == "lossless":
+        from refseq.oracle.lossless import MODES
+
+        return [f"{mode} trees" for mode in MODES]
+    names = ["random", "single node" if "N" in contract.dims else "length 1", "odd sizes"]
     if contract.large is not None:
         names.append("large magnitudes")
     if contract.carry is not None:
@@ -228,7 +235,61 @@ _REGISTRY_DOC = {
         outputs="the gradients of sum(dWx * Wx) for x and W", large=_scaled({0: 1e4})),
 }
 
+_TREE_BATCH = {"parents": "(B, N) int, -1 at the root, -2 at padding",
+               "tokens": "(B, N) int, -1 at padding", "num_nodes": "(B,) int"}
+_WALK = "(path (B, D_max+1) int -1 padded, num_accepted (B,), next_token (B,))"
+_TREE_NOTE = ("integer outputs compared exactly (any integer dtype); docs/hot-paths/"
+              "tree-verify.md gives the rules and the batch layout")
+
+
+def _kv_reference(cache, n_past, path, num_accepted):
+    from refseq.tree_verify import kv_commit
+
+    cache = np.array(cache)  # the contract returns the cache; the reference works on a copy
+    return kv_commit(cache, n_past, path, num_accepted), cache
+
+
+_REGISTRY_DOC.update({
+    "tree_masks": dict(
+        signature="tree_masks(parents, num_nodes, n_past) -> (allow, positions)",
+        layouts={**_TREE_BATCH, "n_past": "(B,) int", "allow": "(B, N, N) 0/1",
+                 "positions": "(B, N) int"},
+        outputs="allow[b, i, j] = 1 iff j is i or an ancestor of i (padding rows: the diagonal "
+                "only); positions = n_past + depth (n_past at padding)", notes=_TREE_NOTE),
+    "tree_verify_greedy": dict(
+        signature="tree_verify_greedy(parents, tokens, target_argmax, num_nodes) -> "
+                  "(path, num_accepted, next_token)",
+        layouts={**_TREE_BATCH, "target_argmax": "(B, N) int"},
+        outputs=_WALK + ": from the root accept the first child (sibling order) whose token is "
+                "the target's arg-max at its parent", notes=_TREE_NOTE),
+    "tree_verify_greedy_paths": dict(
+        signature="tree_verify_greedy_paths(retrieve, retrieve_len, node_token, node_argmax) -> "
+                  "(accept_len, best_path, last_node)",
+        layouts={"retrieve": "(B, P, D+1) int, -1 padded", "retrieve_len": "(B, P) int",
+                 "node_token": "(B, N) int", "node_argmax": "(B, N) int"},
+        outputs="Medusa's path form: accepted length per row (-1 on padding rows), the first "
+                "longest row, its last accepted node", notes=_TREE_NOTE),
+    "tree_verify_stochastic": dict(
+        signature="tree_verify_stochastic(parents, tokens, target_probs, draft_probs, mode, "
+                  "virtual, u_accept, u_final, num_nodes) -> (path, num_accepted, next_token)",
+        layouts={**_TREE_BATCH, "target_probs": "(B, N, V)",
+                 "draft_probs": "(B, N, V), or None in point mode",
+                 "mode": "int: 0 iid, 1 wor, 2 point", "virtual": "(B, N) uint8 or None",
+                 "u_accept": "(B, N) in [0, 1)", "u_final": "(B,) in [0, 1)"},
+        outputs=_WALK + ": recursive rejection sampling with the given uniforms (accept iff "
+                "u * Q(y) < P(y); final token by inverse CDF in float64)",
+        notes=_TREE_NOTE + "; trees with a uniform within 1e-12 (float64) / 1e-5 (float32) of "
+              "a decision boundary of the reference may differ"),
+    "kv_commit": dict(
+        signature="kv_commit(cache, n_past, path, num_accepted) -> (new_n_past, cache)",
+        layouts={"cache": "(B, layers, 2, heads, S, dh)", "n_past": "(B,) int",
+                 "path": "(B, D+1) int, -1 padded", "num_accepted": "(B,) int"},
+        outputs="slots n_past + path[j] copied to n_past + j (increasing j), returned (in place "
+                "or not) with n_past + num_accepted + 1", notes=_TREE_NOTE),
+})
+
 _ODD = {"B": 3, "T": 37, "D": 5, "H": 3, "N": 3, "I": 7, "G": 3}
+_ODD_TREES = {"B": 3, "N": 13, "V": 7}
 
 
 def _registry_contract(entry) -> Contract:
@@ -237,13 +298,18 @@ def _registry_contract(entry) -> Contract:
     if "T" in dims:  # the oracle starts at T = 1: an empty sequence is no user's contract
         dims["T"] = (max(1, dims["T"][0]), dims["T"][1])
     odd = {k: _ODD[k] for k in dims if k in _ODD}
+    if entry.hot_path == "tree_verify":
+        odd = {k: _ODD_TREES[k] for k in ("B", "N", "V")}
+        if "mode" in dims:
+            odd["mode"] = "wor"
     if "cell" in dims:
         odd["cell"] = "lstm"
         odd["T"] = 13
+    reference = _kv_reference if entry.name == "kv_commit" else entry.function()
     return Contract(
-        name=entry.name, reference=entry.function(), make_inputs=entry.make_inputs, dims=dims,
+        name=entry.name, reference=reference, make_inputs=entry.make_inputs, dims=dims,
         odd_dims=odd, kind=entry.kind, error_samples=entry.error_samples,
-        modules=(f"refseq.{entry.hot_path}",), **doc)
+        modules=(f"refseq.{entry.hot_path}",), boundary=entry.boundary, **doc)
 
 
 CONTRACTS: dict[str, Contract] = {}
@@ -269,6 +335,40 @@ _load_registry()
 from refseq.oracle import nn_contracts as _nn  # noqa: E402  (registers the nn contracts)
 
 _nn.register_all(register_contract)
+
+
+def _sampler_inputs(rng, dims, dtype):
+    """One tree of the "point trees" property: (parents, tokens, target_probs, None, "point",
+    u_accept, u_final), for :func:`refseq.oracle.replay`."""
+    from refseq.oracle.lossless import _rows, tree_cases
+
+    target_fn, _, ctx, trees = tree_cases("point", int(rng.integers(2**31)))
+    parents, tokens, prefixes, _ = trees[0]
+    u = rng.random(len(parents) + 1)
+    return (parents, tokens, _rows(target_fn, ctx, prefixes), None, "point", u[:-1], u[-1]), {}
+
+
+def _register_samplers():
+    from refseq.oracle import lossless
+
+    layouts = {"parents": "(N,) int, -1 at the root", "tokens": "(N,) int",
+               "target_probs": "(N, V)", "draft_probs": "(N, V), None in point mode",
+               "mode": "'point', 'iid' or 'wor'"}
+    for name, signature in lossless.SAMPLER_CONTRACTS.items():
+        explicit = name == "speculative_sampler"
+        extra = ({"u_accept": "(N,) in [0, 1)", "u_final": "float in [0, 1)"} if explicit
+                 else {"rng": "numpy.random.Generator"})
+        register_contract(Contract(
+            name=name, signature=signature, layouts={**layouts, **extra},
+            outputs="the emitted tokens of one verification step (accepted path, then one more)",
+            reference=lossless.reference_sampler if explicit else lossless.reference_sampler_rng,
+            make_inputs=_sampler_inputs, dims={"V": (lossless.V, lossless.V)},
+            odd_dims={"V": lossless.V}, kind="lossless",
+            notes="lossless: exact integration over the uniforms" if explicit else
+                  "lossless: statistical test, bound from the sample size"))
+
+
+_register_samplers()
 
 
 def contracts() -> list[str]:

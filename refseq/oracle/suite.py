@@ -16,10 +16,10 @@ import numpy as np
 
 from refseq import _checks
 from refseq.oracle.adapters import get_adapter
-from refseq.oracle.catalog import get_contract
+from refseq.oracle.catalog import get_contract, properties
 from refseq.oracle.report import CaseResult, Report
 from refseq.testing._close import check_close, leaves, perturbed_runs, rounded_runs, tolerance
-from refseq.testing.harness import cast_inputs
+from refseq.testing.harness import cast_inputs, check_exact
 
 __all__ = ["DEFAULT_MAX_EXAMPLES", "check", "replay", "run_suite"]
 
@@ -58,6 +58,8 @@ def draw_dims(contract, seed, fixed=None, property="random") -> dict:
     dims.update(fixed)
     if "T" in dims and property == "length 1":
         dims["T"] = 1
+    if "N" in dims and property == "single node":  # trees of the root alone
+        dims["N"] = 1
     if "T" in dims and property == "carried state":
         dims["T"] = max(dims["T"], 2)
     return dims
@@ -77,11 +79,21 @@ def replay(contract, *, seed, dims, dtype="float64", property="random"):
 
     ``contract``, ``seed``, ``dims``, ``dtype`` and ``property`` are those printed in an
     :class:`~refseq.oracle.OracleFailure` message. For "carried state" these are the inputs of
-    the single call that the two calls must equal; for "autograd" those of the forward.
+    the single call that the two calls must equal; for "autograd" those of the forward. For
+    the speculative-sampler contracts, ``args`` is ``(target_fn, draft_fn, ctx, trees)`` of the
+    property (:func:`refseq.oracle.lossless.tree_cases`).
     """
     contract = get_contract(contract)
     (dtype,) = _check_dtypes((dtype,), "dtype")
     _check_seed(seed)
+    if contract.kind == "lossless":  # the models and the trees of that property
+        from refseq.oracle.lossless import MODES, tree_cases
+
+        mode = str(property).split()[0]
+        if mode not in MODES:
+            raise ValueError(f"property must be one of {[m + ' trees' for m in MODES]} for "
+                             f"{contract.name}, got {property!r}")
+        return tree_cases(mode, seed), {}
     if not isinstance(dims, dict):
         raise TypeError(f"dims must be a dict of dimensions, got {type(dims).__name__}")
     args, kw = _inputs64(contract, seed, dict(dims), property)
@@ -169,6 +181,8 @@ def _run_case(contract, adapter, fn, prop, dims, dtype, seed):
         text = str(e) if len(str(e)) <= 300 else str(e)[:300] + " ..."
         result.message = f"the implementation raised {type(e).__name__}: {text}"
         return result
+    if kind == "exact":
+        return _exact_case(result, contract, actual, args64, kw, dtype)
     desired, runs = _oracle(contract, reference, args64, kw, dtype, seed)
     ok, _, _, _, msg = check_close(actual, desired, runs, kind=kind)
     ratio, err, bound, worst = _worst(actual, desired, runs, kind)
@@ -178,6 +192,39 @@ def _run_case(contract, adapter, fn, prop, dims, dtype, seed):
     notes = [m for m in (result.message, problem, "" if ok else msg) if m]
     result.message = "; ".join(notes)
     return result
+
+
+def _exact_case(result, contract, actual, args64, kw, dtype):
+    """An ``"exact"`` contract: the reference on the same (dtype) inputs, value for value."""
+    args, kw_d = cast_inputs(args64, kw, dtype)  # fresh: a function may write in place
+    desired = contract.reference(*args, **kw_d)
+    exempt = None if contract.boundary is None else contract.boundary(args, kw_d)
+    ok, err, bound, ratio, msg = check_exact(actual, desired, exempt, strict_dtype=False)
+    result.ok, result.err, result.bound, result.ratio = ok, err, bound, ratio
+    result.message = "; ".join(m for m in (result.message, msg) if m)
+    return result
+
+
+def _sampler_cases(fn, contract, adapter, seed, max_examples):
+    """The cases of a ``"lossless"`` contract (:mod:`refseq.oracle.lossless`): one per mode;
+    the statistical test takes ``10,000 * max(1, max_examples)`` steps."""
+    from refseq.oracle.lossless import V, sampler_cases
+
+    wrapped = adapter.wrap(fn)
+    cases = []
+    for prop, run in sampler_cases(contract.name, wrapped, seed, 10_000 * max(1, max_examples)):
+        def case(prop=prop, run=run):
+            result = CaseResult(contract.name, prop, {"V": V}, "float64", seed, False,
+                                adapter=adapter.name)
+            try:
+                result.ok, result.err, result.bound, result.message = run()
+            except Exception as e:  # the user's code failed: a finding, not a crash
+                result.message = f"the implementation raised {type(e).__name__}: {e}"[:300]
+                return result
+            result.ratio = result.err / result.bound
+            return result
+        cases.append((prop, {"V": V}, "float64", seed, case))
+    return cases
 
 
 def _accepts(fn, keyword) -> bool:
@@ -211,7 +258,9 @@ def run_suite(fn, contract, *, adapter="numpy", device=None, dtypes=("float32", 
     if unknown:
         raise ValueError(f"dims names {unknown} that {contract.name} does not have; its "
                          f"dimensions: {sorted(contract.dims)}")
-    props = ["random"] * max_examples + ["length 1", "odd sizes"]
+    if contract.kind == "lossless":
+        return _sampler_cases(fn, contract, adapter, seed, max_examples)
+    props = ["random"] * max_examples + properties(contract)[1:3]
     props += ["large magnitudes"] if contract.large is not None else []
     props += ["carried state"] if contract.carry is not None else []
     props += ["reverse"] if contract.reverse and _accepts(fn, "reverse") else []

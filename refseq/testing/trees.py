@@ -2,8 +2,10 @@
 
 :func:`random_tree_batch` draws the keyword arguments of ``tree_verify_stochastic``: random
 parents in topological order (a bias to recent nodes gives deep trees as well as bushy ones),
-duplicate sibling tokens, padding, zero probabilities, rows where target and draft agree (zero
-residual mass), and virtual duplicates in iid mode. The ``*_inputs(rng, dims, dtype)``
+tokens mostly drawn from the parent's draft row (without replacement in wor mode) and a target
+mixed from the draft and noise, so that acceptances are common and walks go deep; duplicate
+sibling tokens, padding, zero probabilities, rows where target and draft agree (zero residual
+mass), and virtual duplicates in iid mode. The ``*_inputs(rng, dims, dtype)``
 functions are the registry's input generators (:mod:`refseq.registry`) for the five functions
 of the hot path; they draw ``B`` trees of up to ``N`` nodes over ``V`` tokens.
 """
@@ -19,24 +21,37 @@ MODE_CODES = {"iid": 0, "wor": 1, "point": 2}
 
 
 def _probs(rng, shape, dtype, zero_frac):
-    p = rng.random(shape) ** 3
+    p = rng.random(shape) ** rng.choice([3, 12])  # 12: peaked rows, frequent acceptances
     p[rng.random(shape) < zero_frac] = 0.0
     p[..., 0] += (p.sum(-1) == 0)  # never an all-zero row
     return (p / p.sum(-1, keepdims=True)).astype(dtype)
 
 
-def _trees(rng, B, N, V, with_virtual):
+def _trees(rng, B, N, V, with_virtual, draft=None, wor=False, top=False):
+    """Random padded trees; with ``draft`` (B, N, V), most tokens are drawn from their parent's
+    draft row (without replacement among siblings when ``wor``; among the row's 3 most likely
+    tokens when ``top``, as a deterministic drafter would), so that walks go deep; the rest are
+    uniform (zero-probability tokens included)."""
     parents = np.full((B, N), -2, np.int32)
     tokens = np.full((B, N), -1, np.int32)
     virtual = np.zeros((B, N), np.uint8)
     num_nodes = rng.integers(1, N + 1, B).astype(np.int32)
+    small = min(V, 4) if rng.random() < 0.5 else V
     for b in range(B):
         n = num_nodes[b]
         parents[b, 0] = -1
+        tokens[b, 0] = rng.integers(0, V)
         for i in range(1, n):
-            parents[b, i] = rng.integers(max(0, i - 3), i) if rng.random() < 0.6 else \
-                rng.integers(0, i)
-        tokens[b, :n] = rng.integers(0, min(V, 4) if rng.random() < 0.5 else V, n)
+            u = rng.integers(max(0, i - 3), i) if rng.random() < 0.6 else rng.integers(0, i)
+            parents[b, i] = u
+            q = None if draft is None else draft[b, u].astype(np.float64)
+            if q is not None and wor:
+                q[tokens[b, np.flatnonzero(parents[b, :i] == u)]] = 0.0
+            if q is not None and q.sum() > 0 and rng.random() < 0.8:
+                tokens[b, i] = (rng.choice(np.argsort(q)[-3:]) if top else
+                                rng.choice(V, p=q / q.sum()))
+            else:
+                tokens[b, i] = rng.integers(0, small)
         if with_virtual:  # flag some later duplicate leaves virtual
             for i in range(1, n):
                 sib = np.flatnonzero(parents[b, :i] == parents[b, i])
@@ -49,11 +64,15 @@ def _trees(rng, B, N, V, with_virtual):
 def random_tree_batch(rng, B, N, V, mode, dtype, zero_frac=0.3) -> dict:
     """Keyword arguments of ``tree_verify_stochastic`` for one random batch (``mode`` 0, 1, 2;
     in point mode ``draft_probs`` is None about half the time)."""
-    parents, tokens, virtual, num_nodes = _trees(rng, B, N, V, mode == 0)
-    target = _probs(rng, (B, N, V), dtype, zero_frac)
     draft = _probs(rng, (B, N, V), dtype, zero_frac)
+    lam = rng.choice([0.2, 0.6, 1.0])  # how far the target is from the draft
+    target = ((1 - lam) * draft + lam * _probs(rng, (B, N, V), np.float64, zero_frac))
+    target = (target / target.sum(-1, keepdims=True)).astype(dtype)
     if rng.random() < 0.3:  # some rows equal: residuals with zero mass, fallback to P
         target[:, :N // 2] = draft[:, :N // 2]
+    parents, tokens, virtual, num_nodes = _trees(rng, B, N, V, mode == 0,
+                                                 draft if mode != 2 or rng.random() < 0.5
+                                                 else target, wor=mode == 1, top=mode == 2)
     return dict(parents=parents, tokens=tokens, target_probs=target,
                 draft_probs=draft if mode != 2 or rng.random() < 0.5 else None, mode=mode,
                 virtual=virtual if mode == 0 else None, u_accept=_uniform(rng, (B, N), dtype),

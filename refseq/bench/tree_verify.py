@@ -283,9 +283,10 @@ def main(args) -> int:
     print(f"refseq bench tree_verify: B={c['B']} trees of N={c['N']} nodes (depth <= "
           f"{c['max_depth']}, 1-{c['max_children']} children), V={c['V']}, float32; best of "
           f"{args.repeats} (numpy: 1) after a warm-up. 'jit kernel' = Numba twin on validated "
-          "arrays; 'numpy'/'jit'/'cuda' = public function, checks included (they read every "
-          "probability); 'torch CPU' = a per-tree, per-depth torch loop of the same rule on "
-          "validated tensors; 'vs copy' = copy of all target+draft bytes / row time; 'outputs' "
+          "arrays; 'numpy'/'jit'/'cuda' = public function, checks included (the tree "
+          "arrays, then the probability rows the walks read); 'torch CPU' = a per-tree, "
+          "per-depth torch loop of the same rule on validated tensors; 'vs copy' = copy of all "
+          "target+draft bytes / row time; 'outputs' "
           "= integer outputs vs the NumPy tier on trees not flagged near a decision boundary\n",
           flush=True)
     print(format_rows(bench_tree_verify(repeats=args.repeats, log=lambda r: None)))

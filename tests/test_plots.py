@@ -27,6 +27,10 @@ SMALL = {
     "gradient-noise": ["--seeds", "0", "1", "--steps", "8", "--n", "32", "--depth", "2",
                        "--width", "4"],
     "pv-rnn": ["--ws", "0", "0.01", "1", "--epochs", "3"],  # w = 0: the symlog axis
+    "token-recycling": ["--V", "16", "--queries", "2", "--n", "24"],
+    "dyspec": ["--steps", "20", "--budgets", "4", "--budget", "4", "--temperatures", "0"],
+    "aded": ["--V", "16", "--sequences", "20", "--length", "16", "--prompts", "1", "--tokens",
+             "16", "--iterations", "10"],
 }
 MODULES = {
     "aaren": "refseq.papers.aaren.demo",
@@ -34,9 +38,12 @@ MODULES = {
     "rnn-sparsity": "refseq.papers.rnn_sparsity.demo",
     "gradient-noise": "refseq.papers.gradient_noise.demo",
     "pv-rnn": "refseq.papers.pv_rnn.demo",
+    "token-recycling": "refseq.papers.token_recycling.demo",
+    "dyspec": "refseq.papers.dyspec.demo",
+    "aded": "refseq.papers.aded.demo",
 }
 # printed lines that hold wall times, so differ from run to run
-TIMING = re.compile(r"us/token|ms vs|\d\.\dx$|^\(\d+\.\d+ s\)$|^total [\d.]+ s$"
+TIMING = re.compile(r"us/token|ms vs|\d\.\dx$|\(\d+\.\d+ s\)$|^total [\d.]+ s$|yes\s+[\d.]+$"
                     r"|^\s+[\d.e-]+\s+[\d.]+\s+[\d.]+\s+[\d.]+$")  # the last: pv-rnn rows
 
 
@@ -77,6 +84,18 @@ def no_matplotlib(monkeypatch):
     for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends",
                 "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, mod, None)  # None in sys.modules: ImportError
+
+
+def test_bars_draws_one_bar_per_label_and_rejects_a_length_mismatch(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = plots.bars(tmp_path / "b.png", ["plain", "chain", "tree"], [1.0, 2.3, 2.9],
+                      title="t", ylabel="tokens per target call", errors=[0.0, 0.1, 0.2],
+                      reference=("plain decoding", 1.0), groups=["base", "base", "paper"])
+    assert path.read_bytes().startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="labels and values must have the same length, got 2 "
+                                         "and 3"):
+        plots.bars(tmp_path / "c.png", ["a", "b"], [1, 2, 3], title="t", ylabel="y")
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_helpers_name_the_plot_extra_without_matplotlib(no_matplotlib, tmp_path):

@@ -38,30 +38,28 @@ class Paper:
 # A paper leaves this table when its package lands.
 PLANNED = (
     (3, "Stuffed Mamba: State Collapse and State Capacity", "2410.07145", "scan, recurrence"),
-    (8, "Adaptive Draft-Verification (ADED)", "2407.12021", "tree verification"),
     (9, "Just read twice (JRT-Prompt, JRT-RNN)", "2407.05483", "scan"),
     (10, "Long-term Recurrent Convolutional Networks (LRCN)", "1411.4389", "recurrence"),
     (11, "Linear State-Space Layers (LSSL)", "2110.13985", "scan, recurrence"),
-    (12, "Recursive Speculative Decoding", "2402.14160", "tree verification"),
     (14, "Pointer Networks", "1506.03134", "recurrence"),
     (15, "Lexical Unit Decoding", "2405.15208", "tree verification"),
-    (16, "Token Recycling", "2408.08696", "tree verification"),
     (17, "Chimera", "2402.15758", "tree verification"),
     (18, "RecurrentGPT", "2305.13304", "kv lookup (optional)"),
     (19, "Titans: Learning to Memorize at Test Time", "2501.00663", "scan, recurrence"),
     (20, "Parallel Decoding via Hidden Transfer", "2404.12022", "tree verification"),
     (22, "In-Context Language Learning", "2401.12973", "-"),
-    (24, "DySpec", "2410.11744", "tree verification"),
     (25, "Sequence to Sequence Learning", "1409.3215", "recurrence"),
     (26, "Hardware-Aware Parallel Prompt Decoding", "2405.18628", "tree verification"),
     (27, "Stateful Conformer (cache-based streaming ASR)", "2312.17279", "recurrence, scan"),
     (29, "Discrete Key-Value Bottleneck", "2207.11240", "kv lookup (defines it)"),
 )
 
-# Cross-cutting parts of the programme that are not one paper: (title, sources, hot paths).
+# Cross-cutting parts of the programme that are not one paper: (title, sources, hot paths,
+# where; "" while planned).
 CROSS_CUTTING = (
-    ("Speculative verification core", "2211.17192 et al.", "tree verification (defines it)"),
-    ("Search and sampling decoding (refseq.decoding)", "-", "-"),
+    ("Speculative verification core", "2211.17192 et al.", "tree verification (defines it)",
+     "refseq.decoding.speculative, refseq.tree_verify"),
+    ("Search and sampling decoding", "-", "-", "refseq.decoding"),
 )
 
 
@@ -98,7 +96,7 @@ def format_papers() -> str:
         rows.append((p.number, p.title, p.arxiv, p.hot_paths, p.status, where))
     rows += [(n, t, a, h, "planned", "") for n, t, a, h in PLANNED]
     rows.sort(key=lambda r: r[0])
-    rows += [("-", t, a, h, "planned", "") for t, a, h in CROSS_CUTTING]
+    rows += [("-", t, a, h, "implemented" if w else "planned", w) for t, a, h, w in CROSS_CUTTING]
     rows = [tuple(str(x) for x in r) for r in rows]
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
     lines = ["  ".join(x.ljust(w) for x, w in zip(head, widths)).rstrip()]

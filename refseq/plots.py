@@ -317,3 +317,69 @@ def bars(path, labels, values, *, title: str, ylabel: str, errors=None, referenc
     ax.set_title(title)
     ax.grid(False, axis="x")
     return _save(fig, path)
+
+
+def decision_regions(path, xs, panels: dict, *, points=None, n_classes: int, title: str) -> Path:
+    """Class decision regions of 2-D classifiers, one panel per model (shared axes).
+
+    ``xs (P,)`` grid coordinates along each axis; ``panels``: title -> predicted classes
+    ``(P, P)`` with ``[i, j]`` the prediction at ``(xs[j], xs[i])``; ``points``: optional
+    ``(X (n, 2), y (n,))`` drawn over every panel, outlined; ``n_classes`` fixes the colours
+    (class ``c`` is colour ``c`` of a qualitative map in every panel).
+    """
+    xs = np.asarray(xs, dtype=float)
+    fig, axes = _figure(len(panels), width=3.2 * len(panels) + 0.6, height=3.8, sharey=True)
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.lines import Line2D
+
+    colours = [f"C{c % 10}" for c in range(n_classes)]
+    cmap = ListedColormap(colours)
+    norm = BoundaryNorm(np.arange(-0.5, n_classes), n_classes)
+    step = (xs[1] - xs[0]) / 2 if xs.size > 1 else 0.5
+    extent = (xs[0] - step, xs[-1] + step, xs[0] - step, xs[-1] + step)
+    for ax, (panel_title, labels) in zip(axes, panels.items()):
+        ax.grid(False)
+        ax.imshow(np.asarray(labels), origin="lower", extent=extent, cmap=cmap, norm=norm,
+                  alpha=0.45, interpolation="nearest", aspect="equal")
+        if points is not None:
+            X, y = np.asarray(points[0], dtype=float), np.asarray(points[1])
+            ax.scatter(X[:, 0], X[:, 1], c=y, cmap=cmap, norm=norm, s=9, edgecolors="black",
+                       linewidths=0.3)
+        ax.set_title(panel_title, fontsize="medium")
+        ax.set_xlabel("$x_1$")
+    axes[0].set_ylabel("$x_2$")
+    handles = [Line2D([], [], marker="s", ls="", color=colours[c], label=f"class {c}")
+               for c in range(n_classes)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(n_classes, 8),
+               fontsize="small")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+__all__ += ["decision_regions"]
+
+
+def prompt_sizes(path, steps, series: dict, *, title: str, bound=None, marks=None) -> Path:
+    """Prompt size (words) against the step, one line per method, log y.
+
+    ``steps (n,)``; ``series``: label -> words per step ``(n,)``; ``bound``: optional
+    ``(label, value)`` drawn as a dashed horizontal line (a proven upper bound); ``marks``:
+    optional ``{label: step}`` drawn as dotted vertical lines (e.g. when content was planted).
+    """
+    steps = np.asarray(steps, dtype=float)
+    fig, (ax,) = _figure(width=7.0, height=4.4)
+    for label, words in series.items():
+        ax.plot(steps, np.asarray(words, dtype=float), label=label, lw=1.5)
+    if bound is not None:
+        ax.axhline(bound[1], ls="--", color="gray", lw=1, label=f"{bound[0]} ({bound[1]:g})")
+    for i, (label, step) in enumerate((marks or {}).items()):
+        ax.axvline(step, ls=":", color=f"C{i + 4}", lw=1, label=f"{label} (step {step})")
+    ax.set_yscale("log")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("prompt size (words, log scale)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+__all__ += ["prompt_sizes"]

@@ -41,6 +41,10 @@ class HotPath:
     bit for bit, on the same inputs as the tier receives, except on the leading-axis rows that
     ``boundary(args, kwargs) -> (B,) bool`` flags (trees whose reference walk has a uniform
     within rounding of a decision boundary, :func:`refseq.tree_verify.reference.near_boundary`).
+    ``"indices"`` (the key-value lookup): integer outputs reproduced exactly on the tier's
+    inputs and floating outputs within the forward rule, both outside the entries that
+    ``boundary(args, kwargs)`` flags — then a tuple of boolean masks, one per output leaf
+    (queries with a near-tie, :func:`refseq.kv_lookup.reference.near_tie`).
     ``capture(args, kwargs, returned)`` gives what is compared when the function also writes an
     argument in place (``kv_commit``'s cache); it copies, so later calls cannot change it.
     ``error_samples`` is the number of backward-error and of rounding samples
@@ -357,3 +361,89 @@ register(
         cudasim_test_dims={**_TREE_SIM, "mode": _MODES},
     )
 )
+
+
+# --- the key-value lookup hot path: indices exact (near-ties exempt), floats by the rule --------
+
+
+def _kv_lookup_inputs(rng, dims, dtype):
+    """Queries near random keys (half of them) or anywhere, a usage mask keeping >= k keys."""
+    B, C, N, M, D = (dims[x] for x in ("B", "C", "N", "M", "D"))
+    k = min(dims["k"], M)
+    keys = rng.standard_normal((C, M, D))
+    near = keys[np.arange(C)[None, :, None], rng.integers(0, M, (B, C, N))]  # (B, C, N, D)
+    h = np.where(rng.random((B, C, N, 1)) < 0.5, near + 0.3 * rng.standard_normal(near.shape),
+                 rng.standard_normal(near.shape))
+    values = rng.standard_normal((C, M, 3))
+    mask = rng.random((C, M)) < 0.8
+    for c in range(C):
+        mask[c, rng.choice(M, k, replace=False)] = True
+    return ((h.astype(dtype), keys.astype(dtype), values.astype(dtype), k, mask),
+            {"metric": dims["metric"]})
+
+
+def _kv_scatter_inputs(rng, dims, dtype):
+    B, C, N, M, k, V = (dims[x] for x in ("B", "C", "N", "M", "k", "V"))
+    d_fetched = rng.standard_normal((B, C, k, N, V)).astype(dtype)
+    return (d_fetched, rng.integers(0, M, (B, C, N, k)).astype(np.int32), M), {}
+
+
+def _kv_stats_inputs(rng, dims, dtype):
+    (h, keys, _, _, mask), _ = _kv_lookup_inputs(rng, {**dims, "k": 1, "metric": "l2"}, dtype)
+    return (h, keys, mask), {}
+
+
+def _kv_lookup_boundary(args, kwargs):
+    """Per output leaf, the entries of queries with a near-tie in the reference's ranking
+    (:func:`refseq.kv_lookup.reference.near_tie`)."""
+    from refseq.kv_lookup.reference import near_tie
+
+    h, keys, values, topk, mask = args
+    q = near_tie(h, keys, topk, mask, kwargs.get("metric", "l2"))  # (B, C, N)
+    B, C, N = q.shape
+    rows = np.broadcast_to(q[..., None], (B, C, N, topk))
+    fetched = np.broadcast_to(q[:, :, None, :, None], (B, C, topk, N, values.shape[2]))
+    return rows, rows, fetched
+
+
+def _kv_stats_boundary(args, kwargs):
+    """Whole codebooks with a near-tie query: a flipped assignment moves a count and a sum."""
+    from refseq.kv_lookup.reference import near_tie
+
+    h, keys, mask = args
+    c = near_tie(h, keys, 1, mask).any(axis=(0, 2))  # (C,)
+    M, D = keys.shape[1:]
+    return (np.broadcast_to(c[:, None], (len(c), M)),
+            np.broadcast_to(c[:, None, None], (len(c), M, D)))
+
+
+_KV_METRICS = ("l2", "cosine")
+_KV_TEST = {"B": (1, 3), "C": (1, 8), "N": (1, 5), "M": (1, 512), "D": (1, 32), "k": (1, 8),
+            "metric": _KV_METRICS}
+_KV_SIM = {"B": (1, 2), "C": (1, 2), "N": (1, 3), "M": (1, 12), "D": (1, 4), "k": (1, 3),
+           "metric": _KV_METRICS}
+_KV_AUDIT = ({"B": 256, "C": 16, "N": 1, "M": 512, "D": 16, "k": 8, "metric": "l2"},
+             {"B": 3, "C": 5, "N": 7, "M": 33, "D": 5, "k": 3, "metric": "cosine"})
+_KV_CUDASIM = ({"B": 2, "C": 2, "N": 2, "M": 9, "D": 3, "k": 2, "metric": "l2"},)
+
+
+def _kv_drop(dims, *names):
+    return {k: v for k, v in dims.items() if k not in names}
+
+
+register(HotPath(name="kv_lookup", hot_path="kv_lookup", kind="indices",
+                 boundary=_kv_lookup_boundary, make_inputs=_kv_lookup_inputs,
+                 audit_dims=_KV_AUDIT, cudasim_dims=_KV_CUDASIM, test_dims=_KV_TEST,
+                 cudasim_test_dims=_KV_SIM))
+register(HotPath(name="kv_scatter_add", hot_path="kv_lookup", kind="indices",
+                 make_inputs=_kv_scatter_inputs,
+                 audit_dims=tuple({**_kv_drop(d, "D", "metric"), "V": 10} for d in _KV_AUDIT),
+                 cudasim_dims=tuple({**_kv_drop(d, "D", "metric"), "V": 2} for d in _KV_CUDASIM),
+                 test_dims={**_kv_drop(_KV_TEST, "D", "metric"), "V": (1, 12)},
+                 cudasim_test_dims={**_kv_drop(_KV_SIM, "D", "metric"), "V": (1, 3)}))
+register(HotPath(name="kv_assign_stats", hot_path="kv_lookup", kind="indices",
+                 boundary=_kv_stats_boundary, make_inputs=_kv_stats_inputs,
+                 audit_dims=tuple(_kv_drop(d, "k", "metric") for d in _KV_AUDIT),
+                 cudasim_dims=tuple(_kv_drop(d, "k", "metric") for d in _KV_CUDASIM),
+                 test_dims=_kv_drop(_KV_TEST, "k", "metric"),
+                 cudasim_test_dims=_kv_drop(_KV_SIM, "k", "metric")))

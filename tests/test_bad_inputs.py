@@ -3704,17 +3704,403 @@ EXCLUDED_ADED: dict = {
 
 # --- refseq.kv_lookup and its jit/cuda twins (SECTION-KV) ---
 # (SECTION-KV) rows and helpers go here (TABLE += [...]); exclusions in EXCLUDED_KV
+# One row per public function and tier: the checks run before dispatch, so every tier must
+# reject the same bad input with the same message.
+
+
+def _kv_lookup_args(backend):
+    def build():
+        r = _rng()
+        return {"h": r.standard_normal((2, 2, 3, 3)), "keys": r.standard_normal((2, 5, 3)),
+                "values": r.standard_normal((2, 5, 2)), "topk": 2,
+                "usage_mask": np.array([[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]], bool),
+                "metric": "l2", "backend": backend}
+    return build
+
+
+def _kv_scatter_args(backend):
+    def build():
+        return {"d_fetched": _rng().standard_normal((2, 2, 3, 4, 2)),
+                "idx": _rng().integers(0, 5, (2, 2, 4, 3)), "M": 5, "backend": backend}
+    return build
+
+
+def _kv_stats_args(backend):
+    def build():
+        kw = _kv_lookup_args(backend)()
+        return {"h": kw["h"], "keys": kw["keys"], "usage_mask": kw["usage_mask"],
+                "backend": backend}
+    return build
+
+
+def _kv_nan(name, value=np.nan):
+    return (name, f"{name}-{value}", lambda kw: {**kw, name: _set(kw[name], 0, value)})
+
+
+for _tier in ("numpy", "jit", "cuda"):
+    _pre = "" if _tier == "numpy" else f"{_tier}."
+    TABLE += [
+        row("refseq.kv_lookup.kv_lookup", _kv_lookup_args(_tier), id=f"{_pre}kv_lookup",
+            tier=_tier, arrays={"h": F, "keys": F, "values": FREE, "usage_mask": MASK},
+            keywords={"topk": [0, 6, 1.5, True], "metric": ["l1", 3], "backend": ["gpu", 3]},
+            cases=[_kv_nan("h"), _kv_nan("keys", np.inf),
+                   ("usage_mask", "too-few-keys",
+                    lambda kw: {**kw, "topk": 5}),  # codebook 0 keeps 4 keys
+                   ("values", "values-M", lambda kw: {**kw, "values": kw["values"][:, :4]}),
+                   ("keys", "keys-empty", lambda kw: {**kw, "keys": kw["keys"][:, :0]})]),
+        row("refseq.kv_lookup.kv_scatter_add", _kv_scatter_args(_tier),
+            id=f"{_pre}kv_scatter_add", tier=_tier,
+            arrays={"d_fetched": FREE, "idx": ids(high=5)},
+            keywords={"M": [0, 1.5, "5"], "backend": ["gpu", 3]},
+            cases=[("idx", "idx-shape", lambda kw: {**kw, "idx": kw["idx"][:, :, :3]})]),
+        row("refseq.kv_lookup.kv_assign_stats", _kv_stats_args(_tier),
+            id=f"{_pre}kv_assign_stats", tier=_tier,
+            arrays={"h": F, "keys": F, "usage_mask": MASK}, keywords={"backend": ["gpu", 3]},
+            cases=[_kv_nan("h"), ("usage_mask", "no-key-left",
+                                  lambda kw: {**kw, "usage_mask": np.zeros((2, 5), bool)})]),
+    ]
+
 EXCLUDED_KV: dict = {}
 # (SECTION-KV) end
 
 # --- refseq.papers.kv_bottleneck (SECTION-DKVB) ---
 # (SECTION-DKVB) rows and helpers go here (TABLE += [...]); exclusions in EXCLUDED_DKVB
-EXCLUDED_DKVB: dict = {}
+_DKVB = "refseq.papers.kv_bottleneck"
+# shapes: B = 2, C = 2, N = 1, M = 4, d_k = 2, d_v = 3, k = 2
+
+
+def _dkvb_cb(update_keys=True):
+    cb = resolve(f"{_DKVB}.KVCodebooks")(2, 4, 2, 3, rng=0)
+    cb.update_keys = update_keys
+    return cb
+
+
+def _dkvb_lookup():
+    return {"h": _f(2, 2, 1, 2), "keys": _f(2, 4, 2), "topk": 2}
+
+
+def _dkvb_fetch():
+    return {"values": _f(2, 4, 3), "idx": np.array([[[[0, 1]], [[2, 3]]], [[[3, 0]], [[1, 1]]]])}
+
+
+def _dkvb_model():
+    m = resolve(f"{_DKVB}.KVBottleneckModel")(resolve(f"{_DKVB}.Identity")(),
+                                              resolve(f"{_DKVB}.Chunker")(2), _dkvb_cb(False))
+    return m
+
+
+_DKVB_RNG = {"rng": [-1, "x"]}
+_DKVB_CB = {"codebooks": [3, None]}
+TABLE += [
+    row(f"{_DKVB}.lookup", _dkvb_lookup, arrays={"h": F, "keys": FREE},
+        keywords={"topk": [0, 5, 1.5, None], "temperature": [-1.0, np.nan, "0"],
+                  "backend": ["gpu", 3, None]},
+        cases=[("usage_mask", "usage_mask-too-few", lambda kw: {
+            **kw, "usage_mask": np.eye(2, 4, dtype=bool)})]),
+    row(f"{_DKVB}.lookup_fetch", lambda: {**_dkvb_lookup(), "values": _f(2, 4, 3)},
+        arrays={"h": F, "keys": FREE, "values": FREE},
+        keywords={"topk": [0, 5, 1.5], "temperature": [-1.0, np.nan], "backend": ["gpu", 3]}),
+    row(f"{_DKVB}.fetch", _dkvb_fetch, arrays={"values": FREE, "idx": ids(4)}),
+    row(f"{_DKVB}.fetch_backward",
+        lambda: {"d_fetched": _f(2, 2, 2, 1, 3), "idx": _dkvb_fetch()["idx"], "M": 4},
+        arrays={"d_fetched": FREE, "idx": ids(4)}, keywords={"M": [0, 1.5, None],
+                                                            "backend": ["gpu", 3]}),
+    row(f"{_DKVB}.gumbel_noise", lambda: {"shape": (2, 3), "rng": 0}, keywords=_DKVB_RNG),
+    row(f"{_DKVB}.split_chunk", lambda: {"z": _f(2, 1, 4), "C": 2}, arrays={"z": FREE},
+        keywords={"C": [0, 3, 1.5, None]}),
+    row(f"{_DKVB}.merge_chunks", lambda: {"h": _f(2, 2, 1, 2)}, arrays={"h": FREE}),
+    row(f"{_DKVB}.as_tokens", lambda: {"z": _f(2, 1, 4)}, arrays={"z": FREE}),
+    row(f"{_DKVB}.Chunker", lambda: {"C": 2}, keywords={"C": [0, 1.5, None]}),
+    row(f"{_DKVB}.RandomProjection", lambda: {"C": 2, "d_z": 3, "d_k": 2, "rng": 0},
+        keywords={"C": [0, 1.5], "d_z": [0, None], "d_k": [-1, "2"], **_DKVB_RNG,
+                  "dtype": ["int8", None]}),
+    row(f"{_DKVB}.LearnedProjection", lambda: {"C": 2, "d_z": 3, "d_k": 2, "W": _f(3, 4)},
+        arrays={"W": F}, keywords={"C": [0, 1.5], "d_z": [0, None], "d_k": [-1, "2"]}),
+    row(f"{_DKVB}.PrecomputedEmbeddings", lambda: {"table": _f(4, 1, 3)},
+        arrays={"table": FREE}),
+    row(f"{_DKVB}.FrozenLinear", lambda: {"W": _f(3, 2), "b": _f(2)},
+        arrays={"W": FREE, "b": F}),
+    row(f"{_DKVB}.KVCodebooks", lambda: {"C": 2, "M": 4, "d_k": 2, "d_v": 3, "rng": 0},
+        keywords={"C": [0, 1.5], "M": [0, None], "d_k": [-1, "2"], "d_v": [0, 2.0],
+                  "dtype": ["int8", None], **_DKVB_RNG}),
+    row(f"{_DKVB}.kmeans", lambda: {"h": _f(5, 2, 1, 2), "M": 3, "iters": 2, "rng": 0},
+        arrays={"h": FREE}, keywords={"M": [0, 1.5, None], "iters": [-1, 1.5], **_DKVB_RNG},
+        finite=True),
+    row(f"{_DKVB}.laplace_smoothing", lambda: {"cluster_size": _f(2, 4, low=0, high=2)},
+        arrays={"cluster_size": FREE}, keywords={"eps": [0.0, -1.0, np.nan, "1"]}),
+    row(f"{_DKVB}.dead_threshold", lambda: {"batch_size": 8, "N": 1, "M": 4},
+        keywords={"batch_size": [0, 1.5, None], "N": [0, "1"], "M": [0, None],
+                  "factor": [-0.1, np.nan, "0.1"]}),
+    row(f"{_DKVB}.ema_update", lambda: {"codebooks": _dkvb_cb(), "h": _f(2, 2, 1, 2)},
+        arrays={"h": F}, flags=("faithful",),
+        keywords={**_DKVB_CB, "decay": [1.0, -0.1, np.nan, "0.9"], "eps": [0.0, -1.0],
+                  "threshold": [-1.0, np.nan], "backend": ["gpu", 3]}, finite=True,
+        cases=[("codebooks", "codebooks-frozen", lambda kw: {**kw, "codebooks":
+                                                              _dkvb_cb(False)})]),
+    row(f"{_DKVB}.replace_dead_keys",
+        lambda: {"codebooks": _dkvb_cb(), "h": _f(2, 2, 1, 2), "threshold": 0.5, "rng": 0},
+        arrays={"h": F}, keywords={**_DKVB_CB, "threshold": [-1.0, np.nan, "1"], **_DKVB_RNG},
+        finite=True),
+    row(f"{_DKVB}.fit_keys",
+        lambda: {"codebooks": _dkvb_cb(), "encoder": lambda x: x,
+                 "splitter": lambda z: z.reshape(-1, 2, 1, 2), "loader": [_f(2, 4)],
+                 "epochs": 1},
+        keywords={"epochs": [-1, 1.5, None], "decay": [1.0, "0.9"], **_DKVB_RNG}),
+    row(f"{_DKVB}.voting_decoder", lambda: {"fetched": _f(2, 2, 2, 1, 3)},
+        arrays={"fetched": FREE}, flags=("training",),
+        keywords={"dropout": [1.0, -0.1, np.nan]},
+        cases=[("weights", "weights-length", lambda kw: {**kw, "weights": np.ones(3)})]),
+    row(f"{_DKVB}.voting_decoder_backward",
+        lambda: {"d_logits": _f(2, 3), "cache": resolve(f"{_DKVB}.voting_decoder")(
+            _f(2, 2, 2, 1, 3))[1]}, arrays={"d_logits": F}),
+    row(f"{_DKVB}.append_distance",
+        lambda: {"fetched": _f(2, 2, 2, 1, 3), "dist": _f(2, 2, 1, 2)},
+        arrays={"fetched": FREE, "dist": F}),
+    row(f"{_DKVB}.append_distance_backward", lambda: {"d_out": _f(2, 2, 2, 1, 4)},
+        arrays={"d_out": FREE}),
+    row(f"{_DKVB}.VotingDecoder", lambda: {"weights": np.ones(2), "dropout": 0.1},
+        arrays={"weights": ANY}, keywords={"dropout": [1.0, -0.1, "0"]}),
+    row(f"{_DKVB}.LinearProbeDecoder", lambda: {"d_in": 6, "K": 3, "rng": 0}, flags=("bias",),
+        keywords={"d_in": [0, 1.5, None], "K": [0, "3"], **_DKVB_RNG, "dtype": ["int8"]}),
+    row(f"{_DKVB}.MLPDecoder", lambda: {"d_in": 6, "K": 3, "hidden": 4, "rng": 0},
+        keywords={"d_in": [0, 1.5], "K": [0, None], "hidden": [0, "4"], **_DKVB_RNG}),
+    row(f"{_DKVB}.MLPClassifier", lambda: {"sizes": (2, 4, 3), "rng": 0},
+        keywords={"sizes": [(2,), 3, (2, 0), (2, 1.5)], **_DKVB_RNG, "dtype": ["int8"]}),
+    row(f"{_DKVB}.KVBottleneckModel",
+        lambda: {"encoder": resolve(f"{_DKVB}.Identity")(),
+                 "splitter": resolve(f"{_DKVB}.Chunker")(2), "codebooks": _dkvb_cb()},
+        flags=("use_distance", "train_decoder"),
+        keywords={"encoder": [3], "splitter": [None], **_DKVB_CB, "decoder": [3, "voting"],
+                  "topk": [0, 5, 1.5], "temperature": [-1.0, "0"], "ema": [3, [1]],
+                  "backend": ["gpu", 3]}),
+    row(f"{_DKVB}.train_values",
+        lambda: {"model": _dkvb_model(), "stream": [(_f(2, 4), np.array([0, 2]))],
+                 "optimizer": resolve("refseq.train.sgd.SGD")(0.1), "epochs": 1},
+        keywords={"model": [3, None], "optimizer": [3, None], "epochs": [-1, 1.5],
+                  "batch_size": [0, 1.5], "clip": [0.0, -1.0, "1"], **_DKVB_RNG},
+        cases=[("update_keys", "model-keys-not-frozen", lambda kw: {
+            **kw, "model": resolve(f"{_DKVB}.KVBottleneckModel")(
+                resolve(f"{_DKVB}.Identity")(), resolve(f"{_DKVB}.Chunker")(2), _dkvb_cb())})]),
+    row(f"{_DKVB}.class_incremental_stream",
+        lambda: {"X": _f(4, 2), "y": np.array([0, 1, 2, 1]), "class_splits": [[0], [1, 2]]},
+        arrays={"y": ids(kinds=("ndim", "float", "low"))},
+        keywords={"class_splits": [[], 3, [[0], [0]], [[-1]]]},
+        cases=[("X", "X-rows", lambda kw: {**kw, "X": kw["X"][:3]})]),
+    row(f"{_DKVB}.accuracy", lambda: {"pred": np.array([0, 1]), "y": np.array([0, 2])},
+        arrays={"pred": ids(kinds=("ndim", "float")), "y": ids(kinds=("ndim", "float"))},
+        cases=[("classes", "classes-absent", lambda kw: {**kw, "classes": [5]})]),
+    row(f"{_DKVB}.train_classifier",
+        lambda: {"clf": resolve(f"{_DKVB}.MLPClassifier")((2, 3), 0),
+                 "stream": [(_f(2, 2), np.array([0, 2]))], "steps": 1},
+        keywords={"clf": [3, None], "steps": [-1, 1.5, None]}),
+    row(f"{_DKVB}.toy.sample_task", lambda: {"task": 1, "n": 3, "rng": 0},
+        keywords={"task": [-1, 4, 1.5], "n": [0, None], **_DKVB_RNG, "dtype": ["int8"]}),
+    row(f"{_DKVB}.toy.sample_tasks", lambda: {"n": 3, "rng": 0},
+        keywords={"n": [0, 1.5], **_DKVB_RNG}),
+    row(f"{_DKVB}.toy.sample_key_init", lambda: {"n": 3, "rng": 0},
+        keywords={"n": [0, "3"], **_DKVB_RNG, "dtype": ["int8"]}),
+    row(f"{_DKVB}.toy.grid", lambda: {"points": 3}, keywords={"points": [1, 1.5, None]}),
+]
+EXCLUDED_DKVB: dict = {
+    "encoder objects without constructor arguments: Identity checks its input x on every call "
+    "(tests/papers/kv_bottleneck/test_splitters.py feeds it an int32 array); Encoder is a "
+    "typing.Protocol": [
+        f"{_DKVB}.Identity", f"{_DKVB}.Encoder",
+    ],
+}
 # (SECTION-DKVB) end
 
 # --- refseq.papers.recurrentgpt (SECTION-RGPT) ---
 # (SECTION-RGPT) rows and helpers go here (TABLE += [...]); exclusions in EXCLUDED_RGPT
-EXCLUDED_RGPT: dict = {}
+_RG = "refseq.papers.recurrentgpt"
+
+
+def _rg_reply():
+    m = importlib.import_module(_RG)
+    return m.format_writer_output(m.WriterOutput("P one.", "R.", "M one.", ("a", "b", "c")))
+
+
+def _rg_gen():
+    return resolve(f"{_RG}.ScriptedGenerator")(lambda prompt, i: _rg_reply())
+
+
+def _rg_embedder():
+    return resolve(f"{_RG}.HashingEmbedder")(D=8)
+
+
+def _rg_state():
+    items = ["first item", "second item"]
+    return resolve(f"{_RG}.RecurrentState")(0, "memory.", items, _rg_embedder().encode(items),
+                                             "paragraph.", "a plan", ["a", "b", "c"])
+
+
+def _rg_page():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(short_memory="m", last_paragraph="p", plan="x")
+
+
+def _rg_step():
+    return {"state": _rg_state(), "generator": _rg_gen(), "embedder": _rg_embedder()}
+
+
+_RG_TEXT = {"text": [3, None, b"a b"]}
+_RG_STR = [3, None]
+_RG_WRONG_WIDTH = [("embedder", "embedder-width",
+                    lambda kw: {**kw, "embedder": resolve(f"{_RG}.HashingEmbedder")(D=5)})]
+TABLE += [
+    row(f"{_RG}.cosine_topk", lambda: {"query": _f(4), "index": _f(5, 4), "k": 2},
+        arrays={"query": F, "index": F}, keywords={"k": [-1, 1.5, "2", None]}),
+    row(f"{_RG}.cosine_topk_kv", lambda: {"query": _f(4), "index": _f(5, 4), "k": 2},
+        arrays={"query": F, "index": F},
+        keywords={"k": [-1, 1.5, "2", None], "backend": ["nope", 3]}),
+    row(f"{_RG}.count_words", lambda: {"text": "a b."}, keywords=_RG_TEXT),
+    row(f"{_RG}.count_sentences", lambda: {"text": "a b."}, keywords=_RG_TEXT),
+    row(f"{_RG}.split_sentences", lambda: {"text": "a b."}, keywords=_RG_TEXT),
+    row(f"{_RG}.truncate_words", lambda: {"text": "A b. C d.", "max_words": 2},
+        keywords={**_RG_TEXT, "max_words": [-1, 1.5, "2", None]}),
+    row(f"{_RG}.HashingEmbedder", lambda: {"D": 8},
+        keywords={"D": [0, 1.5, "8"], "ngram": [(2, 1), (0, 1), 3, (1.0, 2)],
+                  "seed": [-1, "0"]}),
+    row(f"{_RG}.embed.check_texts", lambda: {"texts": ["a"]},
+        keywords={"texts": ["a", [1], None]}),
+    row(f"{_RG}.extract_section", lambda: {"text": "A: x", "start_marker": "A:"},
+        keywords={"text": _RG_STR, "start_marker": [3, None, ":"], "end_marker": [3, ":"]}),
+    row(f"{_RG}.parse_writer_output", lambda: {"text": _rg_reply()}, keywords=_RG_TEXT),
+    row(f"{_RG}.parse_init_output", lambda: {"text": resolve(f"{_RG}.format_init_output")(
+        resolve(f"{_RG}.InitOutput")("n", "o", ("p", "q", "r"), "s", ("a", "b", "c")))},
+        keywords=_RG_TEXT),
+    row(f"{_RG}.parse_plan_selection", lambda: {"text": "Selected Plan: a\nReason: b"},
+        keywords=_RG_TEXT),
+    row(f"{_RG}.parse_human_edit",
+        lambda: {"text": "Extended Paragraph: a\nSelected Plan: b\nRevised Plan: c"},
+        keywords=_RG_TEXT),
+    row(f"{_RG}.parse_summary", lambda: {"text": "Summary: a"}, keywords=_RG_TEXT),
+    row(f"{_RG}.format_writer_output", lambda: {"out": resolve(f"{_RG}.WriterOutput")(
+        "p", "r", "m", ("a", "b", "c"))}, keywords={"out": [3, None, "p"]}),
+    row(f"{_RG}.format_init_output", lambda: {"out": resolve(f"{_RG}.InitOutput")(
+        "n", "o", ("p", "q", "r"), "s", ("a", "b", "c"))}, keywords={"out": [3, None]}),
+    row(f"{_RG}.format_plan_selection", lambda: {"out": resolve(f"{_RG}.PlanSelection")(
+        "a", "b")}, keywords={"out": [3, None]}),
+    row(f"{_RG}.format_human_edit", lambda: {"out": resolve(f"{_RG}.HumanEdit")("a", "b", "c")},
+        keywords={"out": [3, None]}),
+    row(f"{_RG}.format_summary", lambda: {"summary": "s"}, keywords={"summary": _RG_STR}),
+    row(f"{_RG}.call_with_retries",
+        lambda: {"generator": _rg_gen(), "prompt": "p",
+                 "parser": resolve(f"{_RG}.parse_writer_output")},
+        keywords={"generator": [3, None], "prompt": _RG_STR, "parser": [3, None],
+                  "max_retries": [0, 1.5, "3"], "seed": [-1, 1.5],
+                  "temperature": [-1.0, np.nan, "0.5"]}),
+    row(f"{_RG}.Limits", lambda: {},
+        keywords={"memory_words": [0, 1.5, "500"], "memory_sentences": [(20, 10), 3, (1,)],
+                  "paragraph_sentences": [0, None], "plan_words": [-1],
+                  "extended_paragraph_sentences": [(1, 2, 3)]}),
+    row(f"{_RG}.init_prompt", lambda: {"genre": "g", "topic": "t"},
+        keywords={"genre": _RG_STR, "topic": _RG_STR, "chapters": [0, 1.5, "50"]}),
+    row(f"{_RG}.writer_prompt", lambda: {"state": _rg_page(), "related": ["a"]},
+        flags=("new_character",),
+        keywords={"state": [3, None], "related": ["a", 3, [3]], "limits": [3, {}]}),
+    row(f"{_RG}.plan_selection_prompt",
+        lambda: {"prev_paragraph": "p", "memory": "m", "new_paragraph": "n", "plans": ["a"]},
+        keywords={"prev_paragraph": _RG_STR, "memory": _RG_STR, "new_paragraph": _RG_STR,
+                  "plans": ["a", [], [3], None]}),
+    row(f"{_RG}.human_edit_prompt",
+        lambda: {"prev_paragraph": "p", "memory": "m", "new_paragraph": "n", "plan": "x"},
+        keywords={"prev_paragraph": _RG_STR, "memory": _RG_STR, "new_paragraph": _RG_STR,
+                  "plan": _RG_STR, "language": _RG_STR, "limits": [3]}),
+    row(f"{_RG}.summary_prompt", lambda: {"paragraph": "p"}, keywords={"paragraph": _RG_STR}),
+    row(f"{_RG}.history_prompt", lambda: {"paragraphs": ["a"], "plan": "x"},
+        keywords={"paragraphs": ["a", [3], None], "plan": _RG_STR, "limits": ["x"]}),
+    row(f"{_RG}.prompt_word_bound",
+        lambda: {"limits": resolve(f"{_RG}.Limits")(), "top_k": 2}, flags=("extended",),
+        keywords={"limits": [3, None], "top_k": [-1, 1.5, "2"]}),
+    row(f"{_RG}.RecurrentConfig", lambda: {},
+        flags=("enforce_limits",),
+        keywords={"top_k": [-1, 1.5], "lag": [2, True, "1"], "long_memory_item": ["nope", 3],
+                  "new_character_prob": [-0.1, 1.5, np.nan, "0.1"], "max_retries": [0, 2.5],
+                  "temperature": [-1.0, np.nan], "retrieval": ["nope", None],
+                  "limits": [3, None]}),
+    row(f"{_RG}.RecurrentState",
+        lambda: {"step": 0, "short_memory": "m", "long_memory": ["a", "b"],
+                 "long_memory_index": _f(2, 3), "last_paragraph": "p", "plan": "x",
+                 "candidate_plans": ["a"]},
+        arrays={"long_memory_index": FREE},
+        keywords={"step": [-1, 1.5], "short_memory": _RG_STR, "long_memory": ["a", [3], None],
+                  "last_paragraph": _RG_STR, "plan": _RG_STR, "candidate_plans": ["a", [3]],
+                  "config": [3, {}], "rng_state": [3, {}]},
+        cases=[(("long_memory", "long_memory_index"), "index-rows",
+                lambda kw: {**kw, "long_memory": ["a"]})]),
+    row(f"{_RG}.state.fresh_rng_state", lambda: {"seed": 0},
+        keywords={"seed": [-1, 1.5, "0", None]}),
+    row(f"{_RG}.TemplateWriter", lambda: {"seed": 0},
+        keywords={"seed": [-1, "0"], "vocab": ["abc", [], ["a b"], [3]],
+                  "paragraph_sentences": [0, 1.5], "memory_sentences": [0],
+                  "plan_sentences": [0], "words_per_sentence": [(3, 1), (0, 2)]}),
+    row(f"{_RG}.pseudo_vocab", lambda: {"n": 5}, keywords={"n": [0, 1.5, 10 ** 6],
+                                                          "seed": [-1, "0"]}),
+    row(f"{_RG}.keywords", lambda: {"text": "some words here"},
+        keywords={"text": _RG_STR, "limit": [-1, 1.5]}),
+    row(f"{_RG}.reply_kind", lambda: {"prompt": "Output Paragraph:"},
+        keywords={"prompt": _RG_STR}),
+    row(f"{_RG}.ScriptedGenerator", lambda: {"responses": ["a"]},
+        keywords={"responses": [3, "abc", [3], None]}),
+    row(f"{_RG}.WordTokenizer", lambda: {"words": ["a", "b"]},
+        keywords={"words": ["abc", [], ["a b"], ["x:"], [3], None]}),
+    row(f"{_RG}.StepLMGenerator",
+        lambda: {"step_lm": _markov(), "tokenizer": resolve(f"{_RG}.WordTokenizer")(
+            ["a", "b", "c", "d"])},
+        keywords={"step_lm": [3, None], "tokenizer": [3, ["a"]], "max_tokens": [0, 1.5],
+                  "context": [-1, "8"]},
+        cases=[(("step_lm", "tokenizer"), "vocab-mismatch",
+                lambda kw: {**kw, "tokenizer": resolve(f"{_RG}.WordTokenizer")(["a", "b"])})]),
+    row(f"{_RG}.RandomPlan", lambda: {"seed": 0}, keywords={"seed": [-1, "0", 1.5]}),
+    row(f"{_RG}.CallbackPolicy", lambda: {"fn": lambda s: "x"}, keywords={"fn": [3, None]}),
+    row(f"{_RG}.SimulatedHuman", lambda: {"generator": _rg_gen()},
+        keywords={"generator": [3, None], "language": [3, ""]}),
+    row(f"{_RG}.FullHistoryWriter",
+        lambda: {"generator": _rg_gen(), "paragraphs": ["a"], "plan": "x"},
+        keywords={"generator": [3], "paragraphs": ["a", [3]], "plan": _RG_STR,
+                  "limits": [3], "seed": [-1], "max_retries": [0]}),
+    row(f"{_RG}.RollingWindowWriter",
+        lambda: {"generator": _rg_gen(), "paragraphs": ["a"], "plan": "x", "k": 2},
+        keywords={"generator": [3], "paragraphs": [[3]], "plan": _RG_STR,
+                  "k": [0, 1.5, "3"]}),
+    row(f"{_RG}.recurrent_step", _rg_step,
+        keywords={"state": [3, None], "generator": [3, None], "embedder": [3, None]},
+        cases=_RG_WRONG_WIDTH),
+    row(f"{_RG}.retrieve", lambda: {"state": _rg_state(), "embedder": _rg_embedder()},
+        keywords={"state": [3, None], "embedder": [3, None]}, cases=_RG_WRONG_WIDTH),
+    row(f"{_RG}.initialise",
+        lambda: {"generator": resolve(f"{_RG}.TemplateWriter")(0, paragraph_sentences=2),
+                 "embedder": _rg_embedder(), "genre": "g", "topic": "t"},
+        keywords={"generator": [3], "embedder": [3, None], "genre": _RG_STR,
+                  "topic": _RG_STR, "policy": [3], "config": [3], "seed": [-1, 1.5],
+                  "chapters": [0]}),
+    row(f"{_RG}.run", lambda: {**_rg_step(), "n_steps": 1},
+        keywords={"state": [3, None], "n_steps": [-1, 1.5, "1"], "generator": [3],
+                  "embedder": [3], "policy": [3], "hooks": [3, [3]]},
+        cases=_RG_WRONG_WIDTH),
+    row(f"{_RG}.interactive_fiction_step", lambda: {"state": _rg_state(), "reader_choice": 1},
+        keywords={"state": [3, None], "reader_choice": [3, -1, 1.5, "0", None]}),
+]
+EXCLUDED_RGPT: dict = {
+    "RecurrentGPT's records (frozen dataclasses of text): WriterOutput, InitOutput, "
+    "PlanSelection and HumanEdit are what the parsers return (their format_* rows feed a wrong "
+    "record), StepRecord and BaselineRecord are returned by recurrent_step and the baselines' "
+    "step; no function takes one as an input to validate": [
+        f"{_RG}.WriterOutput", f"{_RG}.InitOutput", f"{_RG}.PlanSelection", f"{_RG}.HumanEdit",
+        f"{_RG}.StepRecord", f"{_RG}.BaselineRecord",
+    ],
+    "RecurrentGPT's structural protocols (typing.Protocol) and its exception types": [
+        f"{_RG}.TextGenerator", f"{_RG}.Embedder", f"{_RG}.ParseError",
+        f"{_RG}.GenerationFailed",
+    ],
+    "FirstPlan takes no arguments (its choose() validates the state; "
+    "tests/papers/recurrentgpt/test_loop.py); SentenceTransformerEmbedder needs the optional "
+    "sentence-transformers package and a model download, never available to the tests": [
+        f"{_RG}.FirstPlan", f"{_RG}.SentenceTransformerEmbedder",
+    ],
+}
 # (SECTION-RGPT) end
 
 # --- exclusions, with the reason (each name explicit: a new callable must be placed) ----------

@@ -11,6 +11,7 @@ import importlib
 import re
 import sys
 
+import numpy as np
 import pytest
 
 from refseq import plots
@@ -31,6 +32,9 @@ SMALL = {
     "dyspec": ["--steps", "20", "--budgets", "4", "--budget", "4", "--temperatures", "0"],
     "aded": ["--V", "16", "--sequences", "20", "--length", "16", "--prompts", "1", "--tokens",
              "16", "--iterations", "10"],
+    "recurrentgpt": ["--steps", "30", "--probe-step", "20"],
+    "kv-bottleneck": ["--seeds", "0", "--n-train", "20", "--n-eval", "20", "--init-updates", "3",
+                      "--steps", "3", "--grid", "16"],
 }
 MODULES = {
     "aaren": "refseq.papers.aaren.demo",
@@ -41,6 +45,8 @@ MODULES = {
     "token-recycling": "refseq.papers.token_recycling.demo",
     "dyspec": "refseq.papers.dyspec.demo",
     "aded": "refseq.papers.aded.demo",
+    "recurrentgpt": "refseq.papers.recurrentgpt.demo",
+    "kv-bottleneck": "refseq.papers.kv_bottleneck.demo",
 }
 # printed lines that hold wall times, so differ from run to run
 TIMING = re.compile(r"us/token|ms vs|\d\.\dx$|\(\d+\.\d+ s\)$|^total [\d.]+ s$|yes\s+[\d.]+$"
@@ -173,3 +179,20 @@ def test_unwritable_folder_is_rejected(tmp_path, monkeypatch, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "argument --plot: cannot write a figure to" in err and "Permission denied" in err
+
+
+def test_prompt_sizes_draws_a_png(tmp_path):
+    path = plots.prompt_sizes(tmp_path / "sizes.png", [1, 2, 3],
+                              {"a": [10, 11, 10], "b": [10, 20, 30]}, title="t",
+                              bound=("bound", 40), marks={"plant": 2})
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_decision_regions_draws_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    xs = np.linspace(0, 1, 5)
+    labels = np.arange(25).reshape(5, 5) % 3
+    path = plots.decision_regions(tmp_path / "regions.png", xs, {"a": labels, "b": labels.T},
+                                  points=(np.array([[0.2, 0.3]]), np.array([1])), n_classes=3,
+                                  title="t")
+    assert path.read_bytes()[:8] == PNG_MAGIC

@@ -20,6 +20,8 @@ BENCHMARKS = {
                  "beam search and diverse beam search per token vs Hugging Face generate"),
     "tree_verify": ("refseq.bench.tree_verify",
                     "greedy/stochastic tree verification: jit (and cuda) vs NumPy, torch, a copy"),
+    "kv_lookup": ("refseq.bench.kv_lookup",
+                  "top-1/top-8 nearest keys in 64 codebooks: jit (and cuda) vs NumPy, faiss"),
 }
 
 

@@ -38,7 +38,9 @@ class Contract:
     odd_dims : the fixed "odd sizes" case (lengths and widths that are no power of two).
     kind : "forward" (tolerance factor 2), "backward" (factor 4) or "exact" (integer or copied
         outputs, equal value for value; ``boundary(args, kwargs) -> (B,) bool`` names the trees
-        allowed to differ because a uniform lies within rounding of a decision boundary).
+        allowed to differ because a uniform lies within rounding of a decision boundary), or
+        "indices" (integer outputs exact, floats by the forward rule, outside the per-leaf
+        masks ``boundary`` returns: the key-value lookup's near-tie queries).
     error_samples, modules : backward-error and rounding samples added to the reference's
         float32 run, and the modules whose elementary functions are rounded
         (:func:`refseq.testing.harness.oracle`).
@@ -288,6 +290,35 @@ _REGISTRY_DOC.update({
                 "or not) with n_past + num_accepted + 1", notes=_TREE_NOTE),
 })
 
+_KV_NOTE = ("indices compared exactly except on queries whose reference ranking has a near-tie "
+            "(consecutive sorted distances within 1e-12 (float64) / 1e-5 (float32) relative); "
+            "floats by the forward rule; docs/hot-paths/kv-lookup.md")
+_REGISTRY_DOC.update({
+    "kv_lookup": dict(
+        signature="kv_lookup(h, keys, values, topk, usage_mask, *, metric) -> "
+                  "(idx, dist, fetched)",
+        layouts={"h": "(B, C, N, d_k)", "keys": "(C, M, d_k)", "values": "(C, M, d_v)",
+                 "topk": "int in [1, M]", "usage_mask": "(C, M) bool or None",
+                 "metric": "'l2' or 'cosine'", "idx": "(B, C, N, k) int",
+                 "fetched": "(B, C, k, N, d_v)"},
+        outputs="the k nearest keys of each query in its codebook by increasing distance "
+                "(sum (h - key)^2, or 1 - cos), ties to the lower index, masked keys never; "
+                "their distances and values", notes=_KV_NOTE),
+    "kv_scatter_add": dict(
+        signature="kv_scatter_add(d_fetched, idx, M) -> d_values",
+        layouts={"d_fetched": "(B, C, k, N, d_v)", "idx": "(B, C, N, k) int in [0, M)",
+                 "d_values": "(C, M, d_v)"},
+        outputs="d_values[c, j] = the sum of d_fetched[b, c, r, n] over idx[b, c, n, r] = j "
+                "(the backward of the value fetch)"),
+    "kv_assign_stats": dict(
+        signature="kv_assign_stats(h, keys, usage_mask) -> (counts, sums)",
+        layouts={"h": "(B, C, N, d_k)", "keys": "(C, M, d_k)",
+                 "usage_mask": "(C, M) bool or None", "counts": "(C, M) int",
+                 "sums": "(C, M, d_k)"},
+        outputs="for each key, the number and the sum of the queries whose nearest (l2) key "
+                "it is", notes=_KV_NOTE),
+})
+
 _ODD = {"B": 3, "T": 37, "D": 5, "H": 3, "N": 3, "I": 7, "G": 3}
 _ODD_TREES = {"B": 3, "N": 13, "V": 7}
 
@@ -302,6 +333,8 @@ def _registry_contract(entry) -> Contract:
         odd = {k: _ODD_TREES[k] for k in ("B", "N", "V")}
         if "mode" in dims:
             odd["mode"] = "wor"
+    if entry.hot_path == "kv_lookup":  # the audit's odd case: 3 x 5 x 7 queries, M = 33
+        odd = dict(entry.audit_dims[-1])
     if "cell" in dims:
         odd["cell"] = "lstm"
         odd["T"] = 13

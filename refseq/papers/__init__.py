@@ -44,14 +44,12 @@ PLANNED = (
     (14, "Pointer Networks", "1506.03134", "recurrence"),
     (15, "Lexical Unit Decoding", "2405.15208", "tree verification"),
     (17, "Chimera", "2402.15758", "tree verification"),
-    (18, "RecurrentGPT", "2305.13304", "kv lookup (optional)"),
     (19, "Titans: Learning to Memorize at Test Time", "2501.00663", "scan, recurrence"),
     (20, "Parallel Decoding via Hidden Transfer", "2404.12022", "tree verification"),
     (22, "In-Context Language Learning", "2401.12973", "-"),
     (25, "Sequence to Sequence Learning", "1409.3215", "recurrence"),
     (26, "Hardware-Aware Parallel Prompt Decoding", "2405.18628", "tree verification"),
     (27, "Stateful Conformer (cache-based streaming ASR)", "2312.17279", "recurrence, scan"),
-    (29, "Discrete Key-Value Bottleneck", "2207.11240", "kv lookup (defines it)"),
 )
 
 # Cross-cutting parts of the programme that are not one paper: (title, sources, hot paths,

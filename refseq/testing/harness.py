@@ -35,7 +35,8 @@ from refseq.testing._close import check_close, leaves, perturbed_runs, rounded_r
 
 __all__ = [
     "EPS_RATIO", "SAMPLES", "Check", "Oracle", "TierDidNotRun", "assert_tier_matches",
-    "cast_inputs", "check_exact", "counting_calls", "in_float32_units", "oracle", "run_check",
+    "cast_inputs", "check_exact", "check_indices", "counting_calls", "in_float32_units",
+    "indices_oracle", "oracle", "run_check",
 ]
 
 EPS_RATIO = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
@@ -121,6 +122,10 @@ class Oracle:
         reference on the float32-rounded inputs, backward-error samples and rounding samples.
     runs64 : list of float64 results of other formulations of the reference; they count for
         float64 results only (:func:`in_float32_units`).
+    exact, exempt : ``"exact"`` entries: compare bit for bit, except the (B,) rows ``exempt``.
+    same : ``"indices"`` entries: the reference on the very inputs the tier receives (its
+        integer outputs are compared exactly, :func:`check_indices`); ``exempt`` is then a
+        tuple of per-leaf boolean masks.
     """
 
     desired: object
@@ -128,6 +133,7 @@ class Oracle:
     runs64: list = field(default_factory=list)
     exact: bool = False
     exempt: np.ndarray | None = None
+    same: object = None
 
     def reference(self, dtype) -> list:
         """The ``reference`` list for :func:`refseq.testing.check_close` of a ``dtype`` result."""
@@ -141,6 +147,8 @@ class Oracle:
         first floating leaf of ``actual`` selects the float64-only runs."""
         if self.exact:
             return check_exact(actual, self.desired, self.exempt)
+        if self.same is not None:
+            return check_indices(actual, self.same, self.desired, self.runs32, self.exempt)
         dtype = next((x.dtype for x in leaves(actual) if x.dtype.kind == "f"), np.float32)
         return check_close(actual, self.desired, self.reference(dtype), kind=kind, atol=atol)
 
@@ -178,6 +186,63 @@ def check_exact(actual, desired, exempt=None, *, strict_dtype=True):
     return True, 0.0, 0.0, 0.0, f"identical{note}" if note else ""
 
 
+def check_indices(actual, same, desired, runs32, exempt=None, *, strict_dtype=True):
+    """The ``"indices"`` comparison (the key-value lookup): integer leaves of ``actual`` equal
+    those of ``same`` (the reference on the same inputs) value for value, floating leaves lie
+    within :func:`refseq.testing.check_close`'s forward bound around ``desired`` (the float64
+    reference) set by ``runs32``; entries where the per-leaf masks ``exempt`` are True (queries
+    with a near-tie) are left out of both. Returns ``(ok, err, bound, ratio, message)`` like
+    :func:`check_close`; ``err`` counts differing integers when those fail.
+    """
+    got, want, ref = leaves(actual), leaves(same), leaves(desired)
+    if len(got) != len(ref):
+        return False, np.inf, 0.0, np.inf, f"{len(got)} outputs, expected {len(ref)}"
+    masks = [None] * len(ref) if exempt is None else [np.asarray(m, bool) for m in exempt]
+    runs = [leaves(r) for r in runs32]
+    fa, fd, fr, bad, first = [], [], [[] for _ in runs], 0, ""
+    for i, (x, w, d) in enumerate(zip(got, want, ref)):
+        integer = d.dtype.kind in "iub"
+        same_kind = (x.dtype == w.dtype or (not strict_dtype and integer
+                                            and x.dtype.kind in "iub")) if integer else (
+            x.dtype.kind == "f")
+        if x.shape != d.shape or not same_kind:
+            return (False, np.inf, 0.0, np.inf, f"output {i} has shape {x.shape} dtype "
+                    f"{x.dtype}, expected {d.shape} {d.dtype}")
+        m = np.zeros(d.shape, bool) if masks[i] is None else masks[i]
+        if integer:
+            diff = (x != w) & ~m
+            if diff.any() and not first:
+                j = tuple(int(t) for t in np.argwhere(diff)[0])
+                first = f"output {i} differs at {j}: {x[j]} vs {w[j]}"
+            bad += int(diff.sum())
+            continue
+        fa.append(np.where(m, 0.0, x.astype(np.float64)).astype(x.dtype))
+        fd.append(np.where(m, 0.0, d))
+        for k, run in enumerate(runs):
+            fr[k].append(np.where(m, 0.0, run[i]))
+    flagged = sum(int(np.sum(m)) for m in masks if m is not None)
+    note = f" ({flagged} output entries of near-tie queries exempt)" if flagged else ""
+    if bad:
+        return False, float(bad), 0.0, np.inf, f"{bad} integer entries differ; {first}{note}"
+    ok, err, bound, ratio, msg = check_close(tuple(fa), tuple(fd), [tuple(r) for r in fr])
+    return ok, err, bound, ratio, (msg + note).strip()
+
+
+def indices_oracle(reference, boundary, args64, kw64, dtype) -> Oracle:
+    """The :class:`Oracle` of an ``"indices"`` function ``reference`` (called like the
+    tier) on float64 inputs ``args64``/``kw64`` for a ``dtype`` result: ``same`` on the inputs
+    cast to ``dtype``, ``desired`` on the float64 ones, the float32 run, and as ``exempt`` the
+    union of ``boundary`` on the ``dtype`` and the float32 inputs (either run may rank a
+    near-tie otherwise)."""
+    args32, kw32 = cast_inputs(args64, kw64, np.float32)
+    args, kw = cast_inputs(args64, kw64, dtype)
+    exempt = None
+    if boundary is not None:
+        exempt = tuple(a | b for a, b in zip(boundary(args, kw), boundary(args32, kw32)))
+    return Oracle(reference(*args64, **kw64), [reference(*args32, **kw32)], exempt=exempt,
+                  same=reference(*args, **kw))
+
+
 def oracle(entry, dims, dtype, seed=0, *, samples=SAMPLES) -> Oracle:
     """The :class:`Oracle` of registry ``entry`` at ``dims`` for a ``dtype`` result.
 
@@ -191,6 +256,9 @@ def oracle(entry, dims, dtype, seed=0, *, samples=SAMPLES) -> Oracle:
     args64, kw64 = entry.make_inputs(rng, dims, np.float64)
     args32, kw32 = cast_inputs(args64, kw64, np.float32)
     args, kw = cast_inputs(args64, kw64, dtype)
+    if entry.kind == "indices":  # integers exact on the tier's inputs, floats by the rule
+        return indices_oracle(functools.partial(entry.result, "numpy"), entry.boundary, args64,
+                              kw64, dtype)
     if entry.kind == "exact":  # the reference on the very inputs the tier receives
         exempt = None if entry.boundary is None else entry.boundary(args, kw)
         return Oracle(entry.result("numpy", *cast_inputs(args, kw, dtype)[0], **kw), exact=True,

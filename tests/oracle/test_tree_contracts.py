@@ -148,9 +148,8 @@ def test_a_lossless_sampler_with_other_thresholds_falls_back_to_the_statistical_
                for c in report.cases)
 
 
-def test_the_statistical_test_passes_the_reference_and_fails_a_biased_sampler():
-    assert oracle.check(lossless.reference_sampler_rng, "speculative_sampler_rng",
-                        max_examples=1).ok
+def test_the_statistical_test_fails_a_biased_sampler():
+    """(The reference passes: tests/oracle/test_oracle.py runs every contract's reference.)"""
 
     def no_residual(parents, tokens, P, Q, mode, rng):
         """The bug of drawing the final token from the target row, not the residual."""

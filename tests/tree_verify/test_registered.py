@@ -13,6 +13,9 @@ from refseq.testing import trees
 from refseq.testing.harness import TierDidNotRun, assert_tier_matches, check_exact, oracle
 from refseq.tree_verify.reference import near_boundary
 
+# the simulator busy-polls at every barrier: a short GIL switch interval makes it ~5x faster
+pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
+
 NAMES = ["tree_masks", "tree_verify_greedy", "tree_verify_greedy_paths", "kv_commit",
          "tree_verify_stochastic"]
 

@@ -17,6 +17,9 @@ from refseq import tree_verify as tv
 from refseq.tree_verify import checks
 from refseq.tree_verify import reference as ref
 
+# the simulator busy-polls at every barrier: a short GIL switch interval makes it ~5x faster
+pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
+
 TIERS = ["numpy", "jit", "cuda"]
 # the simulator runs a block of threads in Python threads (seconds per call): two cases of each
 CUDA_CASES = {("nan", "target_probs"), ("unnormalised", "draft_probs")}

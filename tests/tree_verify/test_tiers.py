@@ -19,6 +19,9 @@ from refseq.testing.profiles import cuda_settings
 from refseq.tree_verify.checks import check_stochastic_args
 from tests.tree_verify.batches import assert_same_walks, batches, near_boundary
 
+# the simulator busy-polls at every barrier: a short GIL switch interval makes it ~5x faster
+pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
+
 jit = pytest.importorskip("numba")
 
 

@@ -2,7 +2,8 @@
 targets (Luo et al., arXiv 2408.08696, Sec. 4: about 2.7 MAT with hot start and the "2.2.2"
 tree on Spec-Bench; docs/papers/token-recycling.md).
 
-Target: ``logits[a, b] = s1 A[b] + s2 B[a, b]`` with V = 64 (:mod:`.toy`), s1 = 1, s2 = 0.6.
+Target: ``logits[a, b] = s1 A[b] + s2 B[a, b]`` with V = 64
+(:mod:`refseq.papers.token_recycling.toy`), s1 = 1, s2 = 0.6.
 Five prompts of 8 tokens (``default_rng(q).integers(64, size=8)``), 256 greedy tokens each,
 k = 8, one matrix carried over the five queries in order (hot start), rule "last". Asserted:
 every output equals plain greedy decoding and the mean MAT over the queries lies in

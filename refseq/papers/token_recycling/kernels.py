@@ -25,7 +25,7 @@ from refseq.papers.token_recycling.update import _logits, candidate_tokens
 __all__ = ["retrieve_tree_numba", "update_matrix_numba"]
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _retrieve(M, parents, rank, root):  # pragma: no cover - compiled
     N = parents.shape[0]
     out = np.empty(N, np.int64)
@@ -35,7 +35,7 @@ def _retrieve(M, parents, rank, root):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=True)
 def _scatter_last(M, tokens, cand, seen):  # pragma: no cover - compiled
     written = 0
     for i in range(tokens.shape[0] - 1, -1, -1):  # reverse scan: the last holder wins

@@ -14,6 +14,9 @@ from refseq.decoding.speculative.greedy import verify_greedy_tree
 from refseq.decoding.speculative.verify import verify_tree_stochastic
 from refseq.papers.aded import TrigramMatrix, cut_to_choices, mcts_draft, paths_to_tree
 
+# the simulator busy-polls at every barrier: a short GIL switch interval makes it ~5x faster
+pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
+
 V = 12
 
 

@@ -33,6 +33,9 @@ from refseq.papers.token_recycling.templates import (
 )
 from refseq.testing.strategies import seeds
 
+# the simulator busy-polls at every barrier: a short GIL switch interval makes it ~5x faster
+pytestmark = pytest.mark.usefixtures("fast_simulated_barriers")
+
 SMALL = [(0,), (1,), (0, 0), (0, 1), (1, 0), (0, 0, 0)]  # k = 2, depth 3
 CFG16 = TinyConfig(vocab_size=16, d_model=8, n_layers=1, n_heads=2, max_positions=96)
 PARAMS16 = init_params(CFG16, 0)

@@ -8,10 +8,12 @@ scratch row ``D`` (M,) of distances and, per query,
    ``((D + t0^2) + t1^2) + ...`` — the reference's left-to-right order over ``u`` exactly, so
    the distances are bit-identical to the NumPy tier's (no ``fastmath``, no fused multiply-add);
 2. **running top-k** — the distances as order-preserving integers (the float's bits, negatives
-   flipped), masked keys set to the largest integer; keys are visited in blocks of ``BLOCK``: a
-   block whose (vectorised, integer) minimum is not below the current k-th best is skipped,
-   otherwise its keys are inserted one by one into the sorted register arrays ``best`` (k,) by
-   insertion (strictly smaller only, so an equal distance keeps the lower index);
+   flipped), masked keys set to the largest integer; keys are visited in blocks of ``BLOCK``.
+   The block minima come first, and their k-th smallest ``T`` (the minima are k distinct keys
+   <= T, so no block whose minimum exceeds T holds one of the k smallest); a block is also
+   skipped when its minimum is not below the current k-th best; otherwise its keys are inserted
+   one by one into the sorted register arrays ``best`` (k,) by insertion (strictly smaller only,
+   so an equal distance keeps the lower index);
 3. the values of the k keys are copied into ``fetched``.
 
 ``scatter_kernel``: ``prange`` over codebooks; each adds its (b, n, r) contributions in that
@@ -88,17 +90,42 @@ def _keys_of(D, mask, ikey, top):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, inline="always")
-def _topk(ikey, mask, k, bi, bk):  # pragma: no cover - compiled
-    """The k smallest ``ikey`` among masked-in keys into ``bi``/``bk`` (sorted; ties: lower j)."""
+def _topk(ikey, mask, k, bi, bk, mins, tk):  # pragma: no cover - compiled
+    """The k smallest ``ikey`` among masked-in keys into ``bi``/``bk`` (sorted; ties: lower j).
+
+    ``mins`` (number of blocks,) and ``tk`` (k,) are scratch. First the block minima and the
+    k-th smallest of them, ``T``: the minima are distinct keys, so at least k keys are <= T and
+    a block whose minimum exceeds T holds none of the k smallest. Then the remaining blocks in
+    key order, each skipped when its minimum cannot beat the current k-th best.
+    """
     M = ikey.shape[0]
-    cnt = 0
-    for lo in range(0, M, BLOCK):
-        hi = min(lo + BLOCK, M)
+    nb = mins.shape[0]
+    n_t = 0
+    for i in range(nb):
+        lo, hi = i * BLOCK, min(i * BLOCK + BLOCK, M)
         m = ikey[lo]
         for j in range(lo + 1, hi):
             m = min(m, ikey[j])
+        mins[i] = m
+        if n_t < k:
+            p = n_t
+            n_t += 1
+        elif m < tk[k - 1]:
+            p = k - 1
+        else:
+            continue
+        while p > 0 and tk[p - 1] > m:
+            tk[p] = tk[p - 1]
+            p -= 1
+        tk[p] = m
+    cnt = 0
+    for i in range(nb):
+        m = mins[i]
+        if n_t == k and m > tk[k - 1]:
+            continue  # the k smallest keys are all <= T = tk[k - 1]
         if cnt == k and m >= bk[k - 1]:
             continue  # nothing in this block beats the k-th best
+        lo, hi = i * BLOCK, min(i * BLOCK + BLOCK, M)
         for j in range(lo, hi):
             if not mask[j]:
                 continue
@@ -134,6 +161,8 @@ def lookup_kernel(h, kT, kn, values, k, mask, metric, ikey_proto, idx, dist,
         ikey = np.empty(M, ikey_proto.dtype)
         bi = np.empty(k, np.int64)
         bk = np.empty(k, ikey_proto.dtype)
+        mins = np.empty((M + BLOCK - 1) // BLOCK, ikey_proto.dtype)
+        tk = np.empty(k, ikey_proto.dtype)
         for q in range(q0, min(q0 + CHUNK, Q)):
             b, n = q // N, q % N
             if metric == L2:
@@ -141,7 +170,7 @@ def lookup_kernel(h, kT, kn, values, k, mask, metric, ikey_proto, idx, dist,
             else:
                 _row_cosine(h[b, c, n], kT[c], kn[c], D)
             _keys_of(D, mask[c], ikey, top)
-            _topk(ikey, mask[c], k, bi, bk)
+            _topk(ikey, mask[c], k, bi, bk, mins, tk)
             for r in range(k):
                 j = bi[r]
                 idx[b, c, n, r] = j
@@ -190,11 +219,13 @@ def assign_kernel(h, kT, mask, ikey_proto, a):  # pragma: no cover - compiled
         ikey = np.empty(M, ikey_proto.dtype)
         bi = np.empty(1, np.int64)
         bk = np.empty(1, ikey_proto.dtype)
+        mins = np.empty((M + BLOCK - 1) // BLOCK, ikey_proto.dtype)
+        tk = np.empty(1, ikey_proto.dtype)
         for q in range(q0, min(q0 + CHUNK, Q)):
             b, n = q // N, q % N
             _row_l2(h[b, c, n], kT[c], D)
             _keys_of(D, mask[c], ikey, top)
-            _topk(ikey, mask[c], 1, bi, bk)
+            _topk(ikey, mask[c], 1, bi, bk, mins, tk)
             a[b, c, n] = bi[0]
 
 

@@ -312,26 +312,14 @@ register(
 # --- the tree-verification hot path: integer outputs, compared exactly -------------------------
 
 
-def _tree_inputs(kind):
-    def make(rng, dims, dtype):
-        from refseq.testing import trees
+def _lazy(module, name):
+    """``refseq.testing.<module>.<name>`` (input generators, exempt entries), loaded on first
+    use so that importing the registry imports no test tooling."""
+    def call(*args):
+        return getattr(importlib.import_module(f"refseq.testing.{module}"), name)(*args)
 
-        return getattr(trees, f"{kind}_inputs")(rng, dims, dtype)
-
-    make.__name__ = f"_{kind}_inputs"
-    return make
-
-
-def _stochastic_boundary(args, kwargs):
-    from refseq.tree_verify.checks import check_mode
-    from refseq.tree_verify.reference import near_boundary
-
-    parents, tokens, target, draft, mode, *rest = args
-    return near_boundary(parents, tokens, target, draft, check_mode(mode), *rest)
-
-
-def _kv_capture(args, kwargs, returned):
-    return returned, args[0].copy()  # new n_past and the compacted cache
+    call.__name__ = f"_{module}_{name}"
+    return call
 
 
 _TREE_TEST = {"B": (1, 8), "N": (1, 40), "V": (1, 300)}
@@ -343,9 +331,9 @@ _MODES = ("iid", "wor", "point")
 for _name, _kind, _extra in (("tree_masks", "masks", {}),
                              ("tree_verify_greedy", "greedy", {}),
                              ("tree_verify_greedy_paths", "paths", {}),
-                             ("kv_commit", "kv", {"capture": _kv_capture})):
+                             ("kv_commit", "kv", {"capture": _lazy("trees", "kv_capture")})):
     register(HotPath(name=_name, hot_path="tree_verify", kind="exact",
-                     make_inputs=_tree_inputs(_kind), audit_dims=_TREE_AUDIT,
+                     make_inputs=_lazy("trees", f"{_kind}_inputs"), audit_dims=_TREE_AUDIT,
                      cudasim_dims=_TREE_CUDASIM, test_dims=_TREE_TEST,
                      cudasim_test_dims=_TREE_SIM, **_extra))
 register(
@@ -353,8 +341,8 @@ register(
         name="tree_verify_stochastic",
         hot_path="tree_verify",
         kind="exact",
-        boundary=_stochastic_boundary,
-        make_inputs=_tree_inputs("stochastic"),
+        boundary=_lazy("trees", "stochastic_boundary"),
+        make_inputs=_lazy("trees", "stochastic_inputs"),
         audit_dims=tuple({**d, "mode": m} for d in _TREE_AUDIT for m in _MODES),
         cudasim_dims=tuple({**d, "mode": m} for d in _TREE_CUDASIM for m in _MODES),
         test_dims={**_TREE_TEST, "mode": _MODES},
@@ -364,57 +352,6 @@ register(
 
 
 # --- the key-value lookup hot path: indices exact (near-ties exempt), floats by the rule --------
-
-
-def _kv_lookup_inputs(rng, dims, dtype):
-    """Queries near random keys (half of them) or anywhere, a usage mask keeping >= k keys."""
-    B, C, N, M, D = (dims[x] for x in ("B", "C", "N", "M", "D"))
-    k = min(dims["k"], M)
-    keys = rng.standard_normal((C, M, D))
-    near = keys[np.arange(C)[None, :, None], rng.integers(0, M, (B, C, N))]  # (B, C, N, D)
-    h = np.where(rng.random((B, C, N, 1)) < 0.5, near + 0.3 * rng.standard_normal(near.shape),
-                 rng.standard_normal(near.shape))
-    values = rng.standard_normal((C, M, 3))
-    mask = rng.random((C, M)) < 0.8
-    for c in range(C):
-        mask[c, rng.choice(M, k, replace=False)] = True
-    return ((h.astype(dtype), keys.astype(dtype), values.astype(dtype), k, mask),
-            {"metric": dims["metric"]})
-
-
-def _kv_scatter_inputs(rng, dims, dtype):
-    B, C, N, M, k, V = (dims[x] for x in ("B", "C", "N", "M", "k", "V"))
-    d_fetched = rng.standard_normal((B, C, k, N, V)).astype(dtype)
-    return (d_fetched, rng.integers(0, M, (B, C, N, k)).astype(np.int32), M), {}
-
-
-def _kv_stats_inputs(rng, dims, dtype):
-    (h, keys, _, _, mask), _ = _kv_lookup_inputs(rng, {**dims, "k": 1, "metric": "l2"}, dtype)
-    return (h, keys, mask), {}
-
-
-def _kv_lookup_boundary(args, kwargs):
-    """Per output leaf, the entries of queries with a near-tie in the reference's ranking
-    (:func:`refseq.kv_lookup.reference.near_tie`)."""
-    from refseq.kv_lookup.reference import near_tie
-
-    h, keys, values, topk, mask = args
-    q = near_tie(h, keys, topk, mask, kwargs.get("metric", "l2"))  # (B, C, N)
-    B, C, N = q.shape
-    rows = np.broadcast_to(q[..., None], (B, C, N, topk))
-    fetched = np.broadcast_to(q[:, :, None, :, None], (B, C, topk, N, values.shape[2]))
-    return rows, rows, fetched
-
-
-def _kv_stats_boundary(args, kwargs):
-    """Whole codebooks with a near-tie query: a flipped assignment moves a count and a sum."""
-    from refseq.kv_lookup.reference import near_tie
-
-    h, keys, mask = args
-    c = near_tie(h, keys, 1, mask).any(axis=(0, 2))  # (C,)
-    M, D = keys.shape[1:]
-    return (np.broadcast_to(c[:, None], (len(c), M)),
-            np.broadcast_to(c[:, None, None], (len(c), M, D)))
 
 
 _KV_METRICS = ("l2", "cosine")
@@ -432,17 +369,19 @@ def _kv_drop(dims, *names):
 
 
 register(HotPath(name="kv_lookup", hot_path="kv_lookup", kind="indices",
-                 boundary=_kv_lookup_boundary, make_inputs=_kv_lookup_inputs,
+                 boundary=_lazy("lookups", "lookup_boundary"),
+                 make_inputs=_lazy("lookups", "lookup_inputs"),
                  audit_dims=_KV_AUDIT, cudasim_dims=_KV_CUDASIM, test_dims=_KV_TEST,
                  cudasim_test_dims=_KV_SIM))
 register(HotPath(name="kv_scatter_add", hot_path="kv_lookup", kind="indices",
-                 make_inputs=_kv_scatter_inputs,
+                 make_inputs=_lazy("lookups", "scatter_inputs"),
                  audit_dims=tuple({**_kv_drop(d, "D", "metric"), "V": 10} for d in _KV_AUDIT),
                  cudasim_dims=tuple({**_kv_drop(d, "D", "metric"), "V": 2} for d in _KV_CUDASIM),
                  test_dims={**_kv_drop(_KV_TEST, "D", "metric"), "V": (1, 12)},
                  cudasim_test_dims={**_kv_drop(_KV_SIM, "D", "metric"), "V": (1, 3)}))
 register(HotPath(name="kv_assign_stats", hot_path="kv_lookup", kind="indices",
-                 boundary=_kv_stats_boundary, make_inputs=_kv_stats_inputs,
+                 boundary=_lazy("lookups", "stats_boundary"),
+                 make_inputs=_lazy("lookups", "stats_inputs"),
                  audit_dims=tuple(_kv_drop(d, "k", "metric") for d in _KV_AUDIT),
                  cudasim_dims=tuple(_kv_drop(d, "k", "metric") for d in _KV_CUDASIM),
                  test_dims=_kv_drop(_KV_TEST, "k", "metric"),

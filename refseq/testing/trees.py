@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["greedy_inputs", "kv_inputs", "masks_inputs", "paths_inputs", "random_tree_batch",
-           "stochastic_inputs"]
+__all__ = ["greedy_inputs", "kv_capture", "kv_inputs", "masks_inputs", "paths_inputs",
+           "random_tree_batch", "stochastic_boundary", "stochastic_inputs"]
 
 MODE_CODES = {"iid": 0, "wor": 1, "point": 2}
 
@@ -142,3 +142,19 @@ def kv_inputs(rng, dims, dtype):
     n_past = rng.integers(0, 6, B).astype(np.int32)
     cache = rng.standard_normal((B, 2, 2, 2, 6 + N, 3)).astype(dtype)
     return (cache, n_past, path, num_accepted), {}
+
+
+def stochastic_boundary(args, kwargs):
+    """The registry's exempt trees of ``tree_verify_stochastic``: those the reference's own
+    margins put near a decision boundary (:func:`refseq.tree_verify.reference.near_boundary`)."""
+    from refseq.tree_verify.checks import check_mode
+    from refseq.tree_verify.reference import near_boundary
+
+    parents, tokens, target, draft, mode, *rest = args
+    return near_boundary(parents, tokens, target, draft, check_mode(mode), *rest)
+
+
+def kv_capture(args, kwargs, returned):
+    """What the registry compares for ``kv_commit``: the new ``n_past`` and a copy of the cache
+    it compacted in place."""
+    return returned, args[0].copy()

@@ -81,3 +81,18 @@ def test_the_oracle_exempts_exactly_the_near_tie_queries():
     for r in range(DIMS["k"]):
         np.testing.assert_array_equal(o.exempt[0][..., r], want)
         np.testing.assert_array_equal(o.exempt[2][:, :, r, :, 0], want)
+
+
+def test_registry_inputs_keep_k_usable_keys_and_the_boundary_covers_every_output():
+    from refseq.testing import lookups
+
+    dims = {"B": 3, "C": 4, "N": 2, "M": 6, "D": 3, "k": 5, "metric": "cosine"}
+    for seed in range(5):
+        (h, keys, values, k, mask), kw = lookups.lookup_inputs(np.random.default_rng(seed), dims,
+                                                              np.float32)
+        assert k == 5 and (mask.sum(axis=1) >= k).all() and kw == {"metric": "cosine"}
+        exempt = lookups.lookup_boundary((h, keys, values, k, mask), kw)
+        from refseq.kv_lookup import kv_lookup
+
+        out = kv_lookup(h, keys, values, k, mask, metric="cosine")
+        assert [e.shape for e in exempt] == [o.shape for o in out]

@@ -171,3 +171,24 @@ def test_jit_kernel_module_is_what_the_jit_tier_runs(monkeypatch):
                     strict=True):
         np.testing.assert_array_equal(a, b)
     assert calls == [1] and JK.BLOCK >= 1 and JK.CHUNK >= 1
+
+
+def test_cuda_kernel_module_builds_what_the_cuda_tier_launches(cuda_tier, monkeypatch):
+    """:mod:`refseq.cuda.kv_lookup.kernels` by name: ``lookup_kernel(dtype, k, threads, shared)``
+    is cached per configuration, and the tier's launches fetch their kernel there."""
+    from refseq.cuda.kv_lookup import kernels as CK
+
+    assert CK.lookup_kernel(np.dtype(np.float64), 2, 4, 5) is \
+        CK.lookup_kernel(np.dtype(np.float64), 2, 4, 5)
+    assert set(CK.column_kernels()) >= {"scatter"}
+    fetched = []
+    real = CK.lookup_kernel
+    monkeypatch.setattr(cuda_tier, "lookup_kernel",
+                        lambda *a: (fetched.append(a), real(*a))[1])
+    rng = np.random.default_rng(0)
+    h, keys = rng.standard_normal((2, 1, 2, 3)), rng.standard_normal((1, 6, 3))
+    values = rng.standard_normal((1, 6, 2))
+    got = kv_lookup(h, keys, values, 2, backend="cuda")
+    for g, w in zip(got, kv_lookup(h, keys, values, 2), strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert len(fetched) == 1 and fetched[0][1] == 2

@@ -178,3 +178,17 @@ def test_a_sampler_that_raises_is_a_failed_case_and_replay_gives_the_trees():
                                                          dims={"V": 3}, property="wor trees")
     assert abs(sum(w for *_, w in trees) - 1) < 1e-12 and len(ctx) == 2
     assert ref.residual(np.array([0.5, 0.5]), np.array([1.0, 0.0])).tolist() == [0.0, 1.0]
+
+
+def test_kv_commit_contract_reference_returns_a_compacted_copy():
+    from refseq.oracle.decoding_contracts import kv_reference
+
+    cache = np.arange(2 * 1 * 2 * 1 * 5 * 1, dtype=np.float64).reshape(2, 1, 2, 1, 5, 1)
+    before = cache.copy()
+    n_past, path, m = np.array([0, 1]), np.array([[0, 2, 3], [0, 1, -1]]), np.array([2, 1])
+    new_n_past, out = kv_reference(cache, n_past, path, m)
+    np.testing.assert_array_equal(cache, before)  # the caller's cache is untouched
+    assert new_n_past.tolist() == [3, 3]
+    # by hand: row 0 slots 0, 2, 3 -> 0, 1, 2; row 1 (n_past 1) slots 1, 2 -> 1, 2
+    np.testing.assert_array_equal(out[0][..., :3, :], before[0][..., [0, 2, 3], :])
+    np.testing.assert_array_equal(out[1][..., 1:3, :], before[1][..., [1, 2], :])

@@ -17,12 +17,12 @@ from refseq.recurrence import (
     flashrnn_backward,
     flashrnn_forward,
     flashrnn_step,
-    from_block_diagonal,
     round_to_bfloat16,
-    to_block_diagonal,
 )
 from refseq.recurrence.cells import log_sigmoid, sigmoid
-from refseq.testing.gradcheck import assert_directional, cotangent_loss
+from refseq.recurrence.layouts import from_block_diagonal, to_block_diagonal
+from refseq.testing.gradcheck.checks import assert_directional
+from refseq.testing.gradcheck.rule import cotangent_loss
 from refseq.testing.strategies import seeds
 
 ALL_CELLS = sorted(CELLS)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from refseq import recurrence as F
-from refseq.recurrence import lstm_from_torch, lstm_to_torch, rnn_backward, rnn_forward
+from refseq.recurrence import lstm_from_torch, lstm_to_torch
+from refseq.recurrence.layer import rnn_backward, rnn_forward
 from refseq.tiers import tier_available
 
 TIERS = [t for t in ("numpy", "jit", "cuda") if tier_available(t)[0]]

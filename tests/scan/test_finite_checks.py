@@ -13,6 +13,7 @@ import pytest
 
 import refseq.jit.scan as J
 from refseq import scan as S
+from refseq.scan.checks import check_linear_scan_args, recheck_linear_scan
 
 BAD = [np.nan, np.inf, -np.inf]
 T = 40
@@ -172,3 +173,16 @@ def test_softmax_scan_backward_checks_finite(backend, name):
         S.softmax_scan_backward(s, v, g, mask, state, backend=backend)
     with np.errstate(all="ignore"):
         S.softmax_scan_backward(s, v, g, mask, state, backend=backend, check_finite=False)
+
+
+def test_recheck_reraises_the_full_checks_message_only_for_non_finite_evidence():
+    """:mod:`refseq.scan.checks` by name: the after-the-pass recheck is silent for a finite final
+    state and otherwise raises exactly what the full check raises (first bad index named)."""
+    a, b, h0 = np.full((1, 3, 2), 0.5), np.ones((1, 3, 2)), np.zeros((1, 2))
+    recheck_linear_scan(a, b, h0, np.ones((1, 2)))  # finite evidence: no full check, no error
+    b[0, 1, 1] = np.nan
+    with pytest.raises(ValueError) as want:
+        check_linear_scan_args(a, b, h0, check_finite=True)
+    with pytest.raises(ValueError) as got:
+        recheck_linear_scan(a, b, h0, np.array([[1.0, np.nan]]))
+    assert str(got.value) == str(want.value) and "(0, 1, 1)" in str(got.value)

@@ -20,13 +20,14 @@ from refseq.train import (
     SGD,
     Adam,
     AdamW,
-    as_param_dict,
     clip_grad_norm,
     clip_grad_value,
     constant,
     global_norm,
     warmup_cosine,
 )
+from refseq.train.base import Optimizer
+from refseq.train.params import as_param_dict
 
 
 def run_steps(opt, p0, grads_seq):
@@ -229,3 +230,14 @@ def test_float32_params_stay_float32():
 def test_global_norm_of_empty_and_scalar():
     assert global_norm({}) == 0.0
     assert global_norm({"s": np.array(-3.0), "v": np.array([4.0])}) == 5.0
+
+
+def test_every_optimiser_is_an_optimizer_and_keeps_the_parameter_structure():
+    before = {"w": np.ones((2, 3)), "b": np.zeros(3)}
+    for opt in (SGD(0.1), Adam(0.1), AdamW(0.1)):
+        assert isinstance(opt, Optimizer)
+        params = as_param_dict({k: v.copy() for k, v in before.items()})
+        grads = {k: np.ones_like(v) for k, v in params.items()}
+        new = opt.step(params, grads)  # in place, returns params
+        assert new is params and all(new[k].shape == before[k].shape for k in before)
+        assert all((new[k] < before[k]).all() for k in before)  # descent on +1 gradients

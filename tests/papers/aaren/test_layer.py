@@ -37,7 +37,8 @@ from refseq.papers.aaren.layer import (
     softmax_combine,
     softmax_state_init,
 )
-from refseq.scan import softmax_identity, softmax_leaf, softmax_scan_backward
+from refseq.scan import softmax_scan_backward
+from refseq.scan.operators import softmax_identity, softmax_leaf
 from refseq.testing import assert_close
 from refseq.testing import strategies as S
 from refseq.testing.gradcheck import assert_entrywise, cotangent_loss

@@ -12,13 +12,13 @@ from refseq.models.tiny_transformer import TinyConfig, init_params
 from refseq.models.tiny_transformer.batched_lm import BatchedTransformerLM
 from refseq.models.tiny_transformer.lm import TransformerLM
 from refseq.models.toy_lm import random_markov_lm
-from refseq.papers.hyperfitting import continue_greedy, continue_sample
 from refseq.papers.hyperfitting.citation import (
     CitationBlocker,
     NgramIndex,
     longest_common_substring,
     training_overlap,
 )
+from refseq.papers.hyperfitting.protocol import continue_greedy, continue_sample
 
 
 def _all_ngrams(rows, n):

@@ -9,12 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refseq.models.tiny_transformer import TinyConfig, forward, init_params, named_parameters
-from refseq.papers.hyperfitting import (
-    epoch_batches,
-    hyperfit,
-    make_hyperfit_splits,
-    teacher_forced_logits,
-)
+from refseq.papers.hyperfitting.data import epoch_batches, make_hyperfit_splits
+from refseq.papers.hyperfitting.metrics import teacher_forced_logits
+from refseq.papers.hyperfitting.training import hyperfit
 from refseq.testing.gradcheck import assert_directional
 from refseq.train.lm import lm_loss_and_grad, param_dict
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refseq.papers.recoding import demo as demo
+from refseq.papers.recoding.grad import state_gradients, top_hidden_from
 from refseq.papers.recoding.lm import LSTMLanguageModel, lm_backward
 from refseq.papers.recoding.signals import (
     anchor_loss,
@@ -30,8 +31,6 @@ from refseq.papers.recoding.training import (
     perplexity,
     recode,
     recoding_loss_and_grad,
-    state_gradients,
-    top_hidden_from,
     train_lm,
 )
 from refseq.recurrence.engine import flashrnn_step

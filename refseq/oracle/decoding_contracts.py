@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["KV_DOCS", "TREE_DOCS", "kv_reference", "register_samplers"]
+__all__ = ["KV_DOCS", "TREE_DOCS"]  # the functions are catalog internals
 
 _TREE_BATCH = {"parents": "(B, N) int, -1 at the root, -2 at padding",
                "tokens": "(B, N) int, -1 at padding", "num_nodes": "(B,) int"}

@@ -79,7 +79,8 @@ def kv_lookup(h, keys, values, topk=1, usage_mask=None, *, metric="l2", backend=
     Exact top-k: every tier computes the same distances in the same order; the CPU tiers agree
     bit for bit, the GPU may round a fused multiply-add otherwise and then differs only on the
     queries :func:`refseq.kv_lookup.reference.near_tie` flags. Distances that overflow to
-    +inf rank after every finite one, among themselves by index.
+    +inf rank after every finite one, among themselves by index; so does a cosine whose
+    products overflow (inf / inf), whose distance is +inf, never NaN.
 
     Examples
     --------

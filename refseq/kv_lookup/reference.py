@@ -57,18 +57,24 @@ def l2_expanded(h, keys):
 
 
 def cosine(h, keys):
-    """``D = 1 - cos(h, key)`` (0 cosine where ``|h| |key|`` is 0). h (Q, d_k); keys (M, d_k)."""
+    """``D = 1 - cos(h, key)`` (0 cosine where ``|h| |key|`` is 0). h (Q, d_k); keys (M, d_k).
+
+    Where the products overflow (``dot / den`` is inf / inf) ``D`` is +inf, an overflowed
+    distance, which ranks last as in l2 — never NaN, which would have no place in the order.
+    """
     dot = np.zeros((h.shape[0], keys.shape[0]), h.dtype)  # (Q, M)
     hh = np.zeros(h.shape[0], h.dtype)  # (Q,)
     kk = np.zeros(keys.shape[0], h.dtype)  # (M,)
-    for u in range(h.shape[1]):
-        dot += h[:, u, None] * keys[None, :, u]
-        hh += h[:, u] * h[:, u]
-        kk += keys[:, u] * keys[:, u]
+    with np.errstate(over="ignore", invalid="ignore"):  # overflows: handled below
+        for u in range(h.shape[1]):
+            dot += h[:, u, None] * keys[None, :, u]
+            hh += h[:, u] * h[:, u]
+            kk += keys[:, u] * keys[:, u]
     den = np.sqrt(hh)[:, None] * np.sqrt(kk)[None, :]  # (Q, M)
     one = h.dtype.type(1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, one - dot / den, one)
+        D = np.where(den > 0, one - dot / den, one)
+    return np.where(np.isnan(D), h.dtype.type(np.inf), D)
 
 
 def distances(h, keys, metric):

@@ -112,6 +112,16 @@ def test_overflowed_distances_rank_last_by_index():
     assert idx[0, 0, 0].tolist() == [0, 3, 1, 2] and np.isinf(dist[0, 0, 0, 2:]).all()
 
 
+def test_cosine_overflow_is_an_overflowed_distance_not_nan():
+    """|h|^2 overflows float32: against the parallel key the cosine is inf / inf, which counts
+    as +inf (last); against the others dot / den = finite / inf = 0, so D = 1 (by hand)."""
+    h = np.array([[[[1e30, 1e30]]]], np.float32)
+    keys = np.array([[[1e30, 1e30], [0.0, 1.0], [1.0, 0.0], [-1.0, -1.0]]], np.float32)
+    idx, dist, _ = kv_lookup(h, keys, keys, 4, metric="cosine")
+    assert idx[0, 0, 0].tolist() == [1, 2, 3, 0]
+    assert dist[0, 0, 0].tolist() == [1.0, 1.0, 1.0, np.inf]
+
+
 def test_expanded_form_loses_float32_rankings():
     """The trap: far from the origin, |h|^2 - 2 h.k + |k|^2 in float32 cancels away the
     distances and ranks keys otherwise than float64, while the direct form (every tier's)

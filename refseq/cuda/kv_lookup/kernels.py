@@ -107,6 +107,8 @@ def _build_lookup(dtype, K, THREADS, SHARED):
                         kk = kk + y * y
                     den = qn * FT(math.sqrt(kk))
                     d = one - d / den if den > zero else one
+                    if d != d:  # inf / inf: an overflowed distance, ranked as +inf
+                        d = FT(math.inf)
                 if cnt < K:
                     p = cnt
                     cnt += 1

@@ -3,18 +3,22 @@
 ``lookup_kernel``: ``prange`` over jobs ``(codebook c, chunk of CHUNK queries)``; each job owns a
 scratch row ``D`` (M,) of distances and, per query,
 
-1. **blocked distances** — ``D[j]`` for every key, with the keys transposed to ``kT`` (d_k, M) so
-   the loop over j is contiguous and vectorises; ``u`` is unrolled by four and each step adds
+1. **distances** — ``D[j]`` for every key, with the keys transposed to ``kT`` (d_k, M) so the
+   loop over j is contiguous and vectorises; ``u`` is unrolled by four and each step adds
    ``((D + t0^2) + t1^2) + ...`` — the reference's left-to-right order over ``u`` exactly, so
    the distances are bit-identical to the NumPy tier's (no ``fastmath``, no fused multiply-add);
-2. **running top-k** — the distances as order-preserving integers (the float's bits, negatives
-   flipped), masked keys set to the largest integer; keys are visited in blocks of ``BLOCK``.
-   The block minima come first, and their k-th smallest ``T`` (the minima are k distinct keys
-   <= T, so no block whose minimum exceeds T holds one of the k smallest); a block is also
-   skipped when its minimum is not below the current k-th best; otherwise its keys are inserted
-   one by one into the sorted register arrays ``best`` (k,) by insertion (strictly smaller only,
-   so an equal distance keeps the lower index);
-3. the values of the k keys are copied into ``fetched``.
+2. **order-preserving integers** ``X`` — the floats' bits: l2 distances are ``>= +0`` (or
+   ``+inf``), whose bits already sort like the floats, so ``X`` is ``D`` viewed as integers;
+   cosine distances may dip below 0 by rounding, so their negative bits are reversed into a
+   second row. Masked keys get the largest integer (it sorts after ``+inf``'s bits);
+3. **exact top-k** (:func:`_topk`) — the keys fall into ``GROUPS`` interleaved groups (key j in
+   group ``j % GROUPS``). The group minima are one vectorised pass (an elementwise minimum over
+   the rows of ``X`` seen as (M / GROUPS, GROUPS)), and ``T``, the k-th smallest of them, bounds
+   the answer: the k groups whose minima are ``<= T`` hold k keys ``<= T``, so every one of the
+   k smallest keys is ``<= T``. Only the groups with a minimum ``<= T`` are scanned, collecting
+   the keys ``<= T`` (without branches); the few candidates are sorted into ``bi``/``bk`` by
+   insertion on ``(X, j)`` — the tie rule, lower index first;
+4. the distances and values of the k keys are copied out.
 
 ``scatter_kernel``: ``prange`` over codebooks; each adds its (b, n, r) contributions in that
 order (``np.add.at``'s order), so no two threads write one row and the sums are bit-identical.
@@ -29,7 +33,7 @@ import numpy as np
 from numba import prange
 
 CHUNK = 64  # queries per job
-BLOCK = 32  # keys per block of the top-k skip test
+GROUPS = 32  # interleaved key groups of the top-k bound
 L2, COSINE = 0, 1
 
 
@@ -60,8 +64,8 @@ def _row_l2(q, kT, D):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, inline="always")
 def _row_cosine(q, kT, kn, D):  # pragma: no cover - compiled
-    """``D[j] = 1 - dot(q, key_j) / (|q| |key_j|)`` (1 where the product is 0); ``kn`` holds
-    ``sqrt(|key_j|^2)``, every sum left to right over u."""
+    """``D[j] = 1 - dot(q, key_j) / (|q| |key_j|)`` (1 where the product is 0, +inf where it is
+    inf / inf); ``kn`` holds ``sqrt(|key_j|^2)``, every sum left to right over u."""
     d_k, M = kT.shape
     zero, one = D.dtype.type(0), D.dtype.type(1)
     qq = zero
@@ -74,75 +78,90 @@ def _row_cosine(q, kT, kn, D):  # pragma: no cover - compiled
         a = q[u]
         for j in range(M):
             D[j] = D[j] + a * kT[u, j]
+    inf = D.dtype.type(np.inf)
     for j in range(M):
         den = qn * kn[j]
-        D[j] = one - D[j] / den if den > zero else one
+        d = one - D[j] / den if den > zero else one
+        D[j] = d if d == d else inf  # inf / inf (overflowed products) ranks as an overflow
 
 
 @numba.njit(cache=True, inline="always")
-def _keys_of(D, mask, ikey, top):  # pragma: no cover - compiled
-    """Order-preserving integers of ``D`` into ``ikey`` (``top`` where masked)."""
-    bits = D.view(ikey.dtype)
-    for j in range(D.shape[0]):
-        b = bits[j]
-        b = b if b >= 0 else b ^ top  # negative floats: reverse their order
-        ikey[j] = b if mask[j] else top
+def _ordered(D, mask, masked, cosine, X, top):  # pragma: no cover - compiled
+    """Order-preserving integers of ``D`` in ``X`` (``D`` viewed as integers for l2, whose bits
+    already sort; reversed negative bits for cosine), ``top`` at the keys ``mask`` leaves out
+    (only rewritten when the codebook has any: ``masked``)."""
+    bits = D.view(X.dtype)
+    if cosine:
+        for j in range(D.shape[0]):
+            b = bits[j]
+            X[j] = b if b >= 0 else b ^ top
+    if masked:
+        for j in range(D.shape[0]):
+            X[j] = X[j] if mask[j] else top
 
 
 @numba.njit(cache=True, inline="always")
-def _topk(ikey, mask, k, bi, bk, mins, tk):  # pragma: no cover - compiled
-    """The k smallest ``ikey`` among masked-in keys into ``bi``/``bk`` (sorted; ties: lower j).
+def _topk(X, mask, k, bi, bk, mins, cand):  # pragma: no cover - compiled
+    """The k smallest ``X`` among masked-in keys into ``bi``/``bk``, sorted by ``(X, j)``.
 
-    ``mins`` (number of blocks,) and ``tk`` (k,) are scratch. First the block minima and the
-    k-th smallest of them, ``T``: the minima are distinct keys, so at least k keys are <= T and
-    a block whose minimum exceeds T holds none of the k smallest. Then the remaining blocks in
-    key order, each skipped when its minimum cannot beat the current k-th best.
+    ``mins`` (min(GROUPS, M),), ``cand`` (M,) are scratch. Group minima (group ``j % G``) by an
+    elementwise minimum over the rows of ``X``; ``T`` = their k-th smallest (``bk`` as
+    scratch); the keys ``<= T`` of the groups whose minimum is ``<= T`` (a superset of the
+    answer: the k smallest keys are all ``<= T``); insertion of those on ``(X, j)``.
     """
-    M = ikey.shape[0]
-    nb = mins.shape[0]
-    n_t = 0
-    for i in range(nb):
-        lo, hi = i * BLOCK, min(i * BLOCK + BLOCK, M)
-        m = ikey[lo]
-        for j in range(lo + 1, hi):
-            m = min(m, ikey[j])
-        mins[i] = m
-        if n_t < k:
-            p = n_t
-            n_t += 1
-        elif m < tk[k - 1]:
+    M, G = X.shape[0], mins.shape[0]
+    for i in range(G):
+        mins[i] = X[i]
+    for r in range(1, M // G):
+        row = X[r * G:(r + 1) * G]  # a slice: the loop over i vectorises
+        for i in range(G):
+            x, m = row[i], mins[i]
+            mins[i] = x if x < m else m
+    tail = X[(M // G) * G:]
+    for i in range(tail.shape[0]):
+        mins[i] = min(mins[i], tail[i])
+    for p in range(k):
+        bk[p] = np.iinfo(X.dtype).max
+    for i in range(G):  # T: insertion into the sorted bk
+        m = mins[i]
+        if m < bk[k - 1]:
+            p = k - 1
+            while p > 0 and bk[p - 1] > m:
+                bk[p] = bk[p - 1]
+                p -= 1
+            bk[p] = m
+    T = bk[k - 1]
+    n = 0
+    for i in range(G):
+        if mins[i] <= T:
+            for j in range(i, M, G):
+                cand[n] = j
+                n += (X[j] <= T) & (mask[j] != 0)  # no branch: keep j when it qualifies
+    cnt = 0
+    for s in range(n):
+        j = cand[s]
+        x = X[j]
+        if cnt < k:
+            p = cnt
+            cnt += 1
+        elif x < bk[k - 1] or (x == bk[k - 1] and j < bi[k - 1]):
             p = k - 1
         else:
             continue
-        while p > 0 and tk[p - 1] > m:
-            tk[p] = tk[p - 1]
+        while p > 0 and (bk[p - 1] > x or (bk[p - 1] == x and bi[p - 1] > j)):
+            bk[p] = bk[p - 1]
+            bi[p] = bi[p - 1]
             p -= 1
-        tk[p] = m
-    cnt = 0
-    for i in range(nb):
-        m = mins[i]
-        if n_t == k and m > tk[k - 1]:
-            continue  # the k smallest keys are all <= T = tk[k - 1]
-        if cnt == k and m >= bk[k - 1]:
-            continue  # nothing in this block beats the k-th best
-        lo, hi = i * BLOCK, min(i * BLOCK + BLOCK, M)
-        for j in range(lo, hi):
-            if not mask[j]:
-                continue
-            x = ikey[j]
-            if cnt < k:
-                p = cnt
-                cnt += 1
-            elif x < bk[k - 1]:
-                p = k - 1
-            else:
-                continue
-            while p > 0 and bk[p - 1] > x:  # strictly greater move right: ties keep order
-                bk[p] = bk[p - 1]
-                bi[p] = bi[p - 1]
-                p -= 1
-            bk[p] = x
-            bi[p] = j
+        bk[p] = x
+        bi[p] = j
+
+
+@numba.njit(cache=True, inline="always")
+def _any_masked(mask):  # pragma: no cover - compiled
+    for j in range(mask.shape[0]):
+        if mask[j] == 0:
+            return True
+    return False
 
 
 @numba.njit(cache=True, parallel=True)
@@ -158,23 +177,24 @@ def lookup_kernel(h, kT, kn, values, k, mask, metric, ikey_proto, idx, dist,
     for job in prange(C * n_chunks):
         c, q0 = job // n_chunks, (job % n_chunks) * CHUNK
         D = np.empty(M, h.dtype)
-        ikey = np.empty(M, ikey_proto.dtype)
+        X = D.view(ikey_proto.dtype) if metric == L2 else np.empty(M, ikey_proto.dtype)
         bi = np.empty(k, np.int64)
         bk = np.empty(k, ikey_proto.dtype)
-        mins = np.empty((M + BLOCK - 1) // BLOCK, ikey_proto.dtype)
-        tk = np.empty(k, ikey_proto.dtype)
+        mins = np.empty(min(GROUPS, M), ikey_proto.dtype)
+        cand = np.empty(M, np.int64)
+        masked = _any_masked(mask[c])
         for q in range(q0, min(q0 + CHUNK, Q)):
             b, n = q // N, q % N
             if metric == L2:
                 _row_l2(h[b, c, n], kT[c], D)
             else:
                 _row_cosine(h[b, c, n], kT[c], kn[c], D)
-            _keys_of(D, mask[c], ikey, top)
-            _topk(ikey, mask[c], k, bi, bk, mins, tk)
+            _ordered(D, mask[c], masked, metric == COSINE, X, top)
+            _topk(X, mask[c], k, bi, bk, mins, cand)
             for r in range(k):
                 j = bi[r]
                 idx[b, c, n, r] = j
-                dist[b, c, n, r] = D[j]
+                dist[b, c, n, r] = D[j]  # j is masked in: D[j] was not rewritten
                 for v in range(values.shape[2]):
                     fetched[b, c, r, n, v] = values[c, j, v]
 
@@ -216,16 +236,17 @@ def assign_kernel(h, kT, mask, ikey_proto, a):  # pragma: no cover - compiled
     for job in prange(C * n_chunks):
         c, q0 = job // n_chunks, (job % n_chunks) * CHUNK
         D = np.empty(M, h.dtype)
-        ikey = np.empty(M, ikey_proto.dtype)
+        X = D.view(ikey_proto.dtype)
         bi = np.empty(1, np.int64)
         bk = np.empty(1, ikey_proto.dtype)
-        mins = np.empty((M + BLOCK - 1) // BLOCK, ikey_proto.dtype)
-        tk = np.empty(1, ikey_proto.dtype)
+        mins = np.empty(min(GROUPS, M), ikey_proto.dtype)
+        cand = np.empty(M, np.int64)
+        masked = _any_masked(mask[c])
         for q in range(q0, min(q0 + CHUNK, Q)):
             b, n = q // N, q % N
             _row_l2(h[b, c, n], kT[c], D)
-            _keys_of(D, mask[c], ikey, top)
-            _topk(ikey, mask[c], 1, bi, bk, mins, tk)
+            _ordered(D, mask[c], masked, False, X, top)
+            _topk(X, mask[c], 1, bi, bk, mins, cand)
             a[b, c, n] = bi[0]
 
 

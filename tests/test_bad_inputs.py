@@ -2838,8 +2838,43 @@ def _spec_generate():
             "prompt": np.array([1, 2]), "max_new_tokens": 3}
 
 
+def _spec_generate_batch():
+    from refseq.decoding.speculative.drafters import RandomDrafter
+
+    return {"target": _spec_batched_target(), "drafters": [RandomDrafter(7, 3, rng=0),
+                                                            RandomDrafter(7, 3, rng=1)],
+            "prompts": [np.array([1, 2]), np.array([3])], "max_new_tokens": 3,
+            "temperature": 1.0, "rngs": [0, 1]}
+
+
+def _spec_batched_target():
+    from refseq.decoding.speculative.target import BatchedTreeLM
+
+    return BatchedTreeLM(_tiny_params())
+
+
+def _spec_prompts(first):
+    return [first, np.array([1])]
+
+
 TABLE += [
     # (SECTION-ENGINE) rows go here; exclusions go to EXCLUDED with their reason
+    row(f"{_SPEC}.batched.speculative_generate_batch", _spec_generate_batch,
+        keywords={"max_new_tokens": [-1, 1.5], "temperature": [-1.0, np.nan, "0"],
+                  "top_k": [-1, 1.5], "top_p": [0.0, 1.5], "mode": ["greedy", 3],
+                  "eos_id": [7, -1], "rngs": [3, [0], ["x", 0], [-1, 0]],
+                  "max_steps": [0, 1.5], "target": [3, None], "drafters": [3, None, [], [3, 3]],
+                  "backend": ["gpu", 3], "before_draft": [3, "f"],
+                  "prompts": ["x", [], None, _spec_prompts(np.array([1.5])),
+                              _spec_prompts(np.array([7])), _spec_prompts(np.array([-1])),
+                              _spec_prompts(np.zeros((1, 1), np.int64)),
+                              _spec_prompts(np.zeros(0, np.int64))]},
+        cases=[("drafters", "drafters-repeated",
+                lambda kw: {**kw, "drafters": [kw["drafters"][0]] * 2})]),
+    row(f"{_SPEC}.batched.RowsTreeLM", lambda: {"targets": [_spec_target(), _spec_target()]},
+        keywords={"targets": [3, None, [], [3]]},
+        cases=[("targets", "targets-repeated",
+                lambda kw: {**kw, "targets": [kw["targets"][0]] * 2})]),
     row(f"{_SPEC}.kv.commit_path",
         lambda: {"cache": _f(1, 2, 1, 6, 2), "n_past": 2, "path": np.array([0, 1])},
         arrays={"cache": ANY, "path": ids(kinds=("ndim", "float", "low"))},
@@ -3384,6 +3419,19 @@ def _RSD_generate():
             "max_new_tokens": 3, "rng": 0}
 
 
+def _RSD_generate_batch():
+    from refseq.decoding.speculative.batched import RowsTreeLM
+    from refseq.decoding.speculative.target import TabularTreeLM
+
+    return {"target": RowsTreeLM([TabularTreeLM(_markov()), TabularTreeLM(_markov())]),
+            "draft": _markov(), "prompts": [np.array([1, 2]), np.array([3])],
+            "max_new_tokens": 3, "rngs": [0, 1]}
+
+
+def _two_prompts(first):
+    return [first, np.array([1])]
+
+
 def _RSD_not_probs(name):
     """A negative entry, an unnormalised vector, an empty one and a list of strings."""
     return [(name, f"{name}-negative", lambda kw: {**kw, name: np.array([1.2, -0.1, -0.1])}),
@@ -3527,6 +3575,18 @@ TABLE += [
                    **kw, "draft": _RSD_StepLM(vocab_size=None)}),
                ("prompt", "prompt-empty", lambda kw: {
                    **kw, "prompt": np.zeros(0, np.int64)})]),
+    row(f"{_RSD}.rsd_generate_batch", _RSD_generate_batch,
+        keywords={"target": [3, None], "draft": [3, None], "max_new_tokens": [-1, 1.5, "3"],
+                  **_RSD_METHOD_KW, "branching": [(), (0,), 3],
+                  "target_temperature": [-1.0, np.nan, "1", None],
+                  "draft_temperature": [0.0, -1.0, np.nan], "top_p": [0.0, 1.5],
+                  "draft_top_p": [0.0, 1.5, np.nan], "rngs": [3, [0], ["x", 0], [-1, 0]],
+                  "eos_id": [4, -1, 1.5], "backend": ["gpu", 3],
+                  "prompts": ["x", [], None, _two_prompts(np.array([1.5])),
+                              _two_prompts(np.array([4])), _two_prompts(np.array([-1])),
+                              _two_prompts(np.zeros(0, np.int64))]},
+        cases=[("draft", "draft-vocab-mismatch", lambda kw: {
+            **kw, "draft": _RSD_StepLM(lambda R: np.zeros((R, 3)), vocab_size=3)})]),
 ]
 
 EXCLUDED_RSD: dict = {
@@ -3567,6 +3627,15 @@ def _aded_generate(**extra):
                 "max_new_tokens": 3, "matrix": _aded_matrix(), "iterations": 5, "mcts_rng": 0,
                 **extra}
     return build
+
+
+def _aded_generate_batch():
+    from refseq.decoding.speculative.batched import RowsTreeLM
+    from refseq.decoding.speculative.target import TabularTreeLM
+
+    return {"target": RowsTreeLM([TabularTreeLM(_markov()), TabularTreeLM(_markov())]),
+            "prompts": [np.array([1, 2]), np.array([3])], "max_new_tokens": 3,
+            "matrix": _aded_matrix(), "iterations": 5, "mcts_rngs": [0, 1]}
 
 
 def _aded_verify():
@@ -3675,6 +3744,18 @@ TABLE += [
         id="aded_generate-rest_nucleus", arrays={"prompt": ids(4)}, flags=("adaptive",),
         keywords=_ADED_GEN_KW,
         cases=[("prompt", "prompt-empty", lambda kw: {**kw, "prompt": np.zeros(0, np.int64)}),
+               ("matrix", "matrix-out-of-vocab",
+                lambda kw: {**kw, "matrix": resolve(f"{_ADED}.build_from_sequences")(
+                    [np.array([0, 5, 6, 5])])})]),
+    row(f"{_ADED}.batch.aded_generate_batch", _aded_generate_batch, flags=("adaptive",),
+        keywords={**{k: v for k, v in _ADED_GEN_KW.items() if k != "rng"},
+                  "rngs": [3, [0], [-1, 0]],
+                  "mcts_rngs": [3, [0], ["x", 0]], "method": ["nope", 3], "iterations": [0],
+                  "backend": ["gpu", 3], "matrix": [3, None, []],
+                  "prompts": ["x", [], None, _two_prompts(np.array([1.5])),
+                              _two_prompts(np.array([4])), _two_prompts(np.zeros(0, np.int64))]},
+        cases=[("matrix", "matrix-repeated",
+                lambda kw: {**kw, "matrix": [kw["matrix"]] * 2}),
                ("matrix", "matrix-out-of-vocab",
                 lambda kw: {**kw, "matrix": resolve(f"{_ADED}.build_from_sequences")(
                     [np.array([0, 5, 6, 5])])})]),

@@ -86,12 +86,13 @@ class SpecStats:
         return float(np.mean(np.asarray(self.num_accepted) + 1)) if self.steps else 0.0
 
 
-def _check_common(target, prompt, eos_id):
+def _check_common(target, prompt, eos_id, name="prompt"):
     _checks.check_methods(target, "target", _TARGET, _TARGET_WHAT)
     V = int(target.vocab_size)
-    prompt = _checks.int_array(prompt, "prompt", ndim=1, low=0, high=V, form="(n,)")
+    prompt = _checks.int_array(prompt, name, ndim=1, low=0, high=V, form="(n,)")
     if prompt.size == 0:
-        raise ValueError("prompt must hold at least one token (its last token is the first root)")
+        raise ValueError(f"{name} must hold at least one token (its last token is the first "
+                         f"root)")
     eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1,
                                   allow_none=True)
     return V, prompt.astype(np.int64), eos_id

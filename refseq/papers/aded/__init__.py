@@ -42,6 +42,7 @@ greedy search / full traversal ablations   :func:`draft_greedy_chain`,          
                                            :func:`draft_full_traversal`
 ``datastore.search`` per step              :class:`ADEDDrafter`                        -
 generation loop                            :func:`aded_generate`                       (n_new,)
+batched generation                         :func:`aded_generate_batch`                 B lists
 REST nucleus posterior mask (lossy)        :func:`verify_rest_nucleus`                 -
 MAT (mean accepted tokens)                 ``ADEDStats.mat``                           -
 =========================================  ==========================================  ==========
@@ -60,13 +61,18 @@ Deviations and choices (details in the docs page):
   ``rule="keep_longest"``; ``choices = 64`` as the released Python passes.
 * No candidates: a root-only tree unless ``fallback_token`` (the release drafts token 100).
 * Exact sampling verifies in ``point`` mode; the released nucleus rule is available as
-  ``acceptance="rest_nucleus"`` and is lossy. Batched generation is not implemented.
+  ``acceptance="rest_nucleus"`` and is lossy (single rows only).
+* Batches (:func:`aded_generate_batch`): one shared table gets the active rows' updates in row
+  order before any row drafts (deterministic), or each row has its own table (then row b equals
+  ``aded_generate`` on row b); drafting per row, one target forward and one batched verification
+  per step.
 """
 
 from __future__ import annotations
 
 from refseq.papers import Paper
 from refseq.papers.aded.adaptation import adapt
+from refseq.papers.aded.batch import aded_generate_batch
 from refseq.papers.aded.candidates import (
     cut_to_choices,
     draft_full_traversal,
@@ -90,9 +96,9 @@ from refseq.papers.aded.trigram import TrigramMatrix, build_from_sequences
 
 __all__ = [
     "PAPER", "ADEDDrafter", "ADEDStats", "C1", "C1_FIRST_COMMIT", "C2", "MCTSNode", "MCTSResult",
-    "TrigramMatrix", "adapt", "aded_generate", "build_from_sequences", "cut_to_choices",
-    "draft_full_traversal", "draft_greedy_chain", "mcts_draft", "mcts_search", "paths_to_tree",
-    "puct_score", "rest_nucleus_emission", "verify_rest_nucleus",
+    "TrigramMatrix", "adapt", "aded_generate", "aded_generate_batch", "build_from_sequences",
+    "cut_to_choices", "draft_full_traversal", "draft_greedy_chain", "mcts_draft", "mcts_search",
+    "paths_to_tree", "puct_score", "rest_nucleus_emission", "verify_rest_nucleus",
 ]
 
 PAPER = Paper(

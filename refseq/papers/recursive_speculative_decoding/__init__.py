@@ -42,6 +42,7 @@ SpecInfer i.i.d. tree          :func:`iid_tree`                                 
 K sequences / chain            :func:`k_sequences_tree`, :func:`chain_tree`     RSDTree
 RRS (verification)             core ``verify_tree_stochastic(mode="wor")``      -
 generation                     :func:`rsd_generate`, ``RSDDrafter``             (n_new,)
+batched generation             :func:`rsd_generate_batch`                       B x (n_new_b,)
 block efficiency, MBSU         :func:`block_efficiency`, :func:`mbsu`           float
 =============================  ===============================================  ===========
 
@@ -59,7 +60,9 @@ Deviations and choices:
   verifier (``draft_top_p``, separate from the target's ``top_p``).
 * Ties: Gumbel-top-k ties go to the lower token id; RSD-S ranks candidates by ``G``, then lower
   beam, then lower token id.
-* ``rsd_generate`` runs one sequence; batched generation is not implemented.
+* ``rsd_generate_batch`` runs B sequences through the core's batched engine (one target forward
+  and one batched verification per step); row b equals ``rsd_generate`` on row b with the same
+  seed (tested with exact per-row targets).
 * ``chain(draft, context, root, K, rng)`` of the method list is named :func:`chain_tree`.
 """
 
@@ -82,6 +85,7 @@ from refseq.papers.recursive_speculative_decoding.generate import (  # noqa: F40
     RSDDrafter,
     RSDStats,
     rsd_generate,
+    rsd_generate_batch,
 )
 from refseq.papers.recursive_speculative_decoding.gumbel import (
     exponential_race_topk,
@@ -101,9 +105,9 @@ from refseq.papers.recursive_speculative_decoding.truncated_gumbel import (
 )
 
 __all__ = [
-    "PAPER", "METHODS", "block_efficiency", "chain_tree",
-    "configs_for_budget", "constant_branching_tree", "draft_laws", "exponential_race_topk",
-    "gumbel_topk", "iid_tree", "k_sequences_tree", "log1mexp", "mbsu", "rsd_generate",
+    "PAPER", "METHODS", "block_efficiency", "chain_tree", "configs_for_budget",
+    "constant_branching_tree", "draft_laws", "exponential_race_topk", "gumbel_topk", "iid_tree",
+    "k_sequences_tree", "log1mexp", "mbsu", "rsd_generate", "rsd_generate_batch",
     "sample_without_replacement", "shift_gumbel_max", "stochastic_beam_tree", "target_budget",
     "without_replacement_conditionals",
 ]

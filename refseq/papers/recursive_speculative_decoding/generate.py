@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refseq import _checks
+from refseq.decoding.speculative.batched import speculative_generate_batch
 from refseq.decoding.speculative.engine import SpecStats, speculative_generate
 from refseq.papers.recursive_speculative_decoding.baselines import (
     chain_tree,
@@ -31,7 +32,7 @@ from refseq.papers.recursive_speculative_decoding.rsd_trees import (
     stochastic_beam_tree,
 )
 
-__all__ = ["METHODS", "RSDDrafter", "RSDStats", "rsd_generate"]
+__all__ = ["METHODS", "RSDDrafter", "RSDStats", "rsd_generate", "rsd_generate_batch"]
 
 METHODS = ("rsd-c", "rsd-s", "iid", "k-seq", "chain")
 
@@ -150,6 +151,17 @@ def rsd_generate(target, draft, prompt, max_new_tokens, *, method="rsd-c", branc
     stats : RSDStats
     """
     rng = _checks.check_rng(rng)
+    drafter, T = _drafter(target, draft, method, branching, beam_width, depth, K,
+                          target_temperature, draft_temperature, draft_top_p, rng)
+    tokens, st = speculative_generate(target, drafter, prompt, max_new_tokens, temperature=T,
+                                      top_p=top_p, eos_id=eos_id, rng=rng, max_steps=max_steps)
+    stats = RSDStats(**vars(st), draft_calls=list(drafter.draft_calls))
+    return tokens, stats
+
+
+def _drafter(target, draft, method, branching, beam_width, depth, K, target_temperature,
+             draft_temperature, draft_top_p, rng):
+    """One row's checked :class:`RSDDrafter` and the target temperature."""
     _warp_args(draft_temperature, draft_top_p, prefix="draft_")  # named as rsd_generate's
     drafter = RSDDrafter(draft, method, branching=branching, beam_width=beam_width, depth=depth,
                          K=K, temperature=draft_temperature, top_p=draft_top_p, rng=rng)
@@ -158,7 +170,50 @@ def rsd_generate(target, draft, prompt, max_new_tokens, *, method="rsd-c", branc
     if isinstance(Vt, (int, np.integer)) and not isinstance(Vt, bool) and Vt != drafter.vocab_size:
         raise ValueError(f"draft.vocab_size ({drafter.vocab_size}) must equal target.vocab_size "
                          f"({Vt}): the verifier compares their laws token by token")
-    tokens, st = speculative_generate(target, drafter, prompt, max_new_tokens, temperature=T,
-                                      top_p=top_p, eos_id=eos_id, rng=rng, max_steps=max_steps)
-    stats = RSDStats(**vars(st), draft_calls=list(drafter.draft_calls))
-    return tokens, stats
+    return drafter, T
+
+
+def rsd_generate_batch(target, draft, prompts, max_new_tokens, *, method="rsd-c",
+                       branching=(2, 2, 1), beam_width=4, depth=3, K=4, target_temperature=1.0,
+                       draft_temperature=1.0, top_p=1.0, draft_top_p=1.0, rngs=None,
+                       eos_id=None, backend="numpy"):
+    """RSD (or a baseline) on ``B`` rows at once: per-row trees, one batched target forward and
+    one batched verification per step
+    (:func:`~refseq.decoding.speculative.batched.speculative_generate_batch`).
+
+    Row b with stream ``rngs[b]`` (its draft noise, then its verification uniforms) gives
+    exactly what :func:`rsd_generate` gives on row b alone with the same seed, when the batched
+    target's row b equals the single-row target (e.g.
+    :class:`~refseq.decoding.speculative.batched.RowsTreeLM`).
+
+    Parameters
+    ----------
+    target : batched TreeLM over B rows (``BatchedTreeLM``, ``RowsTreeLM``)
+    draft : StepLM
+        Shared by the rows (it keeps no cache: it re-reads each prefix).
+    prompts : list of B (n_b,) int arrays; max_new_tokens : int >= 0
+    method, branching, beam_width, depth, K, target_temperature, draft_temperature, top_p,
+    draft_top_p, eos_id :
+        As in :func:`rsd_generate`.
+    rngs : list of B generators or int seeds, optional
+    backend : "numpy" | "jit" | "cuda" — tier of the verification kernels.
+
+    Returns
+    -------
+    tokens : list of B ndarrays (n_new_b,) int64
+    stats : list of B RSDStats
+    """
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise TypeError("prompts must be a non-empty list of 1-d token arrays")
+    B = len(prompts)
+    rngs = [None] * B if rngs is None else rngs
+    if not isinstance(rngs, (list, tuple)) or len(rngs) != B:
+        raise TypeError(f"rngs must be a list of B = {B} generators or seeds")
+    rngs = [_checks.check_rng(r, f"rngs[{b}]") for b, r in enumerate(rngs)]
+    made = [_drafter(target, draft, method, branching, beam_width, depth, K,
+                     target_temperature, draft_temperature, draft_top_p, r) for r in rngs]
+    tokens, stats = speculative_generate_batch(
+        target, [d for d, _ in made], prompts, max_new_tokens, temperature=made[0][1],
+        top_p=top_p, eos_id=eos_id, rngs=rngs, backend=backend)
+    return tokens, [RSDStats(**vars(st), draft_calls=list(d.draft_calls))
+                    for st, (d, _) in zip(stats, made)]

@@ -25,6 +25,20 @@ BENCHMARKS = {
 }
 
 
+def format_table(rows, head, fmt, right) -> str:
+    """A plain-text table of ``rows`` (dicts) in the columns ``head``: each value formatted by
+    ``fmt[column]`` (``str`` where absent, ``-`` for NaN), the columns whose index is in
+    ``right`` right-aligned, a dashed rule under the header."""
+    table = [["-" if isinstance(r[k], float) and np.isnan(r[k]) else fmt.get(k, "{}").format(r[k])
+              for k in head] for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(head, *table)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(x.rjust(w) if i in right else x.ljust(w)
+                        for i, (x, w) in enumerate(zip(row, widths))).rstrip() for row in table]
+    return "\n".join(lines)
+
+
 def best_time(fn, repeats=5):
     fn()  # warm-up (compilation, page faults)
     best = np.inf

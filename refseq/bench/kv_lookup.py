@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.bench import best_time
+from refseq.bench import best_time, format_table
 
 CASE = {"C": 64, "M": 1024, "d_k": 16, "Q": 4096, "d_v": 10, "topk": (1, 8), "seed": 0}
 
@@ -110,16 +110,9 @@ def bench_kv_lookup(case=CASE, repeats=5, log=print):
 
 
 def format_rows(rows) -> str:
-    head = ["what", "ms", "vs numpy", "vs faiss", "indices"]
-    fmt = {"ms": "{:.1f}", "vs numpy": "{:.1f}x", "vs faiss": "{:.2f}x"}
-    table = [[("-" if isinstance(r[k], float) and np.isnan(r[k]) else
-               fmt.get(k, "{}").format(r[k])) for k in head] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(head, *table)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(x.rjust(w) if 0 < i < 4 else x.ljust(w)
-                        for i, (x, w) in enumerate(zip(row, widths))).rstrip() for row in table]
-    return "\n".join(lines)
+    return format_table(rows, ["what", "ms", "vs numpy", "vs faiss", "indices"],
+                        {"ms": "{:.1f}", "vs numpy": "{:.1f}x", "vs faiss": "{:.2f}x"},
+                        right=(1, 2, 3))
 
 
 def main(args) -> int:

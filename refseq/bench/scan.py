@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from refseq.bench import best_time, copy_bandwidth
+from refseq.bench import best_time, copy_bandwidth, format_table
 
 SCAN_CASES = (
     {"B": 8, "T": 4096, "D": 256},  # many channels: bandwidth-bound
@@ -129,32 +129,10 @@ def bench_scan_cuda(repeats=20, cases=SCAN_CASES, log=print):
 
 
 def format_rows(rows) -> str:
-    head = ["kernel", "shape", "ms", "GB/s", "copy GB/s", "of copy", "of kernel", "vs numpy"]
-    fmt = {
-        "ms": "{:.2f}",
-        "GB/s": "{:.1f}",
-        "copy GB/s": "{:.1f}",
-        "of copy": "{:.2f}x",
-        "of kernel": "{:.2f}x",
-        "vs numpy": "{:.0f}x",
-    }
-    table = [
-        [
-            fmt.get(k, "{}").format(r[k])
-            if not (isinstance(r[k], float) and np.isnan(r[k]))
-            else "-"
-            for k in head
-        ]
-        for r in rows
-    ]
-    widths = [max(len(x) for x in col) for col in zip(head, *table)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += [
-        "  ".join(x.rjust(w) if i >= 2 else x.ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
-        for row in table
-    ]
-    return "\n".join(lines)
+    fmt = {"ms": "{:.2f}", "GB/s": "{:.1f}", "copy GB/s": "{:.1f}", "of copy": "{:.2f}x",
+           "of kernel": "{:.2f}x", "vs numpy": "{:.0f}x"}
+    return format_table(rows, ["kernel", "shape", "ms", "GB/s", "copy GB/s", "of copy",
+                               "of kernel", "vs numpy"], fmt, right=range(2, 8))
 
 
 def main(args) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refseq.bench import best_time, copy_bandwidth
+from refseq.bench import best_time, copy_bandwidth, format_table
 from refseq.tree_verify import reference as ref
 
 CASE = {"B": 64, "N": 64, "V": 32000, "max_depth": 8, "max_children": 4, "scale": 4.0,
@@ -266,16 +266,9 @@ def bench_tree_verify(case=CASE, repeats=5, log=print):
 
 
 def format_rows(rows) -> str:
-    head = ["what", "ms", "vs numpy", "vs copy", "outputs"]
-    fmt = {"ms": "{:.2f}", "vs numpy": "{:.1f}x", "vs copy": "{:.2f}x"}
-    table = [[("-" if isinstance(r[k], float) and np.isnan(r[k]) else
-               fmt.get(k, "{}").format(r[k])) for k in head] for r in rows]
-    widths = [max(len(x) for x in col) for col in zip(head, *table)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(x.rjust(w) if 0 < i < 4 else x.ljust(w)
-                        for i, (x, w) in enumerate(zip(row, widths))).rstrip() for row in table]
-    return "\n".join(lines)
+    return format_table(rows, ["what", "ms", "vs numpy", "vs copy", "outputs"],
+                        {"ms": "{:.2f}", "vs numpy": "{:.1f}x", "vs copy": "{:.2f}x"},
+                        right=(1, 2, 3))
 
 
 def main(args) -> int:

@@ -95,7 +95,7 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and _numba_cuda_version().start
 
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``slow`` unless they are selected: ``-m slow`` (any ``-m`` expression
-    that names the marker) or ``REFSEQ_SLOW=1``. Plain ``python -m pytest``, which CI runs,
+    that names the marker) or ``REFSEQ_SLOW=1``. The README's test command, which CI runs,
     skips them."""
     if "slow" in (config.getoption("markexpr") or "") or os.environ.get("REFSEQ_SLOW") == "1":
         return

@@ -4363,6 +4363,13 @@ def _cuda_ok():
         return False
 
 
+def _label(v) -> str:
+    """``repr(v)``, without a memory address: test ids must be the same in every process
+    (pytest-xdist compares the workers' collections)."""
+    text = repr(v)
+    return f"<{type(v).__name__}>" if " at 0x" in text else text
+
+
 def _cases():
     """``(id, row, argument named, build bad kwargs)`` for every bad input of every row."""
     out = []
@@ -4392,7 +4399,7 @@ def _cases():
                             lambda kw, flag=flag, v=_FLAG_VALUES[label]: {**kw, flag: v}))
         for kw_name, values in r.keywords.items():
             for v in values:
-                out.append((f"{r.name}-{kw_name}-{v!r}"[:90], r, kw_name,
+                out.append((f"{r.name}-{kw_name}-{_label(v)}"[:90], r, kw_name,
                             lambda kw, k=kw_name, v=v: {**kw, k: v}))
         for arg, label, make in r.cases:
             out.append((f"{r.name}-{label}", r, arg, make))

@@ -2891,7 +2891,7 @@ TABLE += [
         keywords={"max_new_tokens": [-1, 1.5], "temperature": [-1.0, np.nan, "0"],
                   "top_k": [-1, 1.5], "top_p": [0.0, 1.5], "mode": ["greedy", 3],
                   "eos_id": [7, -1], "rng": [-1, "x"], "max_steps": [0, 1.5],
-                  "target": [3, None], "drafter": [3, None]}),
+                  "target": [3, None], "drafter": [3, None], "verify": [3, "f"]}),
     row(f"{_SPEC}.engine.plain_greedy",
         lambda: {"target": _spec_target(), "prompt": np.array([1, 2]), "n": 3},
         arrays={"prompt": ids(high=7)},

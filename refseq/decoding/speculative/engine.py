@@ -113,7 +113,8 @@ def _cut(tokens: list, eos_id, room: int) -> list:
 
 
 def speculative_generate(target, drafter, prompt, max_new_tokens, *, temperature=0.0, top_k=0,
-                         top_p=1.0, mode="auto", eos_id=None, rng=None, max_steps=None):
+                         top_p=1.0, mode="auto", eos_id=None, rng=None, max_steps=None,
+                         verify=None):
     """Generate up to ``max_new_tokens`` tokens after ``prompt`` by speculative decoding.
 
     Parameters
@@ -135,6 +136,11 @@ def speculative_generate(target, drafter, prompt, max_new_tokens, *, temperature
         Source of the verification uniforms.
     max_steps : int, optional
         Stop after this many verification steps (for measuring tokens per target call).
+    verify : callable, optional
+        ``verify(tree, logits (N, V), draft_probs, rng) -> VerifyResult`` replaces step 3's rule
+        (e.g. a lossy rule kept for comparison, such as ADED's released nucleus rule); emission,
+        EOS, commit and ``observe`` are unchanged. The output then has that rule's law, not
+        necessarily the target's.
 
     Returns
     -------
@@ -152,6 +158,8 @@ def speculative_generate(target, drafter, prompt, max_new_tokens, *, temperature
     rng = _checks.check_rng(rng)
     max_steps = _checks.check_number(max_steps, "max_steps", integer=True, low=1,
                                      allow_none=True)
+    if verify is not None and not callable(verify):
+        raise TypeError(f"verify must be callable or None, got {type(verify).__name__}")
     out, stats = [], SpecStats()
     if n_max == 0:
         return np.zeros(0, np.int64), stats
@@ -164,7 +172,9 @@ def speculative_generate(target, drafter, prompt, max_new_tokens, *, temperature
             raise ValueError(f"drafter.draft returned a tree whose root token {tree.tokens[0]} "
                              f"is not the root {root}")
         logits, hidden = target.forward_tree(tree)  # (N, V), (N, d)
-        if T == 0:
+        if verify is not None:
+            res = verify(tree, logits, q, rng)
+        elif T == 0:
             res = verify_greedy_tree(tree, np.argmax(logits, axis=-1))  # ties: lowest index
         else:
             use = d_mode if mode == "auto" else mode

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from refseq import _checks
 from refseq.decoding.sampling import warped_probs
 from refseq.decoding.speculative.engine import SpecStats, speculative_generate
@@ -47,36 +45,6 @@ class ADEDStats:
     def mat(self) -> float:
         """Mean accepted tokens per target call (``SpecStats.tokens_per_call``)."""
         return self.spec.tokens_per_call
-
-
-def _rest_nucleus_loop(target, drafter, prompt, n_max, T, top_p, rng, eos_id):
-    stats = SpecStats()
-    out = []
-    if n_max == 0:
-        return np.zeros(0, np.int64), stats
-    drafter.start(prompt, target.prefill(prompt))
-    context, root = list(prompt[:-1]), int(prompt[-1])
-    while len(out) < n_max:
-        tree, _, _ = drafter.draft(np.array(context, np.int64), root)
-        logits, _ = target.forward_tree(tree)
-        p = warped_probs(logits, temperature=T, top_p=top_p)  # (N, V) float64
-        P = max(tree.num_leaves, 1)
-        res = verify_rest_nucleus(tree, p, rng.random((P, tree.max_depth)), rng.random())
-        step = [int(t) for t in res.accepted_tokens] + [int(res.next_token)]
-        kept = step[:step.index(eos_id) + 1] if eos_id is not None and eos_id in step else step
-        kept = kept[:n_max - len(out)]
-        out += kept
-        target.commit(res.path)
-        stats.tree_size.append(tree.num_nodes)
-        stats.depth.append(tree.max_depth)
-        stats.num_accepted.append(int(res.num_accepted))
-        stats.emitted.append(len(kept))
-        stats.target_calls.append(stats.steps)
-        if len(kept) < len(step) or (eos_id is not None and eos_id in kept):
-            break
-        context += [root] + kept[:-1]
-        root = kept[-1]
-    return np.array(out, np.int64), stats
 
 
 def aded_generate(target, prompt, max_new_tokens, matrix, *, adaptive=True, method="mcts",
@@ -122,16 +90,13 @@ def aded_generate(target, prompt, max_new_tokens, matrix, *, adaptive=True, meth
     if T == 0:
         raise ValueError("acceptance='rest_nucleus' needs temperature > 0 (at temperature 0 "
                          "use acceptance='exact', which is greedy)")
-    _checks.check_methods(target, "target", ("prefill", "forward_tree", "commit"),
-                          "a TreeLM (prefill, forward_tree and commit methods)")
-    V = int(target.vocab_size)
-    prompt = _checks.int_array(prompt, "prompt", ndim=1, low=0, high=V, form="(n,)")
-    if prompt.size == 0:
-        raise ValueError("prompt must hold at least one token (its last token is the first root)")
-    n_max = _checks.check_number(max_new_tokens, "max_new_tokens", integer=True, low=0)
     top_p = _checks.check_number(top_p, "top_p", low=0, high=1, low_open=True)
-    eos_id = _checks.check_number(eos_id, "eos_id", integer=True, low=0, high=V - 1,
-                                  allow_none=True)
-    tokens, spec = _rest_nucleus_loop(target, drafter, prompt.astype(np.int64), n_max, T, top_p,
-                                      _checks.check_rng(rng), eos_id)
+
+    def rest_nucleus(tree, logits, draft_probs, rng):  # the released rule, lossy
+        p = warped_probs(logits, temperature=T, top_p=top_p)  # (N, V) float64
+        P = max(tree.num_leaves, 1)
+        return verify_rest_nucleus(tree, p, rng.random((P, tree.max_depth)), rng.random())
+
+    tokens, spec = speculative_generate(target, drafter, prompt, max_new_tokens, temperature=T,
+                                        top_p=top_p, eos_id=eos_id, rng=rng, verify=rest_nucleus)
     return tokens, ADEDStats(spec, drafter.history)

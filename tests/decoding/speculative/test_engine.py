@@ -232,3 +232,28 @@ def test_small_result_full():
     table = run_small_result(steps=3000, verbose=False)
     assert all(mean > 2.0 for mean, _ in table.values())
     assert table["tree (2,2,1) wor"][0] > table["tree (2,2,1) iid"][0] + 0.05
+
+
+def test_a_custom_verification_rule_replaces_step_3():
+    """``verify=`` gets the tree, the target logits, the drafter's law and the engine's rng, and
+    its result is emitted and committed: a rule that rejects every draft and takes the arg-max
+    at the root gives plain greedy, one token per step, 0 accepted each time."""
+    from refseq.decoding.speculative.greedy import VerifyResult
+
+    target = TinyTransformerTreeLM(TARGET_PARAMS)
+    prompt = np.array([1, 4, 2])
+    seen = []
+
+    def reject_all(tree, logits, draft_probs, rng):
+        seen.append((tree.num_nodes, logits.shape, draft_probs is not None, rng))
+        return VerifyResult(np.array([0], np.int32), np.zeros(0, np.int32),
+                            int(np.argmax(logits[0])), 0)
+
+    gen = np.random.default_rng(3)
+    out, stats = speculative_generate(target, SampledTreeDrafter(DRAFT_LM, (2, 2), rng=1),
+                                      prompt, 7, temperature=0.5, rng=gen, verify=reject_all)
+    np.testing.assert_array_equal(out, plain_greedy(target, prompt, 7))
+    assert stats.num_accepted == [0] * 7 and stats.emitted == [1] * 7
+    assert all(n == 7 and shape == (7, V) and has_q and r is gen for n, shape, has_q, r in seen)
+    with pytest.raises(TypeError, match="verify must be callable"):
+        speculative_generate(target, ChainDrafter(DRAFT_LM, 2), prompt, 3, verify=3)

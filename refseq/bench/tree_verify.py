@@ -170,8 +170,10 @@ def _agree(got, want, flagged):
     return ("same" if ok else "DIFFERENT") + (f" ({diff} flagged trees differ)" if diff else "")
 
 
-def bench_tree_verify(case=CASE, repeats=5, log=print):
-    """Rows ``{"what", "ms", "vs numpy", "vs copy", "outputs"}`` (see the module docstring).
+def bench_tree_verify(case=CASE, repeats=5, numpy_reference=True, log=print):
+    """Rows ``{"what", "ms", "vs numpy", "vs copy", "outputs"}`` (see the module docstring);
+    ``numpy_reference=False`` skips timing the NumPy tier (its outputs, the reference, are still
+    computed once).
 
     The numpy rows' ``outputs`` give the number of trees flagged near a decision boundary and
     the mean accepted length; the other rows "same" or "DIFFERENT" against them, or
@@ -252,6 +254,10 @@ def bench_tree_verify(case=CASE, repeats=5, log=print):
                 if fn is None:
                     add(what, None, outputs="skipped: torch is not installed")
                     continue
+                if tier == "numpy" and not numpy_reference:
+                    add(what, None, outputs="skipped: --no-numpy (the reference outputs are "
+                                            "still computed once)")
+                    continue
                 t = best_time(fn, 1 if tier == "numpy" else repeats)
                 if tier == "numpy":
                     t_np, note = t, (f"reference; {int(flagged.sum())} of {len(flagged)} trees "
@@ -282,5 +288,6 @@ def main(args) -> int:
           "target+draft bytes / row time; 'outputs' "
           "= integer outputs vs the NumPy tier on trees not flagged near a decision boundary\n",
           flush=True)
-    print(format_rows(bench_tree_verify(repeats=args.repeats, log=lambda r: None)))
+    print(format_rows(bench_tree_verify(repeats=args.repeats, numpy_reference=not args.no_numpy,
+                                        log=lambda r: None)))
     return 0

@@ -34,3 +34,23 @@ def test_make_case_shapes_and_dtype():
     h, keys, values = bk.make_case(TINY)
     assert h.shape == (30, 3, 1, 5) and keys.shape == (3, 40, 5) and values.shape == (3, 40, 2)
     assert h.dtype == keys.dtype == values.dtype == np.float32
+
+
+def test_no_numpy_skips_the_numpy_tier_and_compares_with_the_jit_kernel(monkeypatch):
+    """``--no-numpy``: the NumPy tier never runs (a NumPy lookup would raise here), its row is
+    skipped, and the other rows agree with the jit kernel."""
+    import refseq.kv_lookup.reference as ref
+
+    def never(*a, **k):
+        raise AssertionError("the NumPy tier ran")
+
+    monkeypatch.setattr(ref, "lookup", never)
+    monkeypatch.setattr(ref, "near_tie", never)
+    rows = bk.bench_kv_lookup(TINY, repeats=1, numpy_reference=False, log=lambda r: None)
+    numpy_rows = [r for r in rows if r["what"].endswith("numpy")]
+    assert len(numpy_rows) == 2 and all(r["indices"].startswith("skipped: --no-numpy")
+                                        for r in numpy_rows)
+    assert all(np.isnan(r["vs numpy"]) for r in rows)
+    for r in rows:
+        if "jit" in r["what"]:
+            assert r["indices"] == "same"

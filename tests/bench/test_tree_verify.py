@@ -33,6 +33,15 @@ def test_bench_tree_verify_rows_are_complete_and_agree():
     assert len(table.splitlines()) == len(rows) + 2 and "vs copy" in table
 
 
+def test_no_numpy_skips_timing_the_numpy_tier():
+    rows = bt.bench_tree_verify(TINY, repeats=1, numpy_reference=False, log=lambda r: None)
+    numpy_rows = [r for r in rows if r["what"].endswith("numpy")]
+    assert len(numpy_rows) == 2
+    assert all(r["outputs"].startswith("skipped: --no-numpy") and np.isnan(r["ms"])
+               for r in numpy_rows)
+    assert all(r["outputs"] == "same" for r in rows if " jit" in r["what"])
+
+
 def _walk_depth(parents, i):
     d = 0
     while parents[i] >= 0:

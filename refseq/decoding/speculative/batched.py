@@ -79,6 +79,11 @@ class RowsTreeLM:
 
     def forward_tree(self, trees):
         outs = [t.forward_tree(tr) for t, tr in zip(self.targets, self._rows(trees, "trees"))]
+        for b, (o, tr) in enumerate(zip(outs, trees)):
+            if np.shape(o[0]) != (tr.num_nodes, self.vocab_size):
+                raise ValueError(f"targets[{b}].forward_tree returned logits of shape "
+                                 f"{np.shape(o[0])}, not (N, V) = "
+                                 f"({tr.num_nodes}, {self.vocab_size})")
         N = max(np.asarray(o[0]).shape[0] for o in outs)
         logits = np.zeros((len(outs), N, self.vocab_size), np.asarray(outs[0][0]).dtype)
         hidden = np.zeros((len(outs), N, np.asarray(outs[0][1]).shape[-1]),
@@ -100,10 +105,22 @@ def _rows_arg(xs, B, name, what):
     return list(xs)
 
 
-def _check_batch_args(target, drafters, prompts, rngs):
+def _batch_size(prompts) -> int:
+    """B, from a non-empty list of prompts (each checked later against the target)."""
     if not isinstance(prompts, (list, tuple)) or not prompts:
         raise TypeError("prompts must be a non-empty list of 1-d token arrays")
-    B = len(prompts)
+    return len(prompts)
+
+
+def _row_rngs(rngs, B, name="rngs"):
+    """B generators from ``None`` or a list of B generators / seeds (the batched callers'
+    per-row streams)."""
+    rngs = [None] * B if rngs is None else _rows_arg(rngs, B, name, "generators or seeds")
+    return [_checks.check_rng(r, f"{name}[{b}]") for b, r in enumerate(rngs)]
+
+
+def _check_batch_args(target, drafters, prompts, rngs):
+    B = _batch_size(prompts)
     drafters = _rows_arg(drafters, B, "drafters", "Drafters (one per row)")
     for b, d in enumerate(drafters):
         _checks.check_methods(d, f"drafters[{b}]", ("start", "draft", "observe"),
@@ -114,8 +131,7 @@ def _check_batch_args(target, drafters, prompts, rngs):
     for b, p in enumerate(prompts):
         V, p, _ = _check_common(target, p, None, name=f"prompts[{b}]")
         checked.append(p)
-    rngs = [None] * B if rngs is None else _rows_arg(rngs, B, "rngs", "generators or seeds")
-    return V, checked, drafters, [_checks.check_rng(r, f"rngs[{b}]") for b, r in enumerate(rngs)]
+    return V, checked, drafters, _row_rngs(rngs, B)
 
 
 def _verify(trees, qs, modes, logits, T, warp_kw, mode, rngs, active, backend):
@@ -216,10 +232,19 @@ def speculative_generate_batch(target, drafters, prompts, max_new_tokens, *, tem
             if int(tree.tokens[0]) != root[b]:
                 raise ValueError(f"drafters[{b}].draft returned a tree whose root token "
                                  f"{tree.tokens[0]} is not the root {root[b]}")
+            if q is not None:
+                q = np.asarray(q)
+                if q.ndim != 2 or q.shape[0] > tree.num_nodes or q.shape[1] != V:
+                    raise ValueError(f"drafters[{b}].draft()[1] (draft_probs) must have shape "
+                                     f"(N, V) = ({tree.num_nodes}, {V}), got {q.shape}")
             trees.append(tree)
-            qs.append(None if q is None else np.asarray(q))
+            qs.append(q)
             modes.append(d_mode)
         logits, hidden = target.forward_tree(trees)  # (B, N, V), (B, N, D)
+        want = (B, max(t.num_nodes for t in trees), V)
+        if np.shape(logits) != want:
+            raise ValueError(f"target.forward_tree(trees) must return logits of shape "
+                             f"(B, N_max, V) = {want}, got {np.shape(logits)}")
         path, m, nxt = _verify(trees, qs, modes, logits, T, warp_kw, mode, rngs, active,
                                backend)
         target.commit(path)

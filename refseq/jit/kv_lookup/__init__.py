@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from refseq.jit.kv_lookup.kernels import (
-    assign_kernel,
     key_norms_kernel,
     lookup_kernel,
     scatter_kernel,
@@ -52,12 +51,12 @@ def kv_scatter_add(d_fetched, idx, M):
 
 
 def kv_assign_stats(h, keys, mask):
-    """Twin of :func:`refseq.kv_lookup.kv_assign_stats`: ``(counts (C, M), sums (C, M, d_k))``."""
+    """Twin of :func:`refseq.kv_lookup.kv_assign_stats`: ``(counts (C, M), sums (C, M, d_k))``;
+    the assignment is the top-1 l2 lookup (no values fetched)."""
     B, C, N, d_k = h.shape
     M = keys.shape[1]
-    a = np.empty((B, C, N), np.int64)
-    assign_kernel(h, _transposed(keys), mask, np.zeros(0, _INT[h.dtype]), a)
+    idx, _, _ = kv_lookup(h, keys, np.empty((C, M, 0), h.dtype), 1, mask, 0)
     counts = np.zeros((C, M), np.int64)
     sums = np.zeros((C, M, d_k), h.dtype)
-    stats_kernel(h, a, counts, sums)
+    stats_kernel(h, np.ascontiguousarray(idx[..., 0]), counts, sums)
     return counts, sums

@@ -22,8 +22,8 @@ scratch row ``D`` (M,) of distances and, per query,
 
 ``scatter_kernel``: ``prange`` over codebooks; each adds its (b, n, r) contributions in that
 order (``np.add.at``'s order), so no two threads write one row and the sums are bit-identical.
-``assign_kernel``: top-1 with the same distances and rule, then per codebook the counts and sums
-in query order (b, n).
+The assignment statistics reuse ``lookup_kernel`` (k = 1, no values to fetch); ``stats_kernel``
+then adds per codebook the counts and sums in query order (b, n).
 """
 
 from __future__ import annotations
@@ -223,31 +223,6 @@ def scatter_kernel(d_fetched, idx, out):  # pragma: no cover - compiled
                     j = idx[b, c, n, r]
                     for v in range(d_v):
                         out[c, j, v] += d_fetched[b, c, r, n, v]
-
-
-@numba.njit(cache=True, parallel=True)
-def assign_kernel(h, kT, mask, ikey_proto, a):  # pragma: no cover - compiled
-    """``a[b, c, n]`` = the nearest (l2) masked-in key of each query (ties: lower index)."""
-    B, C, N, d_k = h.shape
-    M = kT.shape[2]
-    Q = B * N
-    n_chunks = (Q + CHUNK - 1) // CHUNK
-    top = np.iinfo(ikey_proto.dtype).max
-    for job in prange(C * n_chunks):
-        c, q0 = job // n_chunks, (job % n_chunks) * CHUNK
-        D = np.empty(M, h.dtype)
-        X = D.view(ikey_proto.dtype)
-        bi = np.empty(1, np.int64)
-        bk = np.empty(1, ikey_proto.dtype)
-        mins = np.empty(min(GROUPS, M), ikey_proto.dtype)
-        cand = np.empty(M, np.int64)
-        masked = _any_masked(mask[c])
-        for q in range(q0, min(q0 + CHUNK, Q)):
-            b, n = q // N, q % N
-            _row_l2(h[b, c, n], kT[c], D)
-            _ordered(D, mask[c], masked, False, X, top)
-            _topk(X, mask[c], 1, bi, bk, mins, cand)
-            a[b, c, n] = bi[0]
 
 
 @numba.njit(cache=True, parallel=True)

@@ -19,7 +19,11 @@ the released ``rest_nucleus`` rule stays a per-row comparison in ``aded_generate
 from __future__ import annotations
 
 from refseq import _checks
-from refseq.decoding.speculative.batched import speculative_generate_batch
+from refseq.decoding.speculative.batched import (
+    _batch_size,
+    _row_rngs,
+    speculative_generate_batch,
+)
 from refseq.papers.aded.adaptation import CAP, INCREMENT, WINDOW, adapt
 from refseq.papers.aded.drafter import ADEDDrafter
 from refseq.papers.aded.generate import ADEDStats
@@ -70,20 +74,16 @@ def aded_generate_batch(target, prompts, max_new_tokens, matrix, *, adaptive=Tru
     eos_id : int, optional
     backend : "numpy" | "jit" | "cuda" — tier of the verification kernels.
     """
-    if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise TypeError("prompts must be a non-empty list of 1-d token arrays")
-    B = len(prompts)
+    B = _batch_size(prompts)
     tables, shared = _matrices(matrix, B)
     adaptive = _checks.check_flag(adaptive, "adaptive")
-    mcts_rngs = [None] * B if mcts_rngs is None else mcts_rngs
-    if not isinstance(mcts_rngs, (list, tuple)) or len(mcts_rngs) != B:
-        raise TypeError(f"mcts_rngs must be a list of B = {B} generators or seeds")
+    mcts_rngs = _row_rngs(mcts_rngs, B, "mcts_rngs")
     drafters = [ADEDDrafter(tables[b], adaptive=adaptive and not shared, method=method,
                             iterations=iterations, sentence_length=sentence_length,
                             top_sentences=top_sentences, choices=choices, max_nodes=max_nodes,
                             c1=c1, c2=c2, return_rule=return_rule, cut_rule=cut_rule,
                             fallback_token=fallback_token, window=window, increment=increment,
-                            cap=cap, rng=_checks.check_rng(mcts_rngs[b], f"mcts_rngs[{b}]"))
+                            cap=cap, rng=mcts_rngs[b])
                 for b in range(B)]
     touched = [[] for _ in range(B)]
 

@@ -19,7 +19,11 @@ per step, the draft tokens are drawn first, then ``u_accept (N_b,)`` and ``u_fin
 from __future__ import annotations
 
 from refseq import _checks
-from refseq.decoding.speculative.batched import speculative_generate_batch
+from refseq.decoding.speculative.batched import (
+    _batch_size,
+    _row_rngs,
+    speculative_generate_batch,
+)
 from refseq.papers.dyspec.generate import DySpecDrafter, _same_vocab
 from refseq.papers.dyspec.samplers import InverseCdfSampler
 
@@ -51,9 +55,7 @@ def dyspec_generate_batch(target, drafts, prompts, max_new_tokens, *, budget=64,
     tokens : list of B ndarrays (n_new_b,) int64
     stats : list of B DySpecStats
     """
-    if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise TypeError("prompts must be a non-empty list of 1-d token arrays")
-    B = len(prompts)
+    B = _batch_size(prompts)
     if not isinstance(drafts, (list, tuple)) or len(drafts) != B:
         raise TypeError(f"drafts must be a list of B = {B} DraftLM (one per row)")
     for b, d in enumerate(drafts):
@@ -61,10 +63,7 @@ def dyspec_generate_batch(target, drafts, prompts, max_new_tokens, *, budget=64,
     if len({id(d) for d in drafts}) != B:
         raise ValueError("drafts must be B distinct DraftLM objects (each row keeps its own "
                          "draft cache)")
-    rngs = [None] * B if rngs is None else rngs
-    if not isinstance(rngs, (list, tuple)) or len(rngs) != B:
-        raise TypeError(f"rngs must be a list of B = {B} generators or seeds")
-    rngs = [_checks.check_rng(r, f"rngs[{b}]") for b, r in enumerate(rngs)]
+    rngs = _row_rngs(rngs, B)
     T = _checks.check_number(target_temperature, "target_temperature", low=0)
     drafters = [DySpecDrafter(d, budget=budget, threshold=threshold, max_nodes=max_nodes,
                               lazy=lazy, sampler=InverseCdfSampler(r))

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from refseq import _checks
-from refseq.decoding.speculative.batched import speculative_generate_batch
+from refseq.decoding.speculative.batched import (
+    _batch_size,
+    _row_rngs,
+    speculative_generate_batch,
+)
 from refseq.decoding.speculative.engine import SpecStats, speculative_generate
 from refseq.papers.recursive_speculative_decoding.baselines import (
     chain_tree,
@@ -203,13 +207,7 @@ def rsd_generate_batch(target, draft, prompts, max_new_tokens, *, method="rsd-c"
     tokens : list of B ndarrays (n_new_b,) int64
     stats : list of B RSDStats
     """
-    if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise TypeError("prompts must be a non-empty list of 1-d token arrays")
-    B = len(prompts)
-    rngs = [None] * B if rngs is None else rngs
-    if not isinstance(rngs, (list, tuple)) or len(rngs) != B:
-        raise TypeError(f"rngs must be a list of B = {B} generators or seeds")
-    rngs = [_checks.check_rng(r, f"rngs[{b}]") for b, r in enumerate(rngs)]
+    rngs = _row_rngs(rngs, _batch_size(prompts))
     made = [_drafter(target, draft, method, branching, beam_width, depth, K,
                      target_temperature, draft_temperature, draft_top_p, r) for r in rngs]
     tokens, stats = speculative_generate_batch(

@@ -138,3 +138,54 @@ def test_bad_arguments_are_named(lms):
                                    before_draft=3)
     with pytest.raises(ValueError, match="share one vocab_size"):
         RowsTreeLM([TabularTreeLM(target_lm), TabularTreeLM(toy_models(V=4)[0])])
+
+
+def test_malformed_drafts_and_target_outputs_are_named(lms):
+    """A drafter law or a target's logits of the wrong shape raise a ValueError naming the
+    producer, not a NumPy broadcasting error."""
+    target_lm, draft_lm = lms
+
+    class BadLaw:
+        def __init__(self):
+            self.inner = ChainDrafter(draft_lm, 2, temperature=1.0, rng=0)
+
+        def start(self, prompt, outs):
+            pass
+
+        def draft(self, context, root):
+            tree, q, mode = self.inner.draft(context, root)
+            return tree, q[:, :-1], mode  # V - 1 columns
+
+        def observe(self, *a):
+            pass
+
+    target = RowsTreeLM([TabularTreeLM(target_lm) for _ in range(2)])
+    with pytest.raises(ValueError, match=r"drafters\[1\]\.draft\(\)\[1\]"):
+        speculative_generate_batch(target, [ChainDrafter(draft_lm, 2), BadLaw()], PROMPTS[:2],
+                                   5, temperature=1.0)
+
+    class ShortLogits(TabularTreeLM):
+        def forward_tree(self, tree):
+            logits, hidden = super().forward_tree(tree)
+            return logits[:, :-1], hidden
+
+    with pytest.raises(ValueError, match=r"targets\[1\]\.forward_tree"):
+        bad = RowsTreeLM([TabularTreeLM(target_lm), ShortLogits(target_lm)])
+        speculative_generate_batch(bad, [ChainDrafter(draft_lm, 2), ChainDrafter(draft_lm, 2)],
+                                   PROMPTS[:2], 5)
+
+    class Flat:  # a batched target whose logits lack the node axis
+        vocab_size = V
+
+        def prefill(self, prompts):
+            return np.zeros((len(prompts), V)), np.zeros((len(prompts), 0))
+
+        def forward_tree(self, trees):
+            return np.zeros((len(trees), V)), np.zeros((len(trees), 0))
+
+        def commit(self, paths):
+            pass
+
+    with pytest.raises(ValueError, match=r"target\.forward_tree\(trees\) must return logits"):
+        speculative_generate_batch(Flat(), [ChainDrafter(draft_lm, 2), ChainDrafter(draft_lm, 2)],
+                                   PROMPTS[:2], 5)

@@ -182,6 +182,7 @@ def test_unwritable_folder_is_rejected(tmp_path, monkeypatch, capsys):
 
 
 def test_prompt_sizes_draws_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
     path = plots.prompt_sizes(tmp_path / "sizes.png", [1, 2, 3],
                               {"a": [10, 11, 10], "b": [10, 20, 30]}, title="t",
                               bound=("bound", 40), marks={"plant": 2})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import numpy as np
@@ -44,9 +45,12 @@ def test_table_and_main(result, capsys, tmp_path):
                     lines[3])
     assert lines[-1].endswith(": yes")
     path = tmp_path / "aded.png"
+    plot = importlib.util.find_spec("matplotlib") is not None  # the figure needs the plot extra
+    extra = ["--plot", str(path)] if plot else []
     assert demo.main(["--prompts", "1", "--tokens", "16", "--iterations", "20", "--sequences",
-                      "50", "--plot", str(path)]) in (0, 1)
-    assert "adaptation only" in capsys.readouterr().out and path.stat().st_size > 0
+                      "50", *extra]) in (0, 1)
+    assert "adaptation only" in capsys.readouterr().out
+    assert (path.stat().st_size > 0) if plot else not path.exists()
     with pytest.raises(SystemExit):
         demo.main(["--tokens", "0"])
 
